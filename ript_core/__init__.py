@@ -1,0 +1,37 @@
+"""ript-core: RL post-training (RIPT) for PI0 vision-language-action policies.
+
+The public API that plugins and research code import lives here.
+"""
+
+from ript_core.envs.catalogue import Availability, TaskInfo
+from ript_core.envs.interfaces import (
+    ActionAdapter,
+    ComposedActionAdapter,
+    ComposedObservationAdapter,
+    ObservationAdapter,
+    PolicyInput,
+    clip_actions,
+    slice_action_dims,
+)
+from ript_core.envs.validation import ObservationError, validate_observation
+from ript_core.hookspecs import hookimpl
+from ript_core.plugins import get_registry, make_env
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionAdapter",
+    "Availability",
+    "ComposedActionAdapter",
+    "ComposedObservationAdapter",
+    "ObservationAdapter",
+    "ObservationError",
+    "PolicyInput",
+    "TaskInfo",
+    "clip_actions",
+    "get_registry",
+    "hookimpl",
+    "make_env",
+    "slice_action_dims",
+    "validate_observation",
+]

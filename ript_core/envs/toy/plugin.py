@@ -1,0 +1,70 @@
+"""Registers the ``toy`` backend; loaded through the ``ript_core.plugins``
+entry point like any third-party plugin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ript_core.envs.catalogue import Availability, TaskInfo
+from ript_core.hookspecs import hookimpl
+
+NAME = "toy"
+N_INIT_STATES = 50
+MAX_STEPS = 30
+ENV_OPTIONS = {"image_size", "step_size", "grasp_radius", "max_steps", "wrist_view"}
+
+
+def _targets() -> tuple[str, ...]:
+    from ript_core.envs.toy.env import BLOCKS
+
+    return BLOCKS
+
+
+@hookimpl
+def ript_backends() -> list[str]:
+    return [NAME]
+
+
+@hookimpl
+def ript_check_available(backend: str) -> Availability | None:
+    return Availability.ok() if backend == NAME else None
+
+
+@hookimpl
+def ript_task_catalogue(backend: str) -> list[TaskInfo] | None:
+    if backend != NAME:
+        return None
+    return [
+        TaskInfo(
+            name=f"reach-{colour}",
+            instruction=f"pick up the {colour} block",
+            n_init_states=N_INIT_STATES,
+            max_steps=MAX_STEPS,
+            suite="toy",
+        )
+        for colour in _targets()
+    ]
+
+
+@hookimpl
+def ript_make_env(backend: str, task: str, options: dict[str, Any]):
+    if backend != NAME:
+        return None
+    from ript_core.envs.toy.env import ToyReachEnv
+
+    unknown = set(options) - ENV_OPTIONS
+    if unknown:
+        raise ValueError(
+            f"toy backend: unknown env options {sorted(unknown)}; known: {sorted(ENV_OPTIONS)}"
+        )
+    colour = task.removeprefix("reach-")
+    return ToyReachEnv(colour, n_init_states=N_INIT_STATES, **{"max_steps": MAX_STEPS, **options})
+
+
+@hookimpl
+def ript_default_adapters(backend: str, task: str, options: dict[str, Any]):
+    if backend != NAME:
+        return None
+    from ript_core.envs.toy.adapters import make_adapters
+
+    return make_adapters()
