@@ -1,0 +1,1 @@
+"""Example ript-core backend plugin (see docs/writing-a-plugin.md)."""

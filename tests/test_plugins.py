@@ -1,0 +1,192 @@
+"""Plugin discovery through entry points: built-ins, a real third-party
+package, a broken plugin, tracing."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from ript_core import Availability, TaskInfo, hookimpl
+from ript_core.plugins import (
+    ENTRY_POINT_GROUP,
+    BackendNotFoundError,
+    BackendUnavailableError,
+    PluginRegistry,
+    get_registry,
+    make_env,
+)
+
+
+def run_py(code: str, extra_path: list[Path], env_extra: dict | None = None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(p) for p in extra_path] + [env.get("PYTHONPATH", "")])
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def write_dist(site: Path, name: str, module_src: str, ep_name: str, extras=()) -> None:
+    """Install a minimal distribution by hand: a module plus a dist-info
+    carrying an entry point, exactly what pip would leave behind."""
+    (site / f"{name}.py").write_text(textwrap.dedent(module_src))
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    extra_lines = "".join(f"Provides-Extra: {e}\n" for e in extras)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n{extra_lines}"
+    )
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{ep_name} = {name}\n")
+
+
+def test_builtin_toy_is_registered_through_the_entry_point_group():
+    eps = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    assert eps.get("toy") == "ript_core.envs.toy.plugin"
+    reg = PluginRegistry()
+    reg.load_entry_points()
+    assert "toy" in reg.backends()
+    assert reg.owner("toy") == "toy"
+    assert len(reg.catalogue("toy")) == 4
+
+
+def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_path):
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--target", str(site),
+            str(repo_root / "docs/examples/ript-plugin-gridworld"),
+        ],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    proc = run_py(
+        """
+        from ript_core.plugins import get_registry
+        from ript_core import validate_observation
+        reg = get_registry()
+        print(sorted(reg.backends()))
+        env = reg.make_env("gridworld", "walk-5x5")
+        obs, info = env.reset(options={"init_state": 3})
+        validate_observation(obs, "gridworld")
+        obs_adapter, act_adapter = reg.default_adapters("gridworld", "walk-5x5")
+        print(sorted(obs_adapter(obs).images), act_adapter([[0.9, -0.2, 5.0]]).tolist())
+        """,
+        [site],
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "['gridworld', 'toy']"
+    assert lines[1] == "['base_0_rgb'] [[0.8999999761581421, -0.20000000298023224]]"
+
+
+def test_broken_plugin_is_named_with_its_fix_and_others_still_load(tmp_path):
+    write_dist(tmp_path, "ript_broken_sim", "import simulator_that_is_not_installed\n", "brokensim")
+    proc = run_py(
+        """
+        from ript_core.plugins import get_registry
+        reg = get_registry()
+        print(reg.backends())
+        for b in reg.broken:
+            print(b.name, "|", b.error, "|", b.install)
+        print(len(reg.catalogue("toy")))
+        """,
+        [tmp_path],
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == "['toy']"
+    assert out[1] == (
+        "brokensim | ModuleNotFoundError: No module named 'simulator_that_is_not_installed'"
+        " | pip install --force-reinstall ript_broken_sim"
+    )
+    assert out[2] == "4"
+    # and the CLI shows it instead of a traceback
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    cli = subprocess.run(
+        [sys.executable, "-m", "ript_core.cli", "plugins"], capture_output=True, text=True, env=env
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "brokensim" in cli.stdout and "failed to load" in cli.stdout
+    assert "Traceback" not in cli.stdout + cli.stderr
+
+
+def test_plugin_named_after_an_extra_gets_the_extra_install_line(tmp_path):
+    write_dist(tmp_path, "ript_extra_sim", "import missing_sim\n", "libero", extras=["libero"])
+    proc = run_py(
+        "from ript_core.plugins import get_registry\nprint(get_registry().broken[0].install)",
+        [tmp_path],
+    )
+    assert proc.stdout.strip() == 'pip install "ript_extra_sim[libero]"', proc.stderr
+
+
+def test_hook_tracing_env_var_prints_hook_calls(tmp_path):
+    proc = run_py(
+        "from ript_core.plugins import get_registry\nget_registry().catalogue('toy')",
+        [],
+        {"RIPT_TRACE_HOOKS": "1"},
+    )
+    assert proc.returncode == 0
+    assert "ript_task_catalogue" in proc.stderr
+    assert "backend: toy" in proc.stderr
+
+
+class UnavailablePlugin:
+    @hookimpl
+    def ript_backends(self):
+        return ["fakesim"]
+
+    @hookimpl
+    def ript_check_available(self, backend):
+        if backend == "fakesim":
+            return Availability.missing(
+                "fakesim is not installed", 'pip install "ript-core[fakesim]"'
+            )
+        return None
+
+    @hookimpl
+    def ript_task_catalogue(self, backend):
+        if backend == "fakesim":
+            return [TaskInfo("t", "do it", 1, 10)]
+        return None
+
+
+def test_unavailable_backend_fails_before_any_work_with_the_install_line():
+    reg = PluginRegistry()
+    reg.load_entry_points()
+    reg.register(UnavailablePlugin(), name="fakesim-plugin")
+    assert reg.availability("toy").available
+    with pytest.raises(BackendUnavailableError, match=r'fix: pip install "ript-core\[fakesim\]"'):
+        reg.make_env("fakesim", "t")
+
+
+def test_two_plugins_claiming_one_backend_is_an_error():
+    reg = PluginRegistry()
+    reg.load_entry_points()
+
+    class Impostor:
+        @hookimpl
+        def ript_backends(self):
+            return ["toy"]
+
+    with pytest.raises(ValueError, match="already provided by plugin 'toy'"):
+        reg.register(Impostor(), name="impostor")
+
+
+def test_unknown_backend_task_and_env_id_errors_name_the_problem():
+    with pytest.raises(BackendNotFoundError, match="no backend named 'nosuch' \\(installed: .*toy"):
+        get_registry().catalogue("nosuch")
+    with pytest.raises(KeyError, match="has no task 'reach-purple'"):
+        make_env("toy/reach-purple")
+    with pytest.raises(ValueError, match="must look like '<backend>/<task>'"):
+        make_env("toy")
+    with pytest.raises(ValueError, match="unknown env options \\['colour'\\]"):
+        make_env("toy/reach-red", colour="red")
