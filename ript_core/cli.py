@@ -88,7 +88,20 @@ def cmd_expert(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _load_command_modules() -> None:
+    """Commands that live beside the code they drive register themselves here."""
+    import importlib
+
+    for module in ("ript_core.rollout.plan_command",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _load_command_modules()
     parser = argparse.ArgumentParser(
         prog="ript",
         description="RL post-training (RIPT) for PI0 vision-language-action policies.",
