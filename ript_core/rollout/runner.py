@@ -1,0 +1,314 @@
+"""The rollout runner: env workers step, ONE policy acts for all of them.
+
+Each iteration of the loop (lock-step schedule):
+
+1. every idle worker takes the next queued episode and resets to its
+   (task, init state), then runs the task's settle steps;
+2. the runner waits for the workers' replies, checks each observation
+   against the env contract and turns it into a ``PolicyInput``;
+3. all envs that need a new chunk are batched into ONE policy call;
+4. each env gets the first ``replan_every`` actions of its chunk (fewer if
+   the task's step budget ends sooner) and runs them in its worker.
+
+An episode ends on success, termination, truncation or the task's max steps.
+A worker that dies or hangs is restarted by the pool; its episode is thrown
+away and run again from the start (it is not a failure of the policy).
+
+Determinism: the policy gets one seed per (episode seed, decision index), so
+an episode's actions do not depend on which other envs shared its batch or
+on how many workers there are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import numpy as np
+
+from ript_core.envs.catalogue import TaskInfo
+from ript_core.envs.interfaces import ActionAdapter, ObservationAdapter, PolicyInput
+from ript_core.envs.validation import validate_observation
+from ript_core.plugins import get_registry
+from ript_core.rollout.workers import (
+    EnvPool,
+    ResetCommand,
+    StepCommand,
+    StepResult,
+    WorkerFailure,
+)
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class EpisodeRequest:
+    """One rollout to run: a context (backend, task, init state) and a seed."""
+
+    episode_id: int
+    backend: str
+    task: str
+    init_state: int
+    seed: int
+    group: int = -1
+
+
+@attrs.frozen
+class PolicyOutput:
+    """What a policy returns for a batch of ``B`` observations.
+
+    ``actions``: ``[B, chunk, D]`` in the policy's un-normalised action units
+    (the action adapter maps them to the env). ``records``: one dict per
+    sample of whatever the trainer needs later (denoising chain, log-prob).
+    """
+
+    actions: np.ndarray
+    records: list[dict[str, Any]]
+
+
+class ChunkPolicy(Protocol):
+    def act(self, inputs: Sequence[PolicyInput], seeds: Sequence[int]) -> PolicyOutput: ...
+
+
+@attrs.define
+class DecisionStep:
+    """One policy query of an episode and what came of it."""
+
+    policy_input: PolicyInput
+    record: dict[str, Any]
+    n_executed: int = 0
+
+
+@attrs.define
+class Rollout:
+    request: EpisodeRequest
+    success: bool
+    length: int
+    steps: list[DecisionStep]
+    frames: list[np.ndarray] | None = None
+
+
+@attrs.define
+class RolloutStats:
+    episodes: int = 0
+    env_steps: int = 0
+    policy_calls: int = 0
+    policy_samples: int = 0
+    discarded_episodes: int = 0
+    wall_s: float = 0.0
+    policy_s: float = 0.0
+    env_wait_s: float = 0.0
+    n_workers: int = 1
+    failures: list[str] = attrs.Factory(list)
+
+    @property
+    def env_steps_per_s(self) -> float:
+        return self.env_steps / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def policy_calls_per_s(self) -> float:
+        return self.policy_calls / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def mean_batch(self) -> float:
+        return self.policy_samples / self.policy_calls if self.policy_calls else 0.0
+
+    @property
+    def batch_occupancy(self) -> float:
+        """Mean fraction of the env workers served by each policy call."""
+        return self.mean_batch / self.n_workers if self.n_workers else 0.0
+
+    def as_metrics(self, prefix: str = "rollout/") -> dict[str, float]:
+        return {
+            f"{prefix}episodes": self.episodes,
+            f"{prefix}env_steps": self.env_steps,
+            f"{prefix}env_steps_per_s": self.env_steps_per_s,
+            f"{prefix}policy_calls_per_s": self.policy_calls_per_s,
+            f"{prefix}mean_batch": self.mean_batch,
+            f"{prefix}batch_occupancy": self.batch_occupancy,
+            f"{prefix}policy_time_frac": self.policy_s / self.wall_s if self.wall_s else 0.0,
+            f"{prefix}env_wait_frac": self.env_wait_s / self.wall_s if self.wall_s else 0.0,
+            f"{prefix}discarded_episodes": self.discarded_episodes,
+        }
+
+
+def decision_seed(episode_seed: int, decision: int) -> int:
+    """A per-decision seed that depends only on the episode, never on batching."""
+    return int(np.random.SeedSequence([episode_seed, decision]).generate_state(1)[0])
+
+
+@attrs.define
+class _Live:
+    request: EpisodeRequest
+    task: TaskInfo
+    obs_adapter: ObservationAdapter
+    act_adapter: ActionAdapter
+    steps: list[DecisionStep] = attrs.Factory(list)
+    length: int = 0
+    frames: list[np.ndarray] | None = None
+    pending_input: PolicyInput | None = None
+
+
+class RolloutRunner:
+    """Runs episodes on an env pool with one batched policy.
+
+    ``replan_every``: actions executed per chunk before re-querying (openpi
+    LIBERO uses 5 of 50). ``max_steps``: overrides the catalogue's per-task
+    budget when set. ``env_options``: passed to the backend's env factory.
+    """
+
+    def __init__(
+        self,
+        policy: ChunkPolicy,
+        pool: EnvPool,
+        *,
+        replan_every: int = 5,
+        max_steps: int | None = None,
+        env_options: dict[str, Any] | None = None,
+        record_frames: bool = False,
+        max_restarts_per_episode: int = 3,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if replan_every < 1:
+            raise ValueError(f"replan_every must be >= 1, got {replan_every}")
+        self.policy = policy
+        self.pool = pool
+        self.replan_every = replan_every
+        self.max_steps = max_steps
+        self.env_options = tuple(sorted((env_options or {}).items()))
+        self.record_frames = record_frames
+        self.max_restarts_per_episode = max_restarts_per_episode
+        self.on_batch = on_batch
+        self._adapters: dict[tuple[str, str], tuple[ObservationAdapter, ActionAdapter]] = {}
+
+    def _adapters_for(self, backend: str, task: str) -> tuple[ObservationAdapter, ActionAdapter]:
+        key = (backend, task)
+        if key not in self._adapters:
+            self._adapters[key] = get_registry().default_adapters(
+                backend, task, dict(self.env_options)
+            )
+        return self._adapters[key]
+
+    def run(self, requests: Sequence[EpisodeRequest]) -> tuple[list[Rollout], RolloutStats]:
+        reg = get_registry()
+        # validate every context before any worker does slow work
+        tasks = {(r.backend, r.task): reg.task_info(r.backend, r.task) for r in requests}
+        for r in requests:
+            n = tasks[(r.backend, r.task)].n_init_states
+            if not 0 <= r.init_state < n:
+                raise ValueError(f"{r.backend}/{r.task}: init_state {r.init_state} not in [0, {n})")
+
+        stats = RolloutStats(n_workers=self.pool.n)
+        queue: deque[EpisodeRequest] = deque(requests)
+        restarts: dict[int, int] = {}
+        live: dict[int, _Live] = {}
+        done: list[Rollout] = []
+        t_start = time.perf_counter()
+
+        def start(worker: int) -> None:
+            req = queue.popleft()
+            task = tasks[(req.backend, req.task)]
+            obs_adapter, act_adapter = self._adapters_for(req.backend, req.task)
+            live[worker] = _Live(req, task, obs_adapter, act_adapter)
+            self.pool.send(
+                worker,
+                ResetCommand(
+                    req.backend,
+                    req.task,
+                    req.init_state,
+                    req.seed,
+                    self.env_options,
+                    task.settle_steps,
+                    task.noop_action,
+                    self.record_frames,
+                ),
+            )
+
+        for worker in range(self.pool.n):
+            if queue:
+                start(worker)
+
+        while live:
+            t0 = time.perf_counter()
+            replies = self.pool.collect(wait_all=True)
+            stats.env_wait_s += time.perf_counter() - t0
+            for worker, reply in replies:
+                state = live.pop(worker)
+                if isinstance(reply, WorkerFailure):
+                    self._requeue(state.request, reply, queue, restarts, stats)
+                else:
+                    finished = self._absorb(state, reply, stats)
+                    if finished is not None:
+                        done.append(finished)
+                    else:
+                        live[worker] = state
+                if worker not in live and queue:
+                    start(worker)
+            waiting = [w for w, s in live.items() if s.pending_input is not None]
+            if waiting:
+                self._act(waiting, live, stats)
+            # restarted workers whose episode was re-queued need new work
+            for worker in range(self.pool.n):
+                if worker not in live and queue:
+                    start(worker)
+
+        stats.wall_s = time.perf_counter() - t_start
+        stats.episodes = len(done)
+        done.sort(key=lambda r: r.request.episode_id)
+        return done, stats
+
+    def _requeue(self, req, failure, queue, restarts, stats) -> None:
+        restarts[req.episode_id] = restarts.get(req.episode_id, 0) + 1
+        stats.discarded_episodes += 1
+        msg = (
+            f"episode {req.episode_id} ({req.backend}/{req.task} init {req.init_state}) "
+            f"discarded: worker {failure.worker} {failure.reason}"
+        )
+        stats.failures.append(msg)
+        log.warning("%s; re-queued", msg)
+        if restarts[req.episode_id] > self.max_restarts_per_episode:
+            raise RuntimeError(
+                f"{msg}; it failed {restarts[req.episode_id]} times in a row, giving up "
+                "(raise max_restarts_per_episode or fix the backend)"
+            )
+        queue.appendleft(req)
+
+    def _absorb(self, state: _Live, reply: StepResult, stats: RolloutStats) -> Rollout | None:
+        req = state.request
+        validate_observation(reply.obs, req.backend)
+        if reply.frames is not None:
+            state.frames = (state.frames or []) + list(reply.frames)
+        if state.steps:
+            state.steps[-1].n_executed = reply.n_steps
+        state.length += reply.n_steps
+        stats.env_steps += reply.n_steps
+        budget = self.max_steps or state.task.max_steps
+        if reply.success or reply.terminated or reply.truncated or state.length >= budget:
+            return Rollout(req, reply.success, state.length, state.steps, state.frames)
+        state.pending_input = state.obs_adapter(reply.obs)
+        return None
+
+    def _act(self, workers: list[int], live: dict[int, _Live], stats: RolloutStats) -> None:
+        states = [live[w] for w in workers]
+        inputs = [s.pending_input for s in states]
+        seeds = [decision_seed(s.request.seed, len(s.steps)) for s in states]
+        t0 = time.perf_counter()
+        out = self.policy.act(inputs, seeds)
+        stats.policy_s += time.perf_counter() - t0
+        stats.policy_calls += 1
+        stats.policy_samples += len(workers)
+        if self.on_batch is not None:
+            self.on_batch(len(workers))
+        for worker, state, chunk, record in zip(
+            workers, states, out.actions, out.records, strict=True
+        ):
+            budget = (self.max_steps or state.task.max_steps) - state.length
+            k = min(self.replan_every, budget, len(chunk))
+            env_actions = state.act_adapter(np.asarray(chunk[:k]))
+            state.steps.append(DecisionStep(state.pending_input, record))
+            state.pending_input = None
+            self.pool.send(worker, StepCommand(env_actions, self.record_frames))

@@ -1,0 +1,325 @@
+"""Environment worker processes.
+
+Why our own pool and not ``gymnasium.vector.AsyncVectorEnv``: that class
+steps all envs in lock-step with one shared task, auto-resets, and cannot
+replace a worker that died or hangs. RIPT needs each worker to reset to an
+arbitrary (task, init state), to run a whole action chunk per message (one
+round trip per policy call instead of per env step), to rebuild its env only
+when the task changes, and to be restarted when it crashes or stalls.
+
+Workers hold a simulator env and nothing else: they never import torch and
+never see the policy, so N workers cost N envs of CPU RAM and zero model
+copies. The same command protocol runs in-process (``InProcessEnvPool``) for
+debugging and for the sequential reference in tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import attrs
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ResetCommand:
+    backend: str
+    task: str
+    init_state: int
+    seed: int
+    env_options: tuple[tuple[str, Any], ...] = ()
+    settle_steps: int = 0
+    noop_action: tuple[float, ...] | None = None
+    record_frames: bool = False
+
+
+@attrs.frozen
+class StepCommand:
+    actions: np.ndarray  # [k, D_env]; executed in order until the episode ends
+    record_frames: bool = False
+
+
+@attrs.frozen
+class StepResult:
+    obs: dict[str, Any]
+    n_steps: int
+    terminated: bool
+    truncated: bool
+    success: bool
+    frames: list[np.ndarray] | None = None
+
+
+@attrs.frozen
+class WorkerFailure:
+    """The worker died or hung; its episode must be discarded and re-run."""
+
+    worker: int
+    reason: str
+
+
+class BackendError(RuntimeError):
+    """The env raised: a bug in the backend, not a flaky worker. Stops the run."""
+
+
+# ---- the code that runs inside a worker ---------------------------------------------
+
+
+class EnvHost:
+    """Owns one env; rebuilds it only when (backend, task, options) change."""
+
+    def __init__(self) -> None:
+        self.env = None
+        self.key: tuple | None = None
+
+    def handle(self, cmd: Any) -> Any:
+        if isinstance(cmd, ResetCommand):
+            return self.reset(cmd)
+        if isinstance(cmd, StepCommand):
+            return self.step(cmd)
+        if cmd == "torch_loaded":  # lets tests prove no model lives in a worker
+            return "torch" in sys.modules
+        if cmd == "pid":
+            return os.getpid()
+        raise ValueError(f"unknown worker command {cmd!r}")
+
+    def reset(self, cmd: ResetCommand) -> StepResult:
+        key = (cmd.backend, cmd.task, cmd.env_options)
+        if self.key != key:
+            from ript_core.plugins import get_registry
+
+            if self.env is not None:
+                self.env.close()
+            self.env = get_registry().make_env(cmd.backend, cmd.task, dict(cmd.env_options))
+            self.key = key
+        obs, info = self.env.reset(seed=cmd.seed, options={"init_state": cmd.init_state})
+        frames = [self.env.render()] if cmd.record_frames else None
+        for _ in range(cmd.settle_steps):
+            obs, _, _, _, info = self.env.step(np.asarray(cmd.noop_action, dtype=np.float32))
+        return StepResult(obs, 0, False, False, bool(info.get("success", False)), frames)
+
+    def step(self, cmd: StepCommand) -> StepResult:
+        if self.env is None:
+            raise RuntimeError("step before reset")
+        frames: list[np.ndarray] | None = [] if cmd.record_frames else None
+        n = 0
+        terminated = truncated = success = False
+        obs = None
+        for action in cmd.actions:
+            obs, _, terminated, truncated, info = self.env.step(action)
+            n += 1
+            success = bool(info["success"])
+            if frames is not None:
+                frames.append(self.env.render())
+            if terminated or truncated or success:
+                break
+        return StepResult(obs, n, terminated, truncated, success, frames)
+
+
+def _worker_main(conn: Connection) -> None:
+    host = EnvHost()
+    while True:
+        try:
+            cmd = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if cmd == "close":
+            return
+        try:
+            conn.send(("ok", host.handle(cmd)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+# ---- pools, seen from the main process ----------------------------------------------
+
+
+class ProcessEnvPool:
+    """``n`` worker processes; ``send`` is asynchronous, ``collect`` gathers replies.
+
+    A worker whose process exits, or that does not answer within
+    ``timeout_s``, is killed and replaced; ``collect`` reports a
+    :class:`WorkerFailure` for it so the caller can re-queue its episode.
+    """
+
+    def __init__(self, n: int, timeout_s: float = 120.0, start_method: str = "spawn") -> None:
+        if n < 1:
+            raise ValueError(f"need at least one env worker, got {n}")
+        self.n = n
+        self.timeout_s = timeout_s
+        self._ctx = mp.get_context(start_method)
+        self._procs: list[Any] = [None] * n
+        self._conns: list[Connection] = [None] * n  # type: ignore[list-item]
+        self._sent_at: dict[int, float] = {}
+        self.restarts = 0
+        for i in range(n):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=_worker_main, args=(child,), daemon=True, name=f"ript-env-{i}"
+        )
+        proc.start()
+        child.close()
+        self._procs[i], self._conns[i] = proc, parent
+
+    def _restart(self, i: int) -> None:
+        proc = self._procs[i]
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=10)
+        self._conns[i].close()
+        self._start(i)
+        self.restarts += 1
+
+    def pid(self, i: int) -> int:
+        return self._procs[i].pid
+
+    def send(self, i: int, cmd: Any) -> None:
+        # a dead worker's pipe is broken: collect() notices and reports it
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._conns[i].send(cmd)
+        self._sent_at[i] = time.monotonic()
+
+    @property
+    def outstanding(self) -> list[int]:
+        return sorted(self._sent_at)
+
+    def collect(self, wait_all: bool = True) -> list[tuple[int, Any]]:
+        """Replies of outstanding workers: all of them (``wait_all``) or at least one."""
+        out: list[tuple[int, Any]] = []
+        while self._sent_at:
+            now = time.monotonic()
+            deadline = min(self._sent_at.values()) + self.timeout_s
+            by_conn = {self._conns[i]: i for i in self._sent_at}
+            sentinels = {self._procs[i].sentinel: i for i in self._sent_at}
+            ready = wait([*by_conn, *sentinels], timeout=max(deadline - now, 0.0))
+            done: set[int] = set()
+            for obj in ready:
+                i = by_conn.get(obj)
+                if i is not None and i not in done:
+                    try:
+                        status, payload = obj.recv()
+                    except (EOFError, OSError):
+                        out.append((i, self._fail(i, "worker process died")))
+                    else:
+                        out.append((i, self._unwrap(i, status, payload)))
+                        del self._sent_at[i]
+                    done.add(i)
+            for obj in ready:
+                i = sentinels.get(obj)
+                if i is not None and i not in done and i in self._sent_at:
+                    if self._conns[i].poll():
+                        continue  # it answered before exiting; read it next round
+                    code = self._procs[i].exitcode
+                    out.append((i, self._fail(i, f"worker process exited (code {code})")))
+                    done.add(i)
+            now = time.monotonic()
+            for i, sent in list(self._sent_at.items()):
+                if i not in done and now - sent > self.timeout_s:
+                    out.append((i, self._fail(i, f"no answer within {self.timeout_s:.0f} s")))
+            if out and not wait_all:
+                break
+        return out
+
+    def _fail(self, i: int, reason: str) -> WorkerFailure:
+        log.warning("env worker %d: %s; restarting it", i, reason)
+        self._sent_at.pop(i, None)
+        self._restart(i)
+        return WorkerFailure(i, reason)
+
+    @staticmethod
+    def _unwrap(i: int, status: str, payload: Any) -> Any:
+        if status == "error":
+            raise BackendError(f"env worker {i}: the environment raised {payload}")
+        return payload
+
+    def call_all(self, cmd: Any) -> list[Any]:
+        for i in range(self.n):
+            self.send(i, cmd)
+        return [r for _, r in sorted(self.collect())]
+
+    def close(self) -> None:
+        for i in range(self.n):
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self._conns[i].send("close")
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+
+    def __enter__(self) -> ProcessEnvPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessEnvPool:
+    """The same protocol without processes: commands run when sent."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.n = n
+        self.restarts = 0
+        self._hosts = [EnvHost() for _ in range(n)]
+        self._replies: dict[int, Any] = {}
+
+    def send(self, i: int, cmd: Any) -> None:
+        try:
+            self._replies[i] = self._hosts[i].handle(cmd)
+        except Exception as exc:
+            raise BackendError(f"env worker {i}: the environment raised {exc!r}") from exc
+
+    @property
+    def outstanding(self) -> list[int]:
+        return sorted(self._replies)
+
+    def collect(self, wait_all: bool = True) -> list[tuple[int, Any]]:
+        out = sorted(self._replies.items())
+        self._replies.clear()
+        return out
+
+    def call_all(self, cmd: Any) -> list[Any]:
+        return [self._hosts[i].handle(cmd) for i in range(self.n)]
+
+    def close(self) -> None:
+        for host in self._hosts:
+            if host.env is not None:
+                host.env.close()
+
+    def __enter__(self) -> InProcessEnvPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+EnvPool = ProcessEnvPool | InProcessEnvPool
+
+
+def make_pool(n_workers: int, timeout_s: float = 120.0) -> EnvPool:
+    """``n_workers == 0`` runs one env in this process (debugging, references)."""
+    return InProcessEnvPool(1) if n_workers == 0 else ProcessEnvPool(n_workers, timeout_s)
+
+
+__all__: Sequence[str] = [
+    "BackendError",
+    "InProcessEnvPool",
+    "ProcessEnvPool",
+    "ResetCommand",
+    "StepCommand",
+    "StepResult",
+    "WorkerFailure",
+    "make_pool",
+]

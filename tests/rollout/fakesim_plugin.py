@@ -1,0 +1,105 @@
+"""A scriptable backend for runner tests (installed by conftest as an entry point
+so that spawned worker processes discover it like any plugin).
+
+State = [t, init_state, last action dim 0]. Success when the running sum of
+action dim 0 exceeds ``1 + init_state % 3``, so outcomes depend on the policy.
+Task ``nan`` returns a NaN state at t == 3; task ``hang`` sleeps on its
+first step whenever the file named by $FAKESIM_HANG_ONCE does not exist yet
+(and creates it), so only the first attempt hangs.
+"""
+
+import os
+import time
+
+import gymnasium as gym
+import numpy as np
+
+from ript_core import (
+    Availability,
+    ComposedActionAdapter,
+    ComposedObservationAdapter,
+    TaskInfo,
+    clip_actions,
+    hookimpl,
+    slice_action_dims,
+)
+
+
+class FakeEnv(gym.Env):
+    def __init__(self, task):
+        self.task = task
+        self.observation_space = gym.spaces.Dict({})
+        self.action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.init = options["init_state"]
+        self.t = 0
+        self.total = 0.0
+        self.last = 0.0
+        return self._obs(), {"success": False}
+
+    def step(self, action):
+        if self.task == "hang" and self.t == 0:
+            marker = os.environ["FAKESIM_HANG_ONCE"]
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                time.sleep(60)
+        self.t += 1
+        self.last = float(action[0])
+        self.total += self.last
+        success = self.total > 1 + self.init % 3
+        return self._obs(), float(success), success, False, {"success": success}
+
+    def render(self):
+        return np.full((4, 4, 3), self.t, np.uint8)
+
+    def _obs(self):
+        state = np.array([self.t, self.init, self.last], np.float32)
+        if self.task == "nan" and self.t == 3:
+            state[0] = np.nan
+        return {"images": {"cam": self.render()}, "state": state, "instruction": "go right"}
+
+
+@hookimpl
+def ript_backends():
+    return ["fakesim"]
+
+
+@hookimpl
+def ript_check_available(backend):
+    return Availability.ok() if backend == "fakesim" else None
+
+
+@hookimpl
+def ript_task_catalogue(backend):
+    if backend != "fakesim":
+        return None
+    return [
+        TaskInfo("count", "go right", 6, 12, settle_steps=2, noop_action=(0.0, 0.0)),
+        TaskInfo("nan", "go right", 2, 12),
+        TaskInfo("hang", "go right", 2, 12),
+    ]
+
+
+@hookimpl
+def ript_make_env(backend, task, options):
+    return FakeEnv(task) if backend == "fakesim" else None
+
+
+def _fields(obs):
+    return {
+        "images": {"base_0_rgb": obs["images"]["cam"]},
+        "state": obs["state"],
+        "prompt": obs["instruction"],
+    }
+
+
+@hookimpl
+def ript_default_adapters(backend, task, options):
+    if backend != "fakesim":
+        return None
+    return (
+        ComposedObservationAdapter([_fields]),
+        ComposedActionAdapter([slice_action_dims(2), clip_actions(-np.ones(2), np.ones(2))]),
+    )

@@ -1,0 +1,148 @@
+"""The rollout runner on real worker processes: equivalence with a sequential
+run, crash and hang recovery, contract checks, episode bookkeeping."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from ript_core import ObservationError
+from ript_core.rollout.runner import EpisodeRequest, RolloutRunner, decision_seed
+from ript_core.rollout.workers import InProcessEnvPool, ProcessEnvPool
+
+
+def toy_requests(n=12):
+    tasks = ["reach-red", "reach-green", "reach-blue", "reach-yellow"]
+    return [
+        EpisodeRequest(i, "toy", tasks[i % 4], init_state=(7 * i) % 50, seed=100 + i)
+        for i in range(n)
+    ]
+
+
+def summary(rollouts):
+    return [
+        (
+            r.request,
+            r.success,
+            r.length,
+            [(s.n_executed, s.record["seed"]) for s in r.steps],
+            np.stack([s.policy_input.state for s in r.steps]),
+            np.stack([s.policy_input.images["base_0_rgb"] for s in r.steps]),
+        )
+        for r in rollouts
+    ]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(summary(a), summary(b), strict=True):
+        assert x[:4] == y[:4]
+        np.testing.assert_array_equal(x[4], y[4])
+        np.testing.assert_array_equal(x[5], y[5])
+
+
+@pytest.fixture(scope="module")
+def sequential_toy_rollouts():
+    from tests.rollout.conftest import SeededPolicy
+
+    with InProcessEnvPool(1) as pool:
+        rollouts, _ = RolloutRunner(SeededPolicy(), pool, replan_every=4).run(toy_requests())
+    return rollouts
+
+
+@pytest.mark.parametrize("n_workers", [1, 3])
+def test_n_workers_give_exactly_the_sequential_rollouts(
+    n_workers, seeded_policy, sequential_toy_rollouts
+):
+    policy = seeded_policy()
+    with ProcessEnvPool(n_workers) as pool:
+        rollouts, stats = RolloutRunner(policy, pool, replan_every=4).run(toy_requests())
+        assert pool.call_all("torch_loaded") == [False] * n_workers  # no model in any worker
+    assert_same(rollouts, sequential_toy_rollouts)
+    assert stats.episodes == 12 and stats.discarded_episodes == 0
+    assert max(policy.batch_sizes) == n_workers  # one batched call serves all live envs
+    assert stats.env_steps == sum(r.length for r in rollouts)
+    assert 0 < stats.batch_occupancy <= 1
+
+
+def test_policy_is_built_once_whatever_the_number_of_workers(seeded_policy):
+    seeded_policy.constructed = 0
+    policy = seeded_policy()
+    for n in (1, 2, 4):
+        with ProcessEnvPool(n) as pool:
+            RolloutRunner(policy, pool, replan_every=8).run(toy_requests(4))
+    assert seeded_policy.constructed == 1
+
+
+def test_sigkill_of_a_worker_discards_and_reruns_its_episode(
+    seeded_policy, sequential_toy_rollouts
+):
+    pool = ProcessEnvPool(3)
+    killed = []
+
+    def kill_worker_1(call):
+        if call == 3:
+            killed.append(pool.pid(1))
+            os.kill(pool.pid(1), signal.SIGKILL)
+
+    with pool:
+        runner = RolloutRunner(seeded_policy(on_call=kill_worker_1), pool, replan_every=4)
+        rollouts, stats = runner.run(toy_requests())
+        assert pool.pid(1) != killed[0]  # a fresh worker took its place
+    assert stats.discarded_episodes == 1 and pool.restarts == 1
+    assert "discarded: worker 1" in stats.failures[0]
+    assert_same(rollouts, sequential_toy_rollouts)  # the re-run episode is as if nothing happened
+
+
+def test_hung_worker_is_restarted_after_the_timeout(fakesim, seeded_policy):
+    reqs = [EpisodeRequest(i, "fakesim", "hang", i % 2, seed=i) for i in range(4)]
+    with ProcessEnvPool(2, timeout_s=3.0) as pool:
+        rollouts, stats = RolloutRunner(seeded_policy(dim=2), pool).run(reqs)
+    assert [r.request.episode_id for r in rollouts] == [0, 1, 2, 3]
+    assert stats.discarded_episodes == 1
+    assert "no answer within 3 s" in stats.failures[0]
+
+
+def test_settle_steps_replan_window_and_max_steps(fakesim, seeded_policy):
+    reqs = [EpisodeRequest(i, "fakesim", "count", i, seed=i) for i in range(6)]
+    with InProcessEnvPool(1) as pool:
+        rollouts, _ = RolloutRunner(seeded_policy(dim=2), pool, replan_every=3, max_steps=10).run(
+            reqs
+        )
+    for r in rollouts:
+        # first decision sees the env after the 2 settle steps, t counts from there
+        assert r.steps[0].policy_input.state[0] == 2
+        assert sum(s.n_executed for s in r.steps) == r.length <= 10
+        assert all(s.n_executed == 3 for s in r.steps[:-1])
+        assert [s.record["seed"] for s in r.steps] == [
+            decision_seed(r.request.seed, k) for k in range(len(r.steps))
+        ]
+        if not r.success:
+            assert r.length == 10
+    assert any(r.success for r in rollouts) and not all(r.success for r in rollouts)
+
+
+def test_bad_observation_stops_with_backend_and_key(fakesim, seeded_policy):
+    with (
+        InProcessEnvPool(1) as pool,
+        pytest.raises(ObservationError, match="backend 'fakesim'.*'state' contains non-finite"),
+    ):
+        RolloutRunner(seeded_policy(dim=2), pool, replan_every=1).run(
+            [EpisodeRequest(0, "fakesim", "nan", 0, 0)]
+        )
+
+
+def test_bad_context_fails_before_any_env_work(seeded_policy):
+    with InProcessEnvPool(1) as pool:
+        with pytest.raises(ValueError, match="init_state 50 not in"):
+            RolloutRunner(seeded_policy(), pool).run([EpisodeRequest(0, "toy", "reach-red", 50, 0)])
+        assert pool._hosts[0].env is None
+
+
+def test_frames_are_recorded_when_asked(seeded_policy):
+    with InProcessEnvPool(1) as pool:
+        rollouts, _ = RolloutRunner(seeded_policy(), pool, record_frames=True).run(toy_requests(2))
+    for r in rollouts:
+        assert len(r.frames) == r.length + 1
+        assert r.frames[0].shape == (64, 64, 3) and r.frames[0].dtype == np.uint8
