@@ -1,0 +1,174 @@
+"""LOOP: leave-one-out PPO, the update RIPT applies to each batch of groups.
+
+Read top to bottom:
+
+1. ``leave_one_out_advantages``: within a group of K rollouts of one context,
+   rollout k's advantage is its reward minus the mean reward of the other
+   K-1. Groups whose rewards are all equal have zero advantage everywhere and
+   are dropped before they reach here (``is_informative``).
+2. Every decision (policy chunk) of a rollout gets its rollout's advantage.
+3. ``ppo_loss``: the clipped surrogate on the ratio of the chunk's flow
+   log-prob under the current weights to the one recorded at sampling time.
+4. ``loop_update``: a few epochs over the decisions in shuffled micro-batches,
+   gradients accumulated over the whole batch, summed across ranks, clipped,
+   one AdamW step per mini-batch. A non-finite loss or gradient skips the
+   step and leaves weights and optimizer state untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def leave_one_out_advantages(rewards: np.ndarray) -> np.ndarray:
+    """``rewards [G, K]`` -> advantages ``[G, K]``: ``R_k - mean_{j != k} R_j``."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    k = rewards.shape[-1]
+    if k < 2:
+        raise ValueError("leave-one-out needs at least 2 rollouts per context")
+    others = (rewards.sum(-1, keepdims=True) - rewards) / (k - 1)
+    return rewards - others
+
+
+def is_informative(rewards: Sequence[float]) -> bool:
+    """A group whose rewards are all equal has all-zero advantages: no gradient."""
+    return len(set(float(r) for r in rewards)) > 1
+
+
+def ppo_loss(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    advantages: torch.Tensor,
+    clip: float,
+    reduction_count: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped surrogate ``-min(r A, clip(r, 1-e, 1+e) A)``.
+
+    Summed and divided by ``reduction_count`` (the number of decisions in the
+    whole batch, across micro-batches and ranks) so that accumulated
+    micro-batch gradients equal the full-batch mean's gradient exactly.
+    """
+    ratio = torch.exp(logp_new - logp_old)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
+    per_sample = -torch.minimum(unclipped, clipped)
+    n = reduction_count if reduction_count is not None else per_sample.numel()
+    with torch.no_grad():
+        stats = {
+            "ratio_mean": ratio.mean().item(),
+            "clip_frac": ((ratio - 1.0).abs() > clip).float().mean().item(),
+            "approx_kl": (ratio - 1.0 - torch.log(ratio)).mean().item(),
+        }
+    return per_sample.sum() / n, stats
+
+
+@attrs.frozen
+class Decision:
+    """One policy chunk to re-score: what the policy saw and sampled, and its advantage."""
+
+    policy_input: Any
+    record: dict[str, Any]
+    advantage: float
+
+
+@attrs.define
+class UpdateConfig:
+    ppo_epochs: int = 1
+    clip: float = 0.2
+    micro_batch: int = 16
+    mini_batches: int = 1  # optimizer steps per epoch
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = False
+
+
+class NonFiniteError(RuntimeError):
+    pass
+
+
+def _all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+    """Sum gradients over ranks (what DDP does; done by hand so that the policy's
+    own ``log_prob`` method, not ``forward``, can drive the backward pass)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _global_count(n: int) -> int:
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([n], dtype=torch.long)
+        dist.all_reduce(t)
+        return int(t.item())
+    return n
+
+
+def loop_update(
+    decisions: Sequence[Decision],
+    log_prob: Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor],
+    params: list[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    cfg: UpdateConfig,
+    rng: np.random.Generator,
+    extra_loss: Callable[[], torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """Run the PPO epochs over ``decisions``; returns averaged metrics.
+
+    ``log_prob(inputs, records)`` recomputes the decisions' chunk log-probs
+    with gradients. ``extra_loss`` (e.g. a BC term) is added once per
+    optimizer step.
+    """
+    adv = np.array([d.advantage for d in decisions], dtype=np.float32)
+    if cfg.normalize_advantages and len(adv) > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    logs: dict[str, list[float]] = {}
+    skipped = 0
+    steps = 0
+    for _epoch in range(cfg.ppo_epochs):
+        order = rng.permutation(len(decisions))
+        for mini in np.array_split(order, cfg.mini_batches):
+            if len(mini) == 0:
+                continue
+            total = _global_count(len(mini))
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for start in range(0, len(mini), cfg.micro_batch):
+                idx = mini[start : start + cfg.micro_batch]
+                batch = [decisions[i] for i in idx]
+                logp_new = log_prob([d.policy_input for d in batch], [d.record for d in batch])
+                logp_old = torch.tensor([float(d.record["log_prob"]) for d in batch])
+                loss, stats = ppo_loss(
+                    logp_new.float().cpu(), logp_old, torch.from_numpy(adv[idx]), cfg.clip, total
+                )
+                loss.backward()
+                loss_sum += loss.item()
+                for k, v in stats.items():
+                    logs.setdefault(k, []).append(v)
+            if extra_loss is not None:
+                bc = extra_loss()
+                bc.backward()
+                logs.setdefault("bc_loss", []).append(bc.item())
+            _all_reduce_grads(params)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if not (np.isfinite(loss_sum) and torch.isfinite(grad_norm)):
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
+            optimizer.step()
+            steps += 1
+            logs.setdefault("loss", []).append(loss_sum)
+            logs.setdefault("grad_norm", []).append(float(grad_norm))
+    out = {k: float(np.mean(v)) for k, v in logs.items()}
+    out["optimizer_steps"] = steps
+    out["skipped_steps"] = skipped
+    return out

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import torch
+
+from ript_core.rl.loop import (
+    Decision,
+    UpdateConfig,
+    is_informative,
+    leave_one_out_advantages,
+    loop_update,
+    ppo_loss,
+)
+
+
+def test_leave_one_out_advantages_on_hand_made_groups():
+    rewards = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
+    adv = leave_one_out_advantages(rewards)
+    np.testing.assert_allclose(adv[0], [1, -1 / 3, -1 / 3, -1 / 3])
+    np.testing.assert_allclose(adv[1], [2 / 3, 2 / 3, -2 / 3, -2 / 3])
+    np.testing.assert_array_equal(adv[2:], 0)
+    # closed form: K/(K-1) * (R - mean R)
+    r = np.random.default_rng(0).integers(0, 2, (50, 5))
+    np.testing.assert_allclose(leave_one_out_advantages(r), 5 / 4 * (r - r.mean(1, keepdims=True)))
+    with pytest.raises(ValueError, match="at least 2"):
+        leave_one_out_advantages(np.ones((3, 1)))
+
+
+def test_all_equal_groups_are_not_informative():
+    assert not is_informative([1, 1, 1, 1])
+    assert not is_informative([0.0, 0.0])
+    assert is_informative([0, 1, 0, 0])
+
+
+def test_ppo_ratio_is_one_when_weights_are_unchanged_and_clipping_engages():
+    logp = torch.tensor([-1.0, -2.0, -0.5])
+    adv = torch.tensor([1.0, -1.0, 0.5])
+    loss, stats = ppo_loss(logp, logp.clone(), adv, clip=0.2)
+    assert stats["ratio_mean"] == 1.0 and stats["clip_frac"] == 0.0
+    assert loss.item() == pytest.approx(-adv.mean().item())
+    # ratio 1.5 with positive advantage: clipped to 1.2 and no gradient flows
+    new = torch.log(torch.tensor([1.5])).requires_grad_()
+    loss, stats = ppo_loss(new, torch.zeros(1), torch.ones(1), clip=0.2)
+    loss.backward()
+    assert (
+        loss.item() == pytest.approx(-1.2) and new.grad.item() == 0.0 and stats["clip_frac"] == 1.0
+    )
+    # ratio 0.5 with positive advantage: not clipped (pessimistic bound), gradient flows
+    new = torch.log(torch.tensor([0.5])).requires_grad_()
+    loss, _ = ppo_loss(new, torch.zeros(1), torch.ones(1), clip=0.2)
+    loss.backward()
+    assert loss.item() == pytest.approx(-0.5) and new.grad.item() == pytest.approx(-0.5)
+
+
+class Gauss1D(torch.nn.Module):
+    """pi(a) = N(mu, 1): the simplest policy whose log-prob PPO can move."""
+
+    def __init__(self, mu=0.0):
+        super().__init__()
+        self.mu = torch.nn.Parameter(torch.tensor(mu))
+
+    def log_prob(self, inputs, records):
+        a = torch.tensor([r["action"] for r in records])
+        return -0.5 * (a - self.mu) ** 2
+
+
+def decisions_for(policy, actions, advantages):
+    with torch.no_grad():
+        old = policy.log_prob(None, [{"action": a} for a in actions])
+    return [
+        Decision(None, {"action": a, "log_prob": float(lp)}, adv)
+        for a, lp, adv in zip(actions, old, advantages, strict=True)
+    ]
+
+
+def test_update_moves_the_policy_towards_positive_advantage():
+    policy = Gauss1D()
+    decisions = decisions_for(policy, [1.0, -1.0, 0.8, -0.9], [1.0, -1.0, 1.0, -1.0])
+    opt = torch.optim.SGD(policy.parameters(), lr=0.1)
+    logs = loop_update(decisions, policy.log_prob, list(policy.parameters()), opt,
+                       UpdateConfig(ppo_epochs=3, micro_batch=3), np.random.default_rng(0))  # fmt: skip
+    assert policy.mu.item() > 0.05
+    assert logs["optimizer_steps"] == 3 and logs["skipped_steps"] == 0
+    # the first epoch saw ratio exactly 1
+    assert logs["ratio_mean"] != 1.0  # later epochs moved it...
+    policy2 = Gauss1D()
+    first = loop_update(decisions_for(policy2, [1.0], [1.0]), policy2.log_prob,
+                        list(policy2.parameters()), torch.optim.SGD(policy2.parameters(), lr=0.1),
+                        UpdateConfig(ppo_epochs=1), np.random.default_rng(0))  # fmt: skip
+    assert first["ratio_mean"] == 1.0  # ...the first did not
+
+
+def test_micro_batching_accumulates_to_the_full_batch_gradient():
+    grads = []
+    for micro in (1, 2, 8):
+        policy = Gauss1D(0.3)
+        decisions = decisions_for(policy, [1.0, -1.0, 0.5, 2.0, -0.2], [1.0, -0.5, 0.25, 1.0, -1.0])
+        opt = torch.optim.SGD(policy.parameters(), lr=1.0)
+        loop_update(decisions, policy.log_prob, list(policy.parameters()), opt,
+                    UpdateConfig(micro_batch=micro, max_grad_norm=1e9), np.random.default_rng(0))  # fmt: skip
+        grads.append(0.3 - policy.mu.item())
+    assert grads[0] == pytest.approx(grads[1], abs=1e-7) == pytest.approx(grads[2], abs=1e-7)
+
+
+def test_non_finite_loss_skips_the_step_and_leaves_weights_and_optimizer_untouched():
+    policy = Gauss1D(0.5)
+    opt = torch.optim.AdamW(policy.parameters(), lr=0.1)
+    good = decisions_for(policy, [1.0, -1.0], [1.0, -1.0])
+    loop_update(
+        good,
+        policy.log_prob,
+        list(policy.parameters()),
+        opt,
+        UpdateConfig(),
+        np.random.default_rng(0),
+    )
+    mu_before = policy.mu.item()
+    state_before = {k: v.clone() for k, v in opt.state[policy.mu].items()}
+    bad = decisions_for(policy, [1.0, float("nan")], [1.0, -1.0])
+    logs = loop_update(
+        bad,
+        policy.log_prob,
+        list(policy.parameters()),
+        opt,
+        UpdateConfig(),
+        np.random.default_rng(0),
+    )
+    assert logs["skipped_steps"] == 1 and logs["optimizer_steps"] == 0
+    assert policy.mu.item() == mu_before
+    for k, v in opt.state[policy.mu].items():
+        assert torch.equal(v, state_before[k]), k
