@@ -1,0 +1,19 @@
+"""PI0 policy on transformers: presets, preprocessing, ODE/SDE sampling with
+exact chain log-probs, BC loss, checkpoint loading and saving."""
+
+from ript_core.policy.batch import PolicyBatch
+from ript_core.policy.config import PolicyConfig
+from ript_core.policy.policy import PI0Policy, SampleOutput
+from ript_core.policy.stats import FeatureStats, NormStats
+from ript_core.policy.tokenizer import build_word_tokenizer, load_tokenizer
+
+__all__ = [
+    "FeatureStats",
+    "NormStats",
+    "PI0Policy",
+    "PolicyBatch",
+    "PolicyConfig",
+    "SampleOutput",
+    "build_word_tokenizer",
+    "load_tokenizer",
+]

@@ -1,0 +1,576 @@
+"""PI0 as an RL policy: transformers' ``PI0ForConditionalGeneration`` plus
+preprocessing, ODE/SDE sampling with exact chain log-probs, and a BC loss.
+
+The model core is transformers' (Gemma, SigLIP, attention, prefix KV cache);
+this class only drives it. Its sampling loop mirrors ``sample_actions``
+operation for operation so that ``mode="ode"`` reproduces it bit for bit,
+and the same loop with Gaussian transitions (:mod:`ript_core.policy.flow`)
+gives the stochastic sampler whose chain :meth:`PI0Policy.log_prob`
+re-scores with gradients.
+
+Input convention of transformers' PI0 (5.24): ``input_ids`` are
+``image_token_id`` placeholders (tokens-per-image x cameras) followed by the
+text ids; ``attention_mask`` is *always* passed -- with ``None`` the prefix
+gets 1-indexed RoPE positions while the expert continues from the cache
+length (DESIGN §6), and padded prompt tokens would be attended. A missing
+camera keeps its tokens (masked out in ``attention_mask``, positions
+``cumsum(mask) - 1`` skip them, as openpi), so ``pixel_attention_mask`` is
+all True for the slots present in ``input_ids``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PI0ForConditionalGeneration
+
+from ript_core.envs.interfaces import PolicyInput
+from ript_core.policy.batch import PolicyBatch
+from ript_core.policy.config import PolicyConfig
+from ript_core.policy.flow import StepCoefficients, euler_step, gaussian_log_prob, sde_mean
+from ript_core.policy.images import to_model_range
+from ript_core.policy.precision import DTYPES, apply_precision
+from ript_core.policy.preprocess import preprocess
+from ript_core.policy.presets import Architecture, resolve_architecture
+from ript_core.policy.stats import NormStats
+from ript_core.policy.tokenizer import (
+    DEFAULT_WORDS,
+    PromptTokenizer,
+    build_word_tokenizer,
+    load_tokenizer,
+)
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class SampleOutput:
+    """One action chunk per sample and what re-scoring it needs.
+
+    - ``actions`` ``[B, chunk, max_action_dim]`` float32, normalised (``x_0``);
+    - ``chain`` ``[B, num_steps + 1, chunk, max_action_dim]`` float32:
+      ``x_1`` (the initial noise) ... ``x_0``;
+    - ``log_prob`` ``[B]`` float32: log-density of the chain's stochastic
+      transitions over the scored entries (zeros for ``ode`` or noise level 0);
+    - ``stochastic_step`` ``[B]`` long for ``sde_scheme="one"`` (which
+      transition was stochastic), ``None`` when every step was (``"all"``) or
+      none was (``ode``). Pass it to :meth:`PI0Policy.log_prob`.
+    """
+
+    actions: torch.Tensor
+    chain: torch.Tensor
+    log_prob: torch.Tensor
+    stochastic_step: torch.Tensor | None
+    mode: str
+    noise_level: float
+
+
+class PI0Policy(nn.Module):
+    """A PI0 policy: ``preprocess -> sample / log_prob / bc_loss -> postprocess``."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        model: PI0ForConditionalGeneration,
+        arch: Architecture,
+        tokenizer: PromptTokenizer,
+        stats: NormStats | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.arch = arch
+        self.model = model
+        self.tokenizer = tokenizer
+        self._check_tokenizer()
+        drop_unused_expert_embedding(model)
+        self.dtype = DTYPES[config.dtype]
+        apply_precision(model, self.dtype)
+        model.to(resolve_device(config.device))
+        self.stats = stats if stats is not None else self._identity_stats()
+        self._check_stats(self.stats)
+        self.apply_trainable()
+        if config.compile:
+            # Optional: compiles the two transformer stacks; sampling/log-prob
+            # code stays eager (its Python loop is cheap next to the stacks).
+            model.model.vlm.compile()
+            model.model.dit.compile()
+
+    # ---- construction ----------------------------------------------------------
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str = "pi0-tiny",
+        *,
+        tokenizer: PromptTokenizer | None = None,
+        prompts: Sequence[str] | None = None,
+        stats: NormStats | None = None,
+        seed: int | None = None,
+        **overrides: Any,
+    ) -> PI0Policy:
+        """Random-init policy of a named preset (``pi0``, ``pi0-tiny``).
+
+        The tokenizer is, in order: ``tokenizer``; the one at
+        ``overrides["tokenizer_path"]``; else a word-level tokenizer built from
+        ``prompts`` plus a default list of manipulation words (see
+        :func:`~ript_core.policy.tokenizer.build_word_tokenizer`). Without
+        ``stats`` the normalisation is the identity (mean 0, std 1, eps 0) on
+        ``state_dim``/``action_dim`` (default: the padded max dims) until
+        :meth:`set_stats` installs fitted ones.
+        """
+        return cls.from_config(
+            PolicyConfig(preset=preset, **overrides),
+            tokenizer=tokenizer,
+            prompts=prompts,
+            stats=stats,
+            seed=seed,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: PolicyConfig,
+        *,
+        tokenizer: PromptTokenizer | None = None,
+        prompts: Sequence[str] | None = None,
+        stats: NormStats | None = None,
+        seed: int | None = None,
+    ) -> PI0Policy:
+        arch = resolve_architecture(config)
+        if tokenizer is None:
+            if config.tokenizer_path is not None:
+                tokenizer = load_tokenizer(config.tokenizer_path)
+            else:
+                tokenizer = build_word_tokenizer(prompts or (), extra_words=DEFAULT_WORDS)
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = build_model(arch, config)
+        return cls(config, model, arch, tokenizer, stats)
+
+    # ---- properties --------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.action_out_proj.weight.device
+
+    @property
+    def chunk_size(self) -> int:
+        return int(self.arch.pi0_config.chunk_size)
+
+    @property
+    def max_action_dim(self) -> int:
+        return int(self.arch.pi0_config.max_action_dim)
+
+    @property
+    def max_state_dim(self) -> int:
+        return int(self.arch.pi0_config.max_state_dim)
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.arch.pi0_config.num_inference_steps)
+
+    @property
+    def action_dim(self) -> int:
+        """The real action dims (the checkpoint's), what :meth:`postprocess` keeps."""
+        return self.stats.actions.dim
+
+    @property
+    def state_dim(self) -> int:
+        return self.stats.state.dim
+
+    @property
+    def logp_horizon(self) -> int:
+        return min(self.config.logp_horizon or self.chunk_size, self.chunk_size)
+
+    @property
+    def logp_action_dims(self) -> int:
+        return min(self.config.logp_action_dims or self.action_dim, self.max_action_dim)
+
+    # ---- stats / trainable parts -----------------------------------------------
+
+    def _identity_stats(self) -> NormStats:
+        return NormStats.identity(
+            self.config.state_dim or self.max_state_dim,
+            self.config.action_dim or self.max_action_dim,
+        )
+
+    def _check_stats(self, stats: NormStats) -> None:
+        if stats.state.dim > self.max_state_dim or stats.actions.dim > self.max_action_dim:
+            raise ValueError(
+                f"stats have state/action dims {stats.state.dim}/{stats.actions.dim}, the model "
+                f"takes at most {self.max_state_dim}/{self.max_action_dim}"
+            )
+        for name, want, have in (
+            ("state_dim", self.config.state_dim, stats.state.dim),
+            ("action_dim", self.config.action_dim, stats.actions.dim),
+        ):
+            if want is not None and want != have:
+                raise ValueError(
+                    f"config {name}={want} but the normalisation stats have {have} dims"
+                )
+
+    def set_stats(self, stats: NormStats) -> None:
+        """Install normalisation stats (e.g. fitted on demonstrations before BC)."""
+        self._check_stats(stats)
+        self.stats = stats
+
+    def _check_tokenizer(self) -> None:
+        if self.tokenizer.vocab_size > self.arch.text_vocab_size:
+            raise ValueError(
+                f"tokenizer has {self.tokenizer.vocab_size} tokens, the model's text vocabulary "
+                f"only {self.arch.text_vocab_size}"
+            )
+
+    def apply_trainable(self) -> None:
+        """``requires_grad`` per the config: the expert and the action/state/time
+        projections always; the VLM if ``train_vlm``; its vision tower and
+        projector only if ``train_vision`` too."""
+        self.model.requires_grad_(True)
+        vlm = self.model.model.vlm
+        vlm.requires_grad_(self.config.train_vlm)
+        if not (self.config.train_vlm and self.config.train_vision):
+            vlm.vision_tower.requires_grad_(False)
+            vlm.multi_modal_projector.requires_grad_(False)
+
+    def _vlm_needs_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(
+            p.requires_grad for p in self.model.model.vlm.parameters()
+        )
+
+    # ---- pre / post processing ----------------------------------------------------
+
+    def preprocess(self, inputs: Sequence[PolicyInput]) -> PolicyBatch:
+        """Env inputs -> a batch on the policy's device (see :mod:`.preprocess`)."""
+        return preprocess(
+            inputs,
+            cameras=self.arch.cameras,
+            image_size=self.arch.image_size,
+            tokenizer=self.tokenizer,
+            max_token_len=self.arch.max_token_len,
+            stats=self.stats,
+            max_state_dim=self.max_state_dim,
+            device=self.device,
+        )
+
+    def postprocess(self, actions: torch.Tensor) -> np.ndarray:
+        """Normalised ``[B, chunk, max_action_dim]`` -> un-normalised
+        ``[B, chunk, action_dim]`` float32 numpy (sliced to the real dims)."""
+        real = actions[..., : self.action_dim].detach().to(torch.float32)
+        return self.stats.unnormalize(real, "actions").cpu().numpy()
+
+    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Raw ``[..., action_dim]`` -> normalised and zero-padded to ``max_action_dim``."""
+        normed = self.stats.normalize(actions.to(self.device), "actions")
+        return F.pad(normed, (0, self.max_action_dim - normed.shape[-1]))
+
+    def model_inputs(self, batch: PolicyBatch) -> dict[str, torch.Tensor]:
+        """The keyword arguments transformers' PI0 takes, from a batch."""
+        images, image_masks = batch.images, batch.image_masks
+        if self.config.drop_missing_cameras:
+            keep = image_masks.any(dim=0)
+            if not bool(keep.any()):
+                keep[0] = True  # no camera at all: keep one fully masked slot
+            if not bool(keep.all()):
+                images, image_masks = images[:, keep], image_masks[:, keep]
+        bsz, n_cam = image_masks.shape
+        tpi = self.arch.tokens_per_image
+        image_ids = torch.full(
+            (bsz, n_cam * tpi), self.arch.image_token_id, dtype=torch.long, device=batch.device
+        )
+        attention_mask = torch.cat(
+            [image_masks.repeat_interleave(tpi, dim=1), batch.token_masks], dim=1
+        ).long()
+        return {
+            "input_ids": torch.cat([image_ids, batch.tokens], dim=1),
+            "attention_mask": attention_mask,
+            "pixel_values": to_model_range(images, self.dtype),
+            "pixel_attention_mask": torch.ones(bsz, n_cam, dtype=torch.bool, device=batch.device),
+            # float32 even under bf16: the state projection stays float32 (precision.py)
+            "state": batch.state,
+        }
+
+    # ---- the two halves of a forward ---------------------------------------------
+
+    def encode_prefix(self, inputs: dict[str, torch.Tensor]) -> tuple[Any, int]:
+        """Run the VLM once over images + prompt; returns ``(kv_cache, prefix_len)``.
+
+        Gradients flow into the VLM only if grad mode is on and some VLM
+        parameter is trainable; otherwise the prefix is computed without a graph.
+        """
+        grad = self._vlm_needs_grad()
+        with torch.set_grad_enabled(grad):
+            attention_mask = inputs["attention_mask"]
+            position_ids = attention_mask.cumsum(-1) - 1
+            embeds = self.model.model.embed_prefix(
+                inputs["input_ids"], inputs["pixel_values"], inputs["pixel_attention_mask"]
+            )
+            token_type_ids = torch.zeros_like(embeds)[:, :, 0]
+            cache = self.model.model.vlm(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                token_type_ids=token_type_ids,
+                use_cache=True,
+            ).cache
+        return cache, cache.get_seq_length()
+
+    def velocity(
+        self,
+        inputs: dict[str, torch.Tensor],
+        cache: Any,
+        prefix_len: int,
+        x: torch.Tensor,
+        t: torch.Tensor,
+    ) -> torch.Tensor:
+        """Expert forward against the cached prefix: ``v(x, t)`` as float32.
+
+        The cache is cropped back to the prefix afterwards, as transformers
+        does, so the next step does not attend to this step's tokens.
+        """
+        out = self.model(
+            state=inputs["state"],
+            noise=x,
+            timestep=t,
+            pixel_attention_mask=inputs["pixel_attention_mask"],
+            attention_mask=inputs["attention_mask"],
+            cache=cache,
+        )
+        cache.crop(prefix_len - cache.get_seq_length())
+        return out.logits.to(torch.float32)
+
+    # ---- sampling ----------------------------------------------------------------
+
+    def scored_region(self, device: torch.device | None = None) -> torch.Tensor:
+        """``[chunk, max_action_dim]`` bool: the entries whose log-prob counts
+        (first ``logp_horizon`` actions x first ``logp_action_dims`` dims)."""
+        region = torch.zeros(self.chunk_size, self.max_action_dim, dtype=torch.bool, device=device)
+        region[: self.logp_horizon, : self.logp_action_dims] = True
+        return region
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch: PolicyBatch,
+        mode: Literal["ode", "sde"] = "sde",
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+        *,
+        noise_level: float | None = None,
+        num_steps: int | None = None,
+    ) -> SampleOutput:
+        """Denoise one chunk per sample, encoding the prefix once.
+
+        ``ode``: Euler from t=1 to t=0, identical to transformers'
+        ``sample_actions`` for the same float32 ``noise``. ``sde``: each
+        stochastic step draws ``x_{i+1} ~ N(mean, std^2)`` of
+        :mod:`ript_core.policy.flow` (``sde_scheme`` "all" or "one"), with
+        noise only in the scored region if ``sde_noise_region="scored"``.
+        """
+        if mode not in ("ode", "sde"):
+            raise ValueError(f"mode must be 'ode' or 'sde', got {mode!r}")
+        level = self.config.noise_level if noise_level is None else float(noise_level)
+        steps = num_steps or self.num_steps
+        coeffs = StepCoefficients.build(steps, level if mode == "sde" else 0.0)
+        bsz, device = len(batch), batch.device
+        shape = (bsz, self.chunk_size, self.max_action_dim)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+        x = noise.to(device=device, dtype=torch.float32)
+
+        stochastic = mode == "sde" and level > 0.0
+        one_step = stochastic and self.config.sde_scheme == "one"
+        chosen = (
+            torch.randint(0, steps, (bsz,), generator=generator, device=device)
+            if one_step
+            else None
+        )
+        region = self.scored_region(device)
+        noise_region = (
+            region if self.config.sde_noise_region == "scored" else torch.ones_like(region)
+        )
+
+        inputs = self.model_inputs(batch)
+        cache, prefix_len = self.encode_prefix(inputs)
+        chain = [x]
+        logp = torch.zeros(bsz, dtype=torch.float64, device=device)
+        for i in range(steps):
+            t = torch.full((bsz,), coeffs.t[i], dtype=torch.float32, device=device)
+            v = self.velocity(inputs, cache, prefix_len, x, t)
+            x_ode = euler_step(x, v, coeffs.dt)
+            if mode == "ode":
+                x = x_ode
+            else:
+                idx = torch.full((bsz,), i, dtype=torch.long, device=device)
+                mean = sde_mean(
+                    x, v, coeffs.dt, coeffs.column("one_minus_t", idx), coeffs.column("drift", idx)
+                )
+                std = coeffs.column("std", idx)
+                eps = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+                x_sde = torch.where(noise_region, mean + std * eps, x_ode)
+                step_logp = (
+                    gaussian_log_prob(x_sde, mean, std, region)
+                    if stochastic
+                    else torch.zeros_like(logp)
+                )
+                if chosen is not None:
+                    here = chosen == i
+                    x = torch.where(here[:, None, None], x_sde, x_ode)
+                    logp = logp + torch.where(here, step_logp, torch.zeros_like(step_logp))
+                else:
+                    x = x_sde
+                    logp = logp + step_logp
+            chain.append(x)
+        return SampleOutput(
+            actions=x,
+            chain=torch.stack(chain, dim=1),
+            log_prob=logp.to(torch.float32),
+            stochastic_step=chosen,
+            mode=mode,
+            noise_level=level if mode == "sde" else 0.0,
+        )
+
+    # ---- re-scoring --------------------------------------------------------------
+
+    def log_prob(
+        self,
+        batch: PolicyBatch,
+        chain: torch.Tensor,
+        stochastic_step: torch.Tensor | None = None,
+        *,
+        noise_level: float | None = None,
+    ) -> torch.Tensor:
+        """Log-density ``[B]`` (float32) of ``chain`` under the current weights.
+
+        ``stochastic_step=None``: every transition is Gaussian, the log-prob
+        sums over all of them (one expert pass per step). A ``[B]`` tensor:
+        only that transition per sample is scored (one expert pass in all).
+        Differentiable through the expert and -- if trainable -- the VLM; the
+        prefix is encoded once. Sums over :meth:`scored_region` only.
+        """
+        level = self.config.noise_level if noise_level is None else float(noise_level)
+        if level <= 0.0:
+            raise ValueError("log_prob needs noise_level > 0: the ODE chain has no density")
+        chain = chain.to(device=self.device, dtype=torch.float32)
+        steps = chain.shape[1] - 1
+        coeffs = StepCoefficients.build(steps, level)
+        bsz, device = chain.shape[0], chain.device
+        region = self.scored_region(device)
+        inputs = self.model_inputs(batch)
+        cache, prefix_len = self.encode_prefix(inputs)
+
+        if stochastic_step is not None:
+            idx = stochastic_step.to(device=device, dtype=torch.long)
+            rows = torch.arange(bsz, device=device)
+            x, x_next = chain[rows, idx], chain[rows, idx + 1]
+            t = coeffs.column("t", idx)[:, 0, 0]
+            v = self.velocity(inputs, cache, prefix_len, x, t)
+            mean = sde_mean(
+                x, v, coeffs.dt, coeffs.column("one_minus_t", idx), coeffs.column("drift", idx)
+            )
+            return gaussian_log_prob(x_next, mean, coeffs.column("std", idx), region).to(
+                torch.float32
+            )
+
+        logp = torch.zeros(bsz, dtype=torch.float64, device=device)
+        for i in range(steps):
+            idx = torch.full((bsz,), i, dtype=torch.long, device=device)
+            t = torch.full((bsz,), coeffs.t[i], dtype=torch.float32, device=device)
+            x = chain[:, i]
+            v = self.velocity(inputs, cache, prefix_len, x, t)
+            mean = sde_mean(
+                x, v, coeffs.dt, coeffs.column("one_minus_t", idx), coeffs.column("drift", idx)
+            )
+            logp = logp + gaussian_log_prob(
+                chain[:, i + 1], mean, coeffs.column("std", idx), region
+            )
+        return logp.to(torch.float32)
+
+    # ---- behaviour cloning ---------------------------------------------------------
+
+    def sample_time(self, bsz: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training time ``Beta(alpha, beta) * scale + offset`` (openpi: Beta(1.5, 1)*0.999+0.001).
+
+        For ``beta == 1`` the Beta draw is ``u**(1/alpha)`` of a uniform, which
+        lets a generator make BC reproducible.
+        """
+        cfg = self.arch.pi0_config
+        if cfg.time_sampling_beta_beta == 1.0:
+            u = torch.rand(bsz, generator=generator, device=self.device, dtype=torch.float32)
+            beta = u ** (1.0 / cfg.time_sampling_beta_alpha)
+        else:
+            dist = torch.distributions.Beta(
+                torch.tensor(cfg.time_sampling_beta_alpha),
+                torch.tensor(cfg.time_sampling_beta_beta),
+            )
+            beta = dist.sample((bsz,)).to(self.device, torch.float32)
+        return beta * cfg.time_sampling_scale + cfg.time_sampling_offset
+
+    def bc_loss(
+        self,
+        batch: PolicyBatch,
+        actions: torch.Tensor,
+        action_is_pad: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Flow-matching loss on demonstration chunks (scalar).
+
+        ``actions`` are raw ``[B, chunk, action_dim]``; they are normalised and
+        padded like the model's outputs. Loss = mean squared error between the
+        predicted velocity and ``noise - actions`` at ``x_t = t*noise +
+        (1-t)*actions``, averaged over the real action dims and the chunk steps
+        that are not padding (``action_is_pad`` True: past the episode end).
+        """
+        bsz = len(batch)
+        if actions.shape[:2] != (bsz, self.chunk_size):
+            raise ValueError(
+                f"actions must be [B={bsz}, chunk={self.chunk_size}, action_dim], "
+                f"got {tuple(actions.shape)}"
+            )
+        target_actions = self.normalize_actions(actions)
+        noise = torch.randn(
+            target_actions.shape, generator=generator, device=self.device, dtype=torch.float32
+        )
+        t = self.sample_time(bsz, generator)
+        te = t[:, None, None]
+        x_t = te * noise + (1 - te) * target_actions
+        inputs = self.model_inputs(batch)
+        cache, prefix_len = self.encode_prefix(inputs)
+        v = self.velocity(inputs, cache, prefix_len, x_t, t)
+        err = (v - (noise - target_actions)) ** 2
+        weight = torch.zeros_like(err)
+        weight[..., : self.action_dim] = 1.0
+        if action_is_pad is not None:
+            weight = weight * (~action_is_pad.to(self.device, torch.bool))[..., None]
+        return (err * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_model(arch: Architecture, config: PolicyConfig) -> PI0ForConditionalGeneration:
+    """Random-init transformers PI0, created directly on the target device (a
+    3.5B model is slow to initialise on CPU and copy)."""
+    with torch.device(resolve_device(config.device)):
+        model = PI0ForConditionalGeneration(arch.pi0_config)
+    return model.eval()
+
+
+def drop_unused_expert_embedding(model: PI0ForConditionalGeneration) -> None:
+    """The expert only ever receives ``inputs_embeds``; transformers still
+    allocates a vocab x width table for it (263M parameters at full size,
+    DESIGN §5). Removing it is safe: ``GemmaModel`` touches ``embed_tokens``
+    only when given ``input_ids``."""
+    if getattr(model.model.dit, "embed_tokens", None) is not None:
+        model.model.dit.embed_tokens = None

@@ -1,0 +1,178 @@
+"""Normalisation statistics that travel with a checkpoint.
+
+A checkpoint is only meaningful together with the statistics it was trained
+with (parity checklist A2): the same weights with other stats move actions by
+centimetres. So the stats, the mode (z-score or quantile) and the epsilon are
+one object, saved beside the weights and loaded with them.
+
+Conventions (openpi ``transforms.py``): z-score ``(x - mean) / (std + eps)``,
+inverse ``y * (std + eps) + mean``; quantile ``(x - q01) / (q99 - q01 + eps)
+* 2 - 1``, inverse the exact algebraic inverse. openpi uses ``eps=1e-6``,
+lerobot and transformers ``1e-8``; the loader records which.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+
+NormMode = Literal["mean_std", "quantile"]
+STATS_FILE = "stats.json"
+
+
+def _floats(values: Any) -> list[float] | None:
+    if values is None:
+        return None
+    return [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+
+
+@attrs.frozen
+class FeatureStats:
+    """Per-dimension statistics of one feature (state or actions)."""
+
+    mean: list[float] = attrs.field(converter=_floats)
+    std: list[float] = attrs.field(converter=_floats)
+    q01: list[float] | None = attrs.field(default=None, converter=_floats)
+    q99: list[float] | None = attrs.field(default=None, converter=_floats)
+
+    def __attrs_post_init__(self) -> None:
+        n = len(self.mean)
+        for name in ("std", "q01", "q99"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"stats {name} has {len(value)} dims, mean has {n}")
+
+    @property
+    def dim(self) -> int:
+        return len(self.mean)
+
+    @classmethod
+    def identity(cls, dim: int) -> FeatureStats:
+        return cls(mean=[0.0] * dim, std=[1.0] * dim)
+
+    @classmethod
+    def fit(cls, values: np.ndarray | torch.Tensor) -> FeatureStats:
+        """Stats of ``values [..., dim]`` over every leading axis."""
+        x = np.asarray(values, dtype=np.float64).reshape(-1, np.shape(values)[-1])
+        return cls(
+            mean=x.mean(0),
+            std=x.std(0),
+            q01=np.quantile(x, 0.01, axis=0),
+            q99=np.quantile(x, 0.99, axis=0),
+        )
+
+
+@attrs.frozen
+class NormStats:
+    """State and action statistics plus how to apply them."""
+
+    state: FeatureStats
+    actions: FeatureStats
+    mode: NormMode = "mean_std"
+    eps: float = 1e-6
+    # Where the stats came from ("identity", "fit", "openpi:<path>", ...): a
+    # run log then says which normalisation it used.
+    source: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.mode not in ("mean_std", "quantile"):
+            raise ValueError(
+                f"normalisation mode must be 'mean_std' or 'quantile', got {self.mode!r}"
+            )
+        if self.mode == "quantile":
+            for name, feat in (("state", self.state), ("actions", self.actions)):
+                if feat.q01 is None or feat.q99 is None:
+                    raise ValueError(f"quantile normalisation needs {name}.q01 and {name}.q99")
+
+    @classmethod
+    def identity(cls, state_dim: int, action_dim: int) -> NormStats:
+        """Mean 0, std 1, eps 0: normalisation is exactly the identity. Used by
+        random-init presets until the trainer fits stats from demonstrations."""
+        return cls(
+            state=FeatureStats.identity(state_dim),
+            actions=FeatureStats.identity(action_dim),
+            eps=0.0,
+            source="identity",
+        )
+
+    @classmethod
+    def fit(
+        cls,
+        states: np.ndarray | torch.Tensor,
+        actions: np.ndarray | torch.Tensor,
+        mode: NormMode = "mean_std",
+        eps: float = 1e-6,
+    ) -> NormStats:
+        return cls(
+            state=FeatureStats.fit(states),
+            actions=FeatureStats.fit(actions),
+            mode=mode,
+            eps=eps,
+            source="fit",
+        )
+
+    # ---- application ---------------------------------------------------------
+
+    def _params(self, feature: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(offset, scale) such that normalised = (x - offset) / scale."""
+        feat: FeatureStats = getattr(self, feature)
+        kw = {"dtype": torch.float64, "device": like.device}
+        if self.mode == "mean_std":
+            return torch.tensor(feat.mean, **kw), torch.tensor(feat.std, **kw) + self.eps
+        q01, q99 = torch.tensor(feat.q01, **kw), torch.tensor(feat.q99, **kw)
+        return q01, (q99 - q01 + self.eps) / 2.0
+
+    def normalize(self, x: torch.Tensor, feature: Literal["state", "actions"]) -> torch.Tensor:
+        """Normalise the last axis of ``x`` (float64 arithmetic, float32 out)."""
+        offset, scale = self._params(feature, x)
+        self._check_dim(x, offset, feature)
+        y = (x.to(torch.float64) - offset) / scale
+        if self.mode == "quantile":
+            y = y - 1.0
+        return y.to(torch.float32)
+
+    def unnormalize(self, y: torch.Tensor, feature: Literal["state", "actions"]) -> torch.Tensor:
+        offset, scale = self._params(feature, y)
+        self._check_dim(y, offset, feature)
+        z = y.to(torch.float64)
+        if self.mode == "quantile":
+            z = z + 1.0
+        return (z * scale + offset).to(torch.float32)
+
+    @staticmethod
+    def _check_dim(x: torch.Tensor, offset: torch.Tensor, feature: str) -> None:
+        if x.shape[-1] != offset.shape[0]:
+            raise ValueError(
+                f"{feature} has {x.shape[-1]} dims but the normalisation stats have "
+                f"{offset.shape[0]}"
+            )
+
+    # ---- io -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NormStats:
+        return cls(
+            state=FeatureStats(**data["state"]),
+            actions=FeatureStats(**data["actions"]),
+            mode=data.get("mode", "mean_std"),
+            eps=float(data.get("eps", 1e-6)),
+            source=str(data.get("source", "")),
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / STATS_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> NormStats:
+        return cls.from_dict(json.loads((Path(directory) / STATS_FILE).read_text()))
