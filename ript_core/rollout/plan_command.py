@@ -1,0 +1,187 @@
+"""``ript plan``: print the memory-aware parallel plan for this (or another) machine.
+
+Lives beside the planner so that the CLI core stays free of its flags;
+``ript_core.cli`` imports this module on start-up and the decorator registers
+the command. Exit status 0 when the plan fits, 1 when it does not (so scripts
+can refuse to launch a run that would run out of memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import attrs
+from rich.table import Table
+
+from ript_core.cli import command, console
+from ript_core.rollout.planner import (
+    GB,
+    BackendFootprint,
+    MachineSpec,
+    ParallelPlan,
+    PolicyFootprint,
+    detect_machine,
+    fmt_gb,
+    plan,
+)
+
+
+def _plan_args(p: argparse.ArgumentParser) -> None:
+    pol = p.add_argument_group("policy")
+    pol.add_argument("--preset", choices=("pi0", "pi0-tiny"), default="pi0-tiny")
+    pol.add_argument("--strategy", default="full", help="full | expert | lora (default full)")
+    pol.add_argument("--lora-rank", type=int, default=32)
+    pol.add_argument(
+        "--dtype",
+        choices=("bfloat16", "float32"),
+        default=None,
+        help="model dtype (default: bfloat16 on a GPU, float32 on CPU)",
+    )
+    pol.add_argument("--cameras", type=int, default=None, help="camera slots (pi0 default 3)")
+    pol.add_argument(
+        "--logp-steps",
+        type=int,
+        default=None,
+        help="denoising steps recomputed with grad per sample (default: all sampling steps)",
+    )
+    run = p.add_argument_group("run")
+    run.add_argument("--rollouts-per-update", type=int, default=64)
+    run.add_argument(
+        "--train-batch",
+        type=int,
+        default=None,
+        help="samples per optimizer step (default: rollouts)",
+    )
+    env = p.add_argument_group("env backend")
+    env.add_argument("--backend-footprint", choices=("toy", "libero", "maniskill"), default="toy")
+    env.add_argument("--env-ram-gb", type=float, default=None, help="RAM of one env worker")
+    env.add_argument("--env-step-ms", type=float, default=None, help="seconds of one env step, ms")
+    m = p.add_argument_group("machine (default: this one; any flag plans for another)")
+    m.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    m.add_argument("--device-memory-gb", type=float, default=None, help="GPU memory (implies cuda)")
+    m.add_argument("--device-free-gb", type=float, default=None)
+    m.add_argument("--cpu-ram-gb", type=float, default=None)
+    m.add_argument("--cores", type=int, default=None)
+    o = p.add_argument_group("overrides (win over the planner's choice)")
+    o.add_argument("--n-env-workers", type=int, default=None)
+    o.add_argument("--inference-batch", type=int, default=None)
+    o.add_argument("--train-micro-batch", type=int, default=None)
+    o.add_argument("--grad-accum", type=int, default=None)
+    o.add_argument("--activation-checkpointing", choices=("on", "off"), default=None)
+
+
+def _machine(ns: argparse.Namespace) -> MachineSpec:
+    """The detected machine, with any of its numbers replaced by the flags."""
+    fake = (ns.device, ns.device_memory_gb, ns.device_free_gb, ns.cpu_ram_gb, ns.cores)
+    if all(v is None for v in fake):
+        return detect_machine()
+    device = ns.device or ("cuda" if ns.device_memory_gb is not None else None)
+    need_detect = (
+        ns.cores is None
+        or ns.cpu_ram_gb is None
+        or (device == "cuda" and ns.device_memory_gb is None)
+    )
+    here = detect_machine() if need_detect or device is None else None
+    device = device or here.device
+    cores = ns.cores if ns.cores is not None else here.cpu_cores
+    if ns.cpu_ram_gb is not None:
+        ram = free_ram = int(ns.cpu_ram_gb * GB)
+    else:
+        ram, free_ram = here.cpu_ram_bytes, here.host_free_bytes
+    if device == "cpu":
+        return MachineSpec("cpu", ram, free_ram, ram, cores, free_ram, name="cpu (given)")
+    if ns.device_memory_gb is not None:
+        total = int(ns.device_memory_gb * GB)
+        free = total
+    elif here is not None and here.device == "cuda":
+        total, free = here.device_total_bytes, here.device_free_bytes
+    else:
+        raise ValueError("no GPU here: pass --device-memory-gb to plan for a GPU machine")
+    if ns.device_free_gb is not None:
+        free = int(ns.device_free_gb * GB)
+    return MachineSpec("cuda", total, free, ram, cores, free_ram, name="cuda (given)")
+
+
+def _policy(ns: argparse.Namespace, machine: MachineSpec) -> PolicyFootprint:
+    dtype = ns.dtype or ("bfloat16" if machine.device == "cuda" else "float32")
+    dtype_bytes = 2 if dtype == "bfloat16" else 4
+    if ns.preset == "pi0":
+        fp = PolicyFootprint.pi0(dtype_bytes=dtype_bytes, n_cameras=ns.cameras or 3)
+    else:
+        fp = PolicyFootprint.pi0_tiny(dtype_bytes=dtype_bytes)
+        if ns.cameras:
+            fp = attrs.evolve(fp, n_cameras=ns.cameras)
+    if ns.logp_steps is not None:
+        fp = attrs.evolve(fp, logp_steps=ns.logp_steps)
+    return fp.for_strategy(ns.strategy, lora_rank=ns.lora_rank)
+
+
+def _backend(ns: argparse.Namespace) -> BackendFootprint:
+    b = BackendFootprint.named(ns.backend_footprint)
+    if ns.env_ram_gb is not None:
+        b = attrs.evolve(b, name=f"{b.name} (given)", env_ram_bytes=int(ns.env_ram_gb * GB))
+    if ns.env_step_ms is not None:
+        b = attrs.evolve(b, env_step_seconds=ns.env_step_ms / 1000)
+    return b
+
+
+def _overrides(ns: argparse.Namespace) -> dict[str, int | bool]:
+    out: dict[str, int | bool] = {}
+    for key in ("n_env_workers", "inference_batch", "train_micro_batch", "grad_accum"):
+        if getattr(ns, key) is not None:
+            out[key] = getattr(ns, key)
+    if ns.activation_checkpointing is not None:
+        out["activation_checkpointing"] = ns.activation_checkpointing == "on"
+    return out
+
+
+def print_plan(p: ParallelPlan, machine: MachineSpec, policy: PolicyFootprint) -> None:
+    """A table of the phases' predicted peaks, the chosen settings, then the reasons."""
+    title = (
+        f"ript plan: {policy.name} ({policy.strategy}, {policy.dtype_name}) on "
+        f"{machine.device} {fmt_gb(machine.device_total_bytes)}, {machine.cpu_cores} cores"
+    )
+    table = Table(title=title)
+    for col in ("phase", "predicted peak", "usable", "breakdown", "fits"):
+        table.add_column(col)
+    for phase, peak in p.peak_bytes.items():
+        parts = ", ".join(f"{k} {fmt_gb(v)}" for k, v in p.breakdown[phase].items())
+        ok = "[green]yes[/green]" if peak <= p.usable_bytes else "[red]NO[/red]"
+        table.add_row(phase, fmt_gb(peak), fmt_gb(p.usable_bytes), parts, ok)
+    if machine.device == "cuda":
+        ok = "[green]yes[/green]" if p.host_bytes <= p.host_usable_bytes else "[red]NO[/red]"
+        table.add_row(
+            "host RAM",
+            fmt_gb(p.host_bytes),
+            fmt_gb(p.host_usable_bytes),
+            f"{p.n_env_workers} env workers (no model copy)",
+            ok,
+        )
+    console.print(table)
+    settings = ", ".join(
+        f"{k}={'on' if v is True else 'off' if v is False else v}"
+        + (" (override)" if k in p.overridden else "")
+        for k, v in p.settings().items()
+    )
+    console.print(f"plan: {settings}", soft_wrap=True, highlight=False)
+    verdict = "[green]fits[/green]" if p.fits else "[red]does not fit[/red]"
+    console.print(f"verdict: {verdict}", highlight=False)
+    console.print("reasons:")
+    for r in p.reasons:
+        console.print(f"  - {r}", soft_wrap=True, highlight=False, markup=False)
+
+
+@command("plan", "choose env workers, batch sizes and checkpointing that fit memory", _plan_args)
+def cmd_plan(ns: argparse.Namespace) -> int:
+    machine = _machine(ns)
+    policy = _policy(ns, machine)
+    result = plan(
+        machine,
+        policy,
+        _backend(ns),
+        rollouts_per_update=ns.rollouts_per_update,
+        train_batch=ns.train_batch,
+        overrides=_overrides(ns),
+    )
+    print_plan(result, machine, policy)
+    return 0 if result.fits else 1
