@@ -92,7 +92,7 @@ def _load_command_modules() -> None:
     """Commands that live beside the code they drive register themselves here."""
     import importlib
 
-    for module in ("ript_core.rollout.plan_command",):
+    for module in ("ript_core.rollout.plan_command", "ript_core.rl.commands"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -95,3 +95,17 @@ def ript_default_adapters(
     ``ript_core.envs.interfaces``). ``options`` is the same dict
     ``ript_make_env`` received.
     """
+
+
+@hookspec(firstresult=True)
+def ript_scripted_expert(backend: str, task: str) -> Any | None:
+    """Optional. Return a scripted expert for ``task``: a callable
+    ``expert(env, rng) -> action`` that reads the (unwrapped) env's
+    privileged state and returns the env action to take. ript-core uses it to
+    record demonstrations for a BC warm start. Return ``None`` (or do not
+    implement the hook) when the backend has none.
+
+    Its actions are in env units; the policy learns them as its (un-normalised)
+    action targets, so backends whose action adapter does more than slice and
+    clip should not offer an expert.
+    """

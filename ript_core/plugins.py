@@ -167,6 +167,17 @@ class PluginRegistry:
             raise RuntimeError(f"plugin {self.owner(backend)!r} gives no default adapters")
         return result
 
+    def scripted_expert(self, backend: str, task: str):
+        self.task_info(backend, task)
+        expert = self.pm.hook.ript_scripted_expert(backend=backend, task=task)
+        if expert is None:
+            raise RuntimeError(
+                f"backend {backend!r} offers no scripted expert for {task!r}, so it cannot record "
+                "demonstrations for a BC warm start; set bc.demos_per_task=0 or load a "
+                "pretrained checkpoint"
+            )
+        return expert
+
 
 _REGISTRY: PluginRegistry | None = None
 

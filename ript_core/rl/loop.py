@@ -93,16 +93,28 @@ class NonFiniteError(RuntimeError):
 
 def _all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
     """Sum gradients over ranks (what DDP does; done by hand so that the policy's
-    own ``log_prob`` method, not ``forward``, can drive the backward pass)."""
+    own ``log_prob`` method, not ``forward``, can drive the backward pass).
+
+    A parameter that got no gradient on any rank keeps ``grad = None`` (so
+    AdamW skips it exactly as it would in one process); one that got a
+    gradient on some rank gets zeros on the others before the sum.
+    """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
+    dist.all_reduce(has)
+    live = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not live:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in live])
     dist.all_reduce(flat)
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for p in live:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
 
 
 def _global_count(n: int) -> int:
@@ -137,9 +149,10 @@ def loop_update(
     for _epoch in range(cfg.ppo_epochs):
         order = rng.permutation(len(decisions))
         for mini in np.array_split(order, cfg.mini_batches):
-            if len(mini) == 0:
-                continue
+            # every rank takes part in the same collectives, even with no local data
             total = _global_count(len(mini))
+            if total == 0:
+                continue
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for start in range(0, len(mini), cfg.micro_batch):

@@ -68,3 +68,12 @@ def ript_default_adapters(backend: str, task: str, options: dict[str, Any]):
     from ript_core.envs.toy.adapters import make_adapters
 
     return make_adapters()
+
+
+@hookimpl
+def ript_scripted_expert(backend: str, task: str):
+    if backend != NAME:
+        return None
+    from ript_core.envs.toy.expert import expert_action
+
+    return expert_action

@@ -1,0 +1,56 @@
+"""PI0 as the rollout runner and the LOOP update see it.
+
+``act`` samples one chunk per observation (SDE for training rollouts, ODE
+for evaluation) and keeps, per sample, what re-scoring needs: the denoising
+chain, the recorded log-prob and the stochastic step. Every sample draws its
+noise from its own generator seeded by the runner's per-decision seed, so an
+episode's actions do not depend on which envs shared its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ript_core.envs.interfaces import PolicyInput
+from ript_core.policy import PI0Policy
+from ript_core.rollout.runner import PolicyOutput
+
+
+class PI0Actor:
+    def __init__(self, policy: PI0Policy, mode: str = "sde") -> None:
+        self.policy = policy
+        self.mode = mode
+
+    def generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
+        return [torch.Generator(device=self.policy.device).manual_seed(int(s)) for s in seeds]
+
+    @torch.no_grad()
+    def act(self, inputs: Sequence[PolicyInput], seeds: Sequence[int]) -> PolicyOutput:
+        batch = self.policy.preprocess(inputs)
+        out = self.policy.sample(batch, self.mode, generator=self.generators(seeds))
+        actions = self.policy.postprocess(out.actions)
+        chain = out.chain.cpu()
+        logp = out.log_prob.cpu()
+        step = out.stochastic_step.cpu() if out.stochastic_step is not None else None
+        records = [
+            {
+                "chain": chain[i],
+                "log_prob": float(logp[i]),
+                "stochastic_step": None if step is None else int(step[i]),
+            }
+            for i in range(len(inputs))
+        ]
+        return PolicyOutput(actions, records)
+
+    def log_prob(
+        self, inputs: Sequence[PolicyInput], records: Sequence[dict[str, Any]]
+    ) -> torch.Tensor:
+        """Differentiable log-probs ``[B]`` of the recorded chains under the current weights."""
+        batch = self.policy.preprocess(inputs)
+        chain = torch.stack([r["chain"] for r in records])
+        steps = [r["stochastic_step"] for r in records]
+        step = None if steps[0] is None else torch.tensor(steps, dtype=torch.long)
+        return self.policy.log_prob(batch, chain, step)

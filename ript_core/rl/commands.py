@@ -1,0 +1,137 @@
+"""``ript train`` / ``ript demo`` / ``ript eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+
+from ript_core.cli import command, console
+from ript_core.config import load_config
+
+DEMO_CONFIG = "toy_demo.yaml"
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML training config (see ript_core/configs/)")
+    p.add_argument(
+        "overrides", nargs="*", help="section.key=value overrides, e.g. ript.group_size=8"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from run_dir's latest checkpoint"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _train(config_path: Path, ns: argparse.Namespace) -> int:
+    from ript_core.rl.config import TrainConfig
+    from ript_core.rl.trainer import Trainer
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_config(TrainConfig, config_path, ns.overrides)
+    with Trainer(cfg, resume=ns.resume, progress=not ns.quiet) as trainer:
+        summary = trainer.run()
+    if trainer.dist.is_main:
+        (Path(cfg.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+@command("train", "post-train a policy with RIPT (torchrun-compatible)", _train_args)
+def cmd_train(ns: argparse.Namespace) -> int:
+    return _train(Path(ns.config), ns)
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+
+@command(
+    "demo",
+    "the embedded default: BC warm start then RIPT on the toy backend with pi0-tiny (CPU, minutes)",
+    _demo_args,
+)
+def cmd_demo(ns: argparse.Namespace) -> int:
+    path = resources.files("ript_core.configs") / DEMO_CONFIG
+    with resources.as_file(path) as config_path:
+        console.print(f"config: {config_path}")
+        return _train(config_path, ns)
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "checkpoint", help="a saved policy directory (e.g. runs/x/checkpoints/iter_000010/policy)"
+    )
+    p.add_argument("--backend", default="toy")
+    p.add_argument("--tasks", nargs="*", default=[], help="task names (default: all)")
+    p.add_argument("--init-states", default="0:", help="e.g. 40: or 0:10 or 3,5,7")
+    p.add_argument("--episodes-per-init-state", type=int, default=1)
+    p.add_argument("--mode", choices=("ode", "sde"), default="ode")
+    p.add_argument("--workers", type=int, default=1, help="env worker processes (0: in-process)")
+    p.add_argument("--replan-every", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--videos", type=int, default=0, help="write this many MP4s (needs imageio[ffmpeg])"
+    )
+    p.add_argument("--out", default=None, help="directory for videos and results.json")
+
+
+@command(
+    "eval",
+    "success rate of a policy checkpoint per task, with 95% confidence intervals",
+    _eval_args,
+)
+def cmd_eval(ns: argparse.Namespace) -> int:
+    from ript_core.plugins import get_registry
+    from ript_core.policy import load_policy
+    from ript_core.rl.actor import PI0Actor
+    from ript_core.rl.config import parse_range
+    from ript_core.rl.evaluate import evaluate
+    from ript_core.rl.sampler import Context
+    from ript_core.rollout.runner import RolloutRunner
+    from ript_core.rollout.workers import make_pool
+
+    reg = get_registry()
+    reg.require_available(ns.backend)
+    catalogue = {t.name: t for t in reg.catalogue(ns.backend)}
+    tasks = ns.tasks or sorted(catalogue)
+    for t in tasks:
+        reg.task_info(ns.backend, t)
+    contexts = [
+        Context(ns.backend, t, i)
+        for t in tasks
+        for i in parse_range(ns.init_states, catalogue[t].n_init_states)
+    ]
+    if ns.videos:
+        try:
+            import imageio.v3  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(
+                "--videos needs imageio with ffmpeg: pip install 'imageio[ffmpeg]'"
+            ) from exc
+    policy = load_policy(ns.checkpoint)
+    with make_pool(ns.workers) as pool:
+        runner = RolloutRunner(
+            PI0Actor(policy, ns.mode),
+            pool,
+            replan_every=ns.replan_every,
+            record_frames=bool(ns.videos),
+        )
+        result = evaluate(runner, contexts, ns.episodes_per_init_state, seed=ns.seed)
+    console.print(result.table(), highlight=False)
+    if ns.out:
+        out = Path(ns.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(
+            json.dumps({t.task: [t.successes, t.episodes] for t in result.tasks}, indent=2)
+        )
+        if ns.videos:
+            import imageio.v3 as iio
+
+            for r in result.rollouts[: ns.videos]:
+                name = f"{r.request.task}_init{r.request.init_state}_{'ok' if r.success else 'fail'}.mp4"
+                iio.imwrite(out / name, r.frames, fps=10)
+    return 0

@@ -1,0 +1,122 @@
+"""The ``ript train`` config: one attrs class per section, loaded from YAML.
+
+Every field has a default, so a config file only lists what it changes, and
+``ript train cfg.yaml ript.group_size=8`` overrides any field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ript_core.policy.config import PolicyConfig
+from ript_core.rl.loop import UpdateConfig
+
+
+def parse_range(spec: str, n: int) -> list[int]:
+    """``"0:40"`` -> [0..39], ``"40:"`` -> [40..n-1], ``"3,5,7"`` -> [3, 5, 7]."""
+    if ":" in spec:
+        lo, _, hi = spec.partition(":")
+        start, stop = int(lo or 0), int(hi) if hi else n
+        out = list(range(start, min(stop, n)))
+    else:
+        out = [int(x) for x in spec.split(",") if x.strip()]
+    bad = [i for i in out if not 0 <= i < n]
+    if bad or not out:
+        raise ValueError(f"init-state range {spec!r} selects {out[:5]}... of [0, {n})")
+    return out
+
+
+@attrs.define
+class EnvSection:
+    backend: str = "toy"
+    tasks: list[str] = attrs.Factory(list)  # empty: every task of the backend
+    train_init_states: str = "0:40"  # which registered init states RIPT trains on
+    eval_init_states: str = "40:"  # held out: evaluation only
+    options: dict[str, Any] = attrs.Factory(dict)  # passed to the backend's env factory
+    replan_every: int = 5
+    max_steps: int | None = None  # None: the task's own budget
+
+
+@attrs.define
+class RolloutSection:
+    n_workers: int | None = None  # None: the planner's choice; 0: in-process
+    worker_timeout_s: float = 120.0
+
+
+@attrs.define
+class RiptSection:
+    iterations: int = 20
+    group_size: int = 4  # K rollouts per context
+    groups_per_iteration: int = 8  # informative groups wanted per update (per rank)
+    max_sampling_rounds: int = 4  # rounds of context sampling per iteration before giving up
+    oversample: float = 1.5  # contexts sampled per missing group in a round
+    solved_window: int = 2
+    solved_weight: float = 0.1
+    max_consecutive_skips: int = 5  # non-finite updates in a row before the run stops
+
+
+@attrs.define
+class OptimSection:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: list[float] = attrs.Factory(lambda: [0.9, 0.999])
+    warmup_iterations: int = 0
+    schedule: str = "constant"  # constant | cosine
+
+
+@attrs.define
+class BCSection:
+    demos_per_task: int = 0  # scripted demonstrations for a warm start (0: none)
+    demo_init_states: str = "0:40"
+    demo_noise: float = 0.0
+    steps: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    rl_coef: float = 0.0  # weight of a BC term added to each RIPT update
+
+
+@attrs.define
+class EvalSection:
+    episodes_per_init_state: int = 1
+    every: int = 0  # evaluate every N iterations (0: before and after only)
+    mode: str = "ode"
+    videos: int = 0  # record this many MP4s per evaluation (needs imageio[ffmpeg])
+
+
+@attrs.define
+class TrainConfig:
+    run_dir: str = "runs/ript"
+    seed: int = 0
+    init_checkpoint: str | None = None  # a saved policy directory; None: policy.preset
+    policy: PolicyConfig = attrs.Factory(PolicyConfig)
+    env: EnvSection = attrs.Factory(EnvSection)
+    rollout: RolloutSection = attrs.Factory(RolloutSection)
+    ript: RiptSection = attrs.Factory(RiptSection)
+    update: UpdateConfig = attrs.Factory(UpdateConfig)
+    optim: OptimSection = attrs.Factory(OptimSection)
+    bc: BCSection = attrs.Factory(BCSection)
+    eval: EvalSection = attrs.Factory(EvalSection)
+    checkpoint_every: int = 5
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+    wandb_project: str | None = None
+
+    def check(self) -> None:
+        """Cheap sanity checks, run before any env or model is built."""
+        problems = []
+        if self.ript.group_size < 2:
+            problems.append("ript.group_size must be >= 2 (leave-one-out needs a group)")
+        if self.optim.schedule not in ("constant", "cosine"):
+            problems.append(f"optim.schedule {self.optim.schedule!r}: use 'constant' or 'cosine'")
+        if self.eval.mode not in ("ode", "sde"):
+            problems.append(f"eval.mode {self.eval.mode!r}: use 'ode' or 'sde'")
+        if self.policy.noise_level <= 0:
+            problems.append(
+                "policy.noise_level must be > 0: RIPT needs the SDE sampler's log-probs"
+            )
+        if self.bc.demos_per_task and not self.bc.steps:
+            problems.append("bc.demos_per_task > 0 but bc.steps == 0: set both or neither")
+        if problems:
+            raise ValueError("invalid training config:\n  " + "\n  ".join(problems))

@@ -1,0 +1,64 @@
+"""torchrun support: who am I, and collectives that are no-ops alone.
+
+``torchrun --nproc_per_node N ript train ...`` sets RANK/WORLD_SIZE; each
+rank runs its own env workers and contexts; gradients are summed in
+``loop.loop_update``; only rank 0 writes checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+import torch
+import torch.distributed as dist
+
+
+@attrs.frozen
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def init_from_env(cls) -> DistInfo:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)
+        return cls(dist.get_rank(), dist.get_world_size(), local)
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def sum_floats(values: list[float]) -> list[float]:
+    if not active():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()

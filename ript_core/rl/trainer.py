@@ -1,0 +1,467 @@
+"""The RIPT training loop.
+
+``Trainer(cfg).run()``:
+
+0. check the config and the backend, refuse to overwrite a run (``--resume``
+   continues one), build the policy once, the env workers, the optimizer;
+1. (fresh runs) optional BC warm start on scripted demonstrations, then an
+   evaluation on held-out init states, then checkpoint 0;
+2. per iteration: dynamic rollout sampling -> LOOP update -> metrics ->
+   checkpoint every ``checkpoint_every`` iterations;
+3. a final evaluation.
+
+Determinism: every episode's seed is a function of (run seed, rank,
+iteration, sampling round, slot); every other random draw comes from a
+generator whose state is checkpointed. A run killed at any instant and
+resumed from its last checkpoint continues exactly as if uninterrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ript_core.config import unstructure
+from ript_core.plugins import get_registry
+from ript_core.policy import PI0Policy, load_policy, save_policy
+from ript_core.rl import distributed as D
+from ript_core.rl.actor import PI0Actor
+from ript_core.rl.checkpoint import (
+    latest_checkpoint,
+    load_trainer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from ript_core.rl.config import TrainConfig, parse_range
+from ript_core.rl.demos import DemoSet, bc_loss_on, behaviour_clone, fit_stats, record_demos
+from ript_core.rl.evaluate import EvalResult, evaluate
+from ript_core.rl.loop import Decision, is_informative, leave_one_out_advantages, loop_update
+from ript_core.rl.metrics import MetricsLogger
+from ript_core.rl.sampler import Context, ContextSampler
+from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
+from ript_core.rollout.workers import make_pool
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def episode_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([abs(p) for p in parts]).generate_state(1)[0])
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        cfg.check()
+        self.cfg = cfg
+        self.progress = progress
+        self.dist = D.DistInfo.init_from_env()
+        self.run_dir = Path(cfg.run_dir)
+
+        # -- validate everything cheap before anything slow ---------------------
+        reg = get_registry()
+        reg.require_available(cfg.env.backend)
+        catalogue = {t.name: t for t in reg.catalogue(cfg.env.backend)}
+        self.tasks = cfg.env.tasks or sorted(catalogue)
+        unknown = [t for t in self.tasks if t not in catalogue]
+        if unknown:
+            raise ValueError(f"env.tasks: {cfg.env.backend!r} has no task(s) {unknown}")
+        self.train_contexts = [
+            Context(cfg.env.backend, t, i)
+            for t in self.tasks
+            for i in parse_range(cfg.env.train_init_states, catalogue[t].n_init_states)
+        ]
+        self.eval_contexts = [
+            Context(cfg.env.backend, t, i)
+            for t in self.tasks
+            for i in parse_range(cfg.env.eval_init_states, catalogue[t].n_init_states)
+        ]
+        leak = set(self.train_contexts) & set(self.eval_contexts)
+        if leak:
+            raise ValueError(
+                f"{len(leak)} evaluation contexts are also training contexts (e.g. {min(leak)}); "
+                "make env.train_init_states and env.eval_init_states disjoint"
+            )
+        ckpt = latest_checkpoint(self.run_dir)
+        if resume and ckpt is None:
+            raise TrainingError(
+                f"--resume: no complete checkpoint under {self.run_dir}/checkpoints; "
+                "start without --resume"
+            )
+        if not resume and ckpt is not None:
+            raise TrainingError(
+                f"{self.run_dir} already holds checkpoints (latest: {ckpt.name}); pass --resume "
+                "to continue that run or set run_dir to a new directory (nothing was overwritten)"
+            )
+
+        # -- the one policy ---------------------------------------------------------
+        torch.manual_seed(cfg.seed)
+        if ckpt is not None:
+            self.policy = load_policy(ckpt / "policy", **self._policy_overrides())
+        elif cfg.init_checkpoint:
+            self.policy = load_policy(cfg.init_checkpoint, **self._policy_overrides())
+        else:
+            prompts = [catalogue[t].instruction for t in self.tasks]
+            self.policy = PI0Policy.from_config(cfg.policy, prompts=prompts, seed=cfg.seed)
+        self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params,
+            lr=cfg.optim.lr,
+            betas=tuple(cfg.optim.betas),
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+        rank = self.dist.rank
+        self.sampler = ContextSampler(
+            self.train_contexts,
+            seed=episode_seed(cfg.seed, rank, 11),
+            solved_window=cfg.ript.solved_window,
+            solved_weight=cfg.ript.solved_weight,
+        )
+        self.update_rng = np.random.default_rng([cfg.seed, rank, 12])
+        self.bc_rng = np.random.default_rng([cfg.seed, rank, 13])
+        self.bc_gen = torch.Generator(device=self.policy.device).manual_seed(cfg.seed + 14)
+        self.iteration = 0
+        self.consecutive_skips = 0
+        self.demos: DemoSet | None = None
+        self.history: dict[str, Any] = {}
+
+        n_workers = cfg.rollout.n_workers
+        if n_workers is None:
+            n_workers = self._planned_workers()
+        self.pool = make_pool(n_workers, cfg.rollout.worker_timeout_s)
+        runner_kw = dict(
+            replan_every=cfg.env.replan_every,
+            max_steps=cfg.env.max_steps,
+            env_options=cfg.env.options,
+        )
+        self.train_runner = RolloutRunner(PI0Actor(self.policy, "sde"), self.pool, **runner_kw)
+        self.eval_runner = RolloutRunner(
+            PI0Actor(self.policy, cfg.eval.mode), self.pool, **runner_kw
+        )
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.logger = MetricsLogger(
+            self.run_dir,
+            enabled=self.dist.is_main,
+            tensorboard=cfg.tensorboard,
+            wandb_project=cfg.wandb_project,
+            config=unstructure(cfg),
+            resume_iteration=self.iteration if ckpt is not None else None,
+        )
+
+    # -- helpers --------------------------------------------------------------------
+    def _policy_overrides(self) -> dict[str, Any]:
+        """Run-time policy settings that a loaded checkpoint does not decide."""
+        p = self.cfg.policy
+        return dict(
+            noise_level=p.noise_level,
+            sde_scheme=p.sde_scheme,
+            sde_noise_region=p.sde_noise_region,
+            logp_horizon=p.logp_horizon,
+            logp_action_dims=p.logp_action_dims,
+            train_vlm=p.train_vlm,
+            device=p.device,
+        )
+
+    def _planned_workers(self) -> int:
+        cores = os.cpu_count() or 1
+        per_rank = max(1, (cores - 1) // self.dist.world_size) if cores > 2 else 1
+        return min(per_rank, self.cfg.ript.group_size * self.cfg.ript.groups_per_iteration)
+
+    def _lr_factor(self, it: int) -> float:
+        o = self.cfg.optim
+        if o.warmup_iterations and it < o.warmup_iterations:
+            return (it + 1) / o.warmup_iterations
+        if o.schedule == "cosine":
+            span = max(1, self.cfg.ript.iterations - o.warmup_iterations)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (it - o.warmup_iterations) / span)))
+        return 1.0
+
+    def _state(self) -> dict[str, Any]:
+        own = {
+            "sampler": self.sampler.state_dict(),
+            "update_rng": self.update_rng.bit_generator.state,
+            "bc_rng": self.bc_rng.bit_generator.state,
+            "bc_gen": self.bc_gen.get_state(),
+            "rng": rng_state(),
+        }
+        return {
+            "iteration": self.iteration,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ranks": D.gather_objects(own),
+            "consecutive_skips": self.consecutive_skips,
+            "history": self.history,
+            "demos": self.demos,
+            "config": unstructure(self.cfg),
+        }
+
+    def _restore(self, ckpt: Path) -> None:
+        state = load_trainer_state(ckpt)
+        if len(state["ranks"]) != self.dist.world_size:
+            raise TrainingError(
+                f"checkpoint {ckpt} was written by {len(state['ranks'])} ranks; resume it with "
+                f"the same --nproc_per_node (got {self.dist.world_size})"
+            )
+        self.iteration = state["iteration"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.consecutive_skips = state["consecutive_skips"]
+        self.history = state["history"]
+        self.demos = state["demos"]
+        own = state["ranks"][self.dist.rank]
+        self.sampler.load_state_dict(own["sampler"])
+        self.update_rng.bit_generator.state = own["update_rng"]
+        self.bc_rng.bit_generator.state = own["bc_rng"]
+        self.bc_gen.set_state(own["bc_gen"])
+        set_rng_state(own["rng"])
+        if self.dist.is_main:
+            log.info("resumed from %s at iteration %d", ckpt, self.iteration)
+
+    def checkpoint(self) -> None:
+        state = self._state()  # collective: every rank takes part
+        if self.dist.is_main:
+            save_checkpoint(
+                self.run_dir,
+                self.iteration,
+                lambda d: save_policy(self.policy, d),
+                state,
+                keep=self.cfg.keep_checkpoints,
+            )
+        D.barrier()
+
+    def say(self, msg: str) -> None:
+        if self.dist.is_main and self.progress:
+            print(msg, flush=True)
+
+    # -- phases -----------------------------------------------------------------------
+    def warm_start(self) -> None:
+        bc = self.cfg.bc
+        if not bc.demos_per_task:
+            return
+        backend = self.cfg.env.backend
+        n = get_registry().task_info(backend, self.tasks[0]).n_init_states
+        init_states = parse_range(bc.demo_init_states, n)[: bc.demos_per_task]
+        eval_ids = {c.init_state for c in self.eval_contexts}
+        if set(init_states) & eval_ids:
+            raise ValueError("bc.demo_init_states overlap env.eval_init_states: demos would leak")
+        self.demos = record_demos(
+            backend,
+            self.tasks,
+            init_states,
+            self.policy.chunk_size,
+            seed=self.cfg.seed,
+            noise=bc.demo_noise,
+            env_options=self.cfg.env.options,
+        )
+        if self.policy.stats.source == "identity":
+            fit_stats(self.policy, self.demos)
+        losses = behaviour_clone(
+            self.policy,
+            self.demos,
+            bc.steps,
+            bc.batch_size,
+            bc.lr,
+            self.cfg.seed,
+            self.progress and self.dist.is_main,
+        )
+        self.say(
+            f"BC warm start: {self.demos.successes}/{self.demos.episodes} expert demos, "
+            f"{len(self.demos)} samples, {bc.steps} steps, loss {losses[0]:.3f} -> {np.mean(losses[-20:]):.3f}"
+        )
+        self.history["bc_final_loss"] = float(np.mean(losses[-20:]))
+
+    def evaluate(self, tag: str) -> EvalResult:
+        ev = self.cfg.eval
+        mine = self.eval_contexts[self.dist.rank :: self.dist.world_size]
+        result = evaluate(
+            self.eval_runner, mine, ev.episodes_per_init_state, seed=self.cfg.seed + 7
+        )
+        if D.active():
+            parts = D.gather_objects([(t.task, t.successes, t.episodes) for t in result.tasks])
+            merged: dict[str, list[int]] = {}
+            for part in parts:
+                for task, s, n in part:
+                    merged.setdefault(task, [0, 0])
+                    merged[task][0] += s
+                    merged[task][1] += n
+            from ript_core.rl.evaluate import TaskResult
+
+            result = EvalResult([TaskResult(t, s, n) for t, (s, n) in sorted(merged.items())], [])
+        self.say(f"evaluation ({tag}, {ev.mode}, held-out init states):\n{result.table()}")
+        return result
+
+    def collect_groups(self) -> tuple[list[Decision], dict[str, float]]:
+        """Dynamic rollout sampling: keep informative groups until the batch is full."""
+        r = self.cfg.ript
+        decisions: list[Decision] = []
+        kept = dropped = rounds = 0
+        successes = episodes = env_steps = 0
+        rollout_metrics: dict[str, float] = {}
+        while kept < r.groups_per_iteration and rounds < r.max_sampling_rounds:
+            want = max(1, math.ceil((r.groups_per_iteration - kept) * r.oversample))
+            contexts = self.sampler.sample(want)
+            requests = [
+                EpisodeRequest(
+                    episode_id=g * r.group_size + k,
+                    backend=c.backend,
+                    task=c.task,
+                    init_state=c.init_state,
+                    seed=episode_seed(self.cfg.seed, self.dist.rank, self.iteration, rounds, g, k),
+                    group=g,
+                )
+                for g, c in enumerate(contexts)
+                for k in range(r.group_size)
+            ]
+            rollouts, stats = self.train_runner.run(requests)
+            rollout_metrics = stats.as_metrics()
+            env_steps += stats.env_steps
+            for g, context in enumerate(contexts):
+                group = rollouts[g * r.group_size : (g + 1) * r.group_size]
+                rewards = [float(x.success) for x in group]
+                successes += int(sum(rewards))
+                episodes += len(rewards)
+                self.sampler.record(context, rewards)
+                if not is_informative(rewards) or kept >= r.groups_per_iteration:
+                    dropped += 1
+                    log.debug(
+                        "iteration %d: dropped group %s rewards %s",
+                        self.iteration,
+                        context,
+                        rewards,
+                    )
+                    continue
+                kept += 1
+                adv = leave_one_out_advantages(np.array([rewards]))[0]
+                for rollout, a in zip(group, adv, strict=True):
+                    decisions.extend(
+                        Decision(s.policy_input, s.record, float(a)) for s in rollout.steps
+                    )
+                log.debug(
+                    "iteration %d: kept group %s rewards %s", self.iteration, context, rewards
+                )
+            rounds += 1
+        metrics = {
+            "ript/kept_groups": kept,
+            "ript/dropped_groups": dropped,
+            "ript/sampling_rounds": rounds,
+            "ript/decisions": len(decisions),
+            "train/success_rate": successes / max(episodes, 1),
+            "train/episodes": episodes,
+            "train/env_steps": env_steps,
+            **{
+                k: v
+                for k, v in rollout_metrics.items()
+                if k.endswith(("_per_s", "occupancy", "_frac"))
+            },
+        }
+        return decisions, metrics
+
+    def update(self, decisions: list[Decision]) -> dict[str, float]:
+        extra = None
+        if self.cfg.bc.rl_coef > 0 and self.demos is not None:
+            demos, coef = self.demos, self.cfg.bc.rl_coef
+
+            def extra():
+                idx = self.bc_rng.choice(
+                    len(demos), size=min(self.cfg.bc.batch_size, len(demos)), replace=False
+                )
+                return coef * bc_loss_on(self.policy, demos, idx, self.bc_gen)
+
+        return loop_update(
+            decisions,
+            PI0Actor(self.policy).log_prob,
+            self.params,
+            self.optimizer,
+            self.cfg.update,
+            self.update_rng,
+            extra_loss=extra,
+        )
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if self.iteration == 0 and "eval_before" not in self.history:
+            self.warm_start()
+            before = self.evaluate("before RIPT")
+            self.history["eval_before"] = before.rate
+            self.logger.log(0, before.metrics())
+            self.checkpoint()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            range(self.iteration, cfg.ript.iterations),
+            desc="RIPT",
+            initial=self.iteration,
+            total=cfg.ript.iterations,
+            disable=not (self.progress and self.dist.is_main),
+        )
+        for _ in bar:
+            decisions, metrics = self.collect_groups()
+            upd = (
+                self.update(decisions) if decisions else {"optimizer_steps": 0, "skipped_steps": 0}
+            )
+            self.scheduler.step()
+            if upd["skipped_steps"] and not upd["optimizer_steps"]:
+                self.consecutive_skips += 1
+                log.warning(
+                    "iteration %d: non-finite loss or gradient, update skipped", self.iteration
+                )
+                if self.consecutive_skips >= cfg.ript.max_consecutive_skips:
+                    raise TrainingError(
+                        f"{self.consecutive_skips} updates in a row had a non-finite loss or gradient; "
+                        "stopping. Lower optim.lr or update.clip, or check the policy's dtype"
+                    )
+            elif upd["optimizer_steps"]:
+                self.consecutive_skips = 0
+            self.iteration += 1
+            metrics.update({f"update/{k}": v for k, v in upd.items()})
+            metrics["optim/lr"] = self.scheduler.get_last_lr()[0]
+            keys = sorted(k for k in metrics if k.startswith(("train/", "ript/")))
+            totals = D.sum_floats([float(metrics[k]) for k in keys])
+            metrics.update({k: v / self.dist.world_size for k, v in zip(keys, totals, strict=True)})
+            if (
+                cfg.eval.every
+                and self.iteration % cfg.eval.every == 0
+                and self.iteration < cfg.ript.iterations
+            ):
+                metrics.update(self.evaluate(f"iteration {self.iteration}").metrics())
+            self.logger.log(self.iteration, metrics)
+            bar.set_postfix(
+                success=f"{metrics['train/success_rate']:.2f}", kept=metrics["ript/kept_groups"]
+            )
+            if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.ript.iterations:
+                self.checkpoint()
+        after = self.evaluate("after RIPT")
+        self.history["eval_after"] = after.rate
+        self.logger.log(self.iteration, {**after.metrics(), "eval/final": 1})
+        summary = {
+            "success_before": self.history["eval_before"],
+            "success_after": after.rate,
+            "iterations": self.iteration,
+        }
+        self.say(
+            f"success rate on held-out init states: {summary['success_before']:.1%} before RIPT -> "
+            f"{summary['success_after']:.1%} after {self.iteration} iterations"
+        )
+        return summary
+
+    def close(self) -> None:
+        self.pool.close()
+        self.logger.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
