@@ -528,6 +528,8 @@ class PI0Policy(nn.Module):
         predicted velocity and ``noise - actions`` at ``x_t = t*noise +
         (1-t)*actions``, averaged over the real action dims and the chunk steps
         that are not padding (``action_is_pad`` True: past the episode end).
+        Padded steps still enter the expert as inputs (whatever the dataset
+        pads with), as in lerobot; only their errors are excluded.
         """
         bsz = len(batch)
         if actions.shape[:2] != (bsz, self.chunk_size):
