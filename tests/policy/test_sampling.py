@@ -223,3 +223,22 @@ def test_log_prob_requires_a_positive_noise_level(policy):
     out = policy.sample(batch, "ode")
     with pytest.raises(ValueError, match="noise_level > 0"):
         policy.log_prob(batch, out.chain, noise_level=0.0)
+
+
+def test_bf16_policy_keeps_the_flow_in_float32():
+    """bf16 weights for the transformer stacks; the action/time embedding, the
+    velocity head, the chain and the log-prob stay float32."""
+    fp32 = tiny_policy(seed=1)
+    bf16 = tiny_policy(seed=1, dtype="bfloat16")
+    assert bf16.model.model.dit.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    assert bf16.model.embed_action_time.action_in_proj.weight.dtype == torch.float32
+    assert bf16.model.action_out_proj.weight.dtype == torch.float32
+    batch = bf16.preprocess(make_inputs(3))
+    noise = torch.randn(3, 10, 8, generator=torch.Generator().manual_seed(14))
+    out = bf16.sample(batch, "sde", noise=noise, generator=torch.Generator().manual_seed(15))
+    assert out.chain.dtype == out.log_prob.dtype == torch.float32
+    logp = bf16.log_prob(batch, out.chain)
+    assert logp.dtype == torch.float32 and (logp - out.log_prob).abs().max().item() <= 1e-5
+    ode16 = bf16.sample(batch, "ode", noise=noise).actions
+    ode32 = fp32.sample(fp32.preprocess(make_inputs(3)), "ode", noise=noise).actions
+    assert (ode16 - ode32).abs().max().item() < 0.1  # bf16 drift, not a different model
