@@ -125,4 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run through the canonical module so that command modules register into it
+    from ript_core.cli import main as canonical_main
+
+    sys.exit(canonical_main())

@@ -112,7 +112,7 @@ def test_broken_plugin_is_named_with_its_fix_and_others_still_load(tmp_path):
     # and the CLI shows it instead of a traceback
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     cli = subprocess.run(
-        [sys.executable, "-m", "ript_core.cli", "plugins"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "ript_core", "plugins"], capture_output=True, text=True, env=env
     )
     assert cli.returncode == 0, cli.stderr
     assert "brokensim" in cli.stdout and "failed to load" in cli.stdout

@@ -359,7 +359,7 @@ class PI0Policy(nn.Module):
         self,
         batch: PolicyBatch,
         mode: Literal["ode", "sde"] = "sde",
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         noise: torch.Tensor | None = None,
         *,
         noise_level: float | None = None,
@@ -372,6 +372,10 @@ class PI0Policy(nn.Module):
         stochastic step draws ``x_{i+1} ~ N(mean, std^2)`` of
         :mod:`ript_core.policy.flow` (``sde_scheme`` "all" or "one"), with
         noise only in the scored region if ``sde_noise_region="scored"``.
+
+        ``generator`` may be one generator per sample: each sample's noise then
+        comes from its own stream, so its chunk does not depend on which other
+        samples share the batch (what the rollout runner relies on).
         """
         if mode not in ("ode", "sde"):
             raise ValueError(f"mode must be 'ode' or 'sde', got {mode!r}")
@@ -381,7 +385,7 @@ class PI0Policy(nn.Module):
         bsz, device = len(batch), batch.device
         shape = (bsz, self.chunk_size, self.max_action_dim)
         if noise is None:
-            noise = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+            noise = _randn(shape, generator, device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         x = noise.to(device=device, dtype=torch.float32)
@@ -414,7 +418,7 @@ class PI0Policy(nn.Module):
                     x, v, coeffs.dt, coeffs.column("one_minus_t", idx), coeffs.column("drift", idx)
                 )
                 std = coeffs.column("std", idx)
-                eps = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+                eps = _randn(shape, generator, device)
                 x_sde = torch.where(noise_region, mean + std * eps, x_ode)
                 step_logp = (
                     gaussian_log_prob(x_sde, mean, std, region)
@@ -553,6 +557,32 @@ class PI0Policy(nn.Module):
         if action_is_pad is not None:
             weight = weight * (~action_is_pad.to(self.device, torch.bool))[..., None]
         return (err * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _per_sample(generator: Any, bsz: int) -> list[torch.Generator] | None:
+    if generator is None or isinstance(generator, torch.Generator):
+        return None
+    gens = list(generator)
+    if len(gens) != bsz:
+        raise ValueError(f"got {len(gens)} generators for a batch of {bsz}")
+    return gens
+
+
+def _randn(shape: tuple[int, ...], generator: Any, device: torch.device) -> torch.Tensor:
+    """Standard normal float32 noise, from one generator or one per sample."""
+    gens = _per_sample(generator, shape[0])
+    if gens is None:
+        return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+    return torch.stack(
+        [torch.randn(shape[1:], generator=g, device=device, dtype=torch.float32) for g in gens]
+    )
+
+
+def _randint(high: int, bsz: int, generator: Any, device: torch.device) -> torch.Tensor:
+    gens = _per_sample(generator, bsz)
+    if gens is None:
+        return torch.randint(0, high, (bsz,), generator=generator, device=device)
+    return torch.cat([torch.randint(0, high, (1,), generator=g, device=device) for g in gens])
 
 
 def resolve_device(device: str) -> torch.device:

@@ -81,7 +81,7 @@ class Decision:
 class UpdateConfig:
     ppo_epochs: int = 1
     clip: float = 0.2
-    micro_batch: int = 16
+    micro_batch: int | None = None  # None: the parallel planner's choice
     mini_batches: int = 1  # optimizer steps per epoch
     max_grad_norm: float = 1.0
     normalize_advantages: bool = False
@@ -155,8 +155,9 @@ def loop_update(
                 continue
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for start in range(0, len(mini), cfg.micro_batch):
-                idx = mini[start : start + cfg.micro_batch]
+            micro = cfg.micro_batch or max(len(mini), 1)
+            for start in range(0, len(mini), micro):
+                idx = mini[start : start + micro]
                 batch = [decisions[i] for i in idx]
                 logp_new = log_prob([d.policy_input for d in batch], [d.record for d in batch])
                 logp_old = torch.tensor([float(d.record["log_prob"]) for d in batch])

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
@@ -136,9 +136,11 @@ class Trainer:
         self.demos: DemoSet | None = None
         self.history: dict[str, Any] = {}
 
-        n_workers = cfg.rollout.n_workers
-        if n_workers is None:
-            n_workers = self._planned_workers()
+        self.plan = self._plan()
+        if not self.plan.fits:
+            raise TrainingError(f"this run does not fit the machine:\n{self.plan.summary()}")
+        n_workers = 0 if cfg.rollout.n_workers == 0 else self.plan.n_env_workers
+        self.micro_batch = cfg.update.micro_batch or self.plan.train_micro_batch
         self.pool = make_pool(n_workers, cfg.rollout.worker_timeout_s)
         runner_kw = dict(
             replan_every=cfg.env.replan_every,
@@ -174,10 +176,45 @@ class Trainer:
             device=p.device,
         )
 
-    def _planned_workers(self) -> int:
-        cores = os.cpu_count() or 1
-        per_rank = max(1, (cores - 1) // self.dist.world_size) if cores > 2 else 1
-        return min(per_rank, self.cfg.ript.group_size * self.cfg.ript.groups_per_iteration)
+    def _plan(self):
+        """The memory-aware plan for this rank; the user's explicit settings win."""
+        from ript_core.rollout import planner as P
+
+        cfg = self.cfg
+        machine = P.detect_machine()
+        # ranks on one host share its cores and RAM
+        world = self.dist.world_size
+        shared = {
+            "cpu_cores": max(1, machine.cpu_cores // world),
+            "cpu_ram_bytes": machine.cpu_ram_bytes // world,
+        }
+        if machine.device == "cpu":  # the model lives in the same RAM
+            shared.update(
+                device_total_bytes=machine.device_total_bytes // world,
+                device_free_bytes=machine.device_free_bytes // world,
+            )
+        machine = attrs.evolve(machine, **shared)
+        footprint = P.PolicyFootprint.from_hf_config(
+            self.policy.arch.pi0_config,
+            dtype_bytes=2 if cfg.policy.dtype == "bfloat16" else 4,
+            n_cameras=len(self.policy.arch.cameras),
+        ).for_strategy("full" if cfg.policy.train_vlm else "expert")
+        try:
+            backend = P.BackendFootprint.named(cfg.env.backend)
+        except ValueError:
+            backend = P.BackendFootprint.libero()  # unknown simulator: assume a heavy one
+        overrides: dict[str, Any] = {}
+        if cfg.rollout.n_workers:
+            overrides["n_env_workers"] = cfg.rollout.n_workers
+        if cfg.update.micro_batch:
+            overrides["train_micro_batch"] = cfg.update.micro_batch
+        return P.plan(
+            machine,
+            footprint,
+            backend,
+            rollouts_per_update=cfg.ript.group_size * cfg.ript.groups_per_iteration,
+            overrides=overrides,
+        )
 
     def _lr_factor(self, it: int) -> float:
         o = self.cfg.optim
@@ -384,7 +421,7 @@ class Trainer:
             PI0Actor(self.policy).log_prob,
             self.params,
             self.optimizer,
-            self.cfg.update,
+            attrs.evolve(self.cfg.update, micro_batch=self.micro_batch),
             self.update_rng,
             extra_loss=extra,
         )
@@ -411,7 +448,8 @@ class Trainer:
             upd = (
                 self.update(decisions) if decisions else {"optimizer_steps": 0, "skipped_steps": 0}
             )
-            self.scheduler.step()
+            if upd["optimizer_steps"]:
+                self.scheduler.step()  # the schedule counts updates, not skipped ones
             if upd["skipped_steps"] and not upd["optimizer_steps"]:
                 self.consecutive_skips += 1
                 log.warning(
