@@ -58,14 +58,19 @@ class FeatureStats:
 
     @classmethod
     def fit(cls, values: np.ndarray | torch.Tensor) -> FeatureStats:
-        """Stats of ``values [..., dim]`` over every leading axis."""
+        """Stats of ``values [..., dim]`` over every leading axis.
+
+        A feature that is constant in the data (std ~ 0, e.g. a gripper that
+        never closes before a demo ends) gets std 1 and a widened quantile
+        range: dividing by eps would turn the first unseen value into ~1e6.
+        """
         x = np.asarray(values, dtype=np.float64).reshape(-1, np.shape(values)[-1])
-        return cls(
-            mean=x.mean(0),
-            std=x.std(0),
-            q01=np.quantile(x, 0.01, axis=0),
-            q99=np.quantile(x, 0.99, axis=0),
-        )
+        std = x.std(0)
+        q01, q99 = np.quantile(x, 0.01, axis=0), np.quantile(x, 0.99, axis=0)
+        constant = std < 1e-6
+        std = np.where(constant, 1.0, std)
+        q01, q99 = np.where(constant, q01 - 1.0, q01), np.where(constant, q99 + 1.0, q99)
+        return cls(mean=x.mean(0), std=std, q01=q01, q99=q99)
 
 
 @attrs.frozen

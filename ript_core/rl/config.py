@@ -41,7 +41,11 @@ class EnvSection:
 
 @attrs.define
 class RolloutSection:
-    n_workers: int | None = None  # None: the planner's choice; 0: in-process
+    n_workers: int | None = None  # None: the planner's choice; 0: envs in this process
+    # With n_workers=0: how many envs to step in this process. For numpy-cheap
+    # envs (the toy) an IPC round trip costs more than a step, so many
+    # in-process envs feeding one large policy batch beat worker processes.
+    in_process_envs: int = 1
     worker_timeout_s: float = 120.0
 
 

@@ -46,7 +46,7 @@ from ript_core.rl.loop import Decision, is_informative, leave_one_out_advantages
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.sampler import Context, ContextSampler
 from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
-from ript_core.rollout.workers import make_pool
+from ript_core.rollout.workers import InProcessEnvPool, make_pool
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,11 @@ class Trainer:
         self.plan = self._plan()
         if not self.plan.fits:
             raise TrainingError(f"this run does not fit the machine:\n{self.plan.summary()}")
-        n_workers = 0 if cfg.rollout.n_workers == 0 else self.plan.n_env_workers
         self.micro_batch = cfg.update.micro_batch or self.plan.train_micro_batch
-        self.pool = make_pool(n_workers, cfg.rollout.worker_timeout_s)
+        if cfg.rollout.n_workers == 0:
+            self.pool = InProcessEnvPool(cfg.rollout.in_process_envs)
+        else:
+            self.pool = make_pool(self.plan.n_env_workers, cfg.rollout.worker_timeout_s)
         runner_kw = dict(
             replan_every=cfg.env.replan_every,
             max_steps=cfg.env.max_steps,

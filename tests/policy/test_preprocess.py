@@ -135,3 +135,13 @@ def test_stats_dims_must_fit(policy):
         policy.set_stats(NormStats.identity(3, 4))
     with pytest.raises(ValueError, match="quantile"):
         NormStats(state=FeatureStats.identity(2), actions=FeatureStats.identity(2), mode="quantile")
+
+
+def test_a_constant_feature_is_not_blown_up_by_eps():
+    from ript_core.policy import NormStats
+
+    states = np.stack([np.random.default_rng(0).uniform(0, 1, 50), np.zeros(50)], axis=1)
+    stats = NormStats.fit(states, np.random.default_rng(1).normal(size=(50, 2)))
+    assert stats.state.std[1] == 1.0 and stats.state.std[0] < 0.5
+    unseen = torch.tensor([[0.5, 1.0]])  # the gripper closes: never seen in the demos
+    assert stats.normalize(unseen, "state")[0, 1].item() == pytest.approx(1.0, abs=1e-5)

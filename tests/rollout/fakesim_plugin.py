@@ -42,8 +42,11 @@ class FakeEnv(gym.Env):
     def step(self, action):
         if self.task == "hang" and self.t == 0:
             marker = os.environ["FAKESIM_HANG_ONCE"]
-            if not os.path.exists(marker):
-                open(marker, "w").close()
+            try:  # atomic: two workers racing on a first step must not both hang
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
                 time.sleep(60)
         self.t += 1
         self.last = float(action[0])

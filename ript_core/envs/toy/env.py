@@ -23,6 +23,7 @@ import numpy as np
 from ript_core.envs.toy.render import COLOURS, render_top, render_wrist
 
 BLOCKS = tuple(COLOURS)
+GRID = 4
 CHARSET = string.ascii_letters + string.digits + " .,-_'"
 
 
@@ -80,16 +81,17 @@ class ToyReachEnv(gym.Env):
         if not 0 <= index < self.n_init_states:
             raise ValueError(f"init_state {index} out of range [0, {self.n_init_states})")
         rng = np.random.default_rng([BLOCKS.index(self.target), index, 20261125])
+        # Blocks sit at the centres of a GRID x GRID table grid: the block
+        # layout is then a matter of *which* cell holds *which* colour, the
+        # question a small ViT (pi0-tiny sees 4 x 4 patches) can answer.
+        cells = rng.choice(GRID * GRID, size=len(BLOCKS), replace=False)
+        pos = (np.stack(np.divmod(cells, GRID), axis=1)[:, ::-1] + 0.5) / GRID
+        target = pos[BLOCKS.index(self.target)]
         while True:
-            pos = rng.uniform(0.12, 0.88, size=(len(BLOCKS), 2))
-            gaps = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
-            if np.min(gaps[np.triu_indices(len(BLOCKS), 1)]) < 0.22:
-                continue
-            ee = rng.uniform(0.1, 0.9, size=2)
+            ee = rng.uniform(0.05, 0.95, size=2)
             dists = np.linalg.norm(pos - ee, axis=-1)
-            if np.min(dists) < 0.15 or dists[BLOCKS.index(self.target)] < 0.35:
-                continue
-            return {name: pos[i] for i, name in enumerate(BLOCKS)}, ee
+            if np.min(dists) >= 0.15 and np.linalg.norm(target - ee) >= 0.35:
+                return {name: pos[i] for i, name in enumerate(BLOCKS)}, ee
 
     # -- gymnasium API ------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -11,7 +11,7 @@ from ript_core.hookspecs import hookimpl
 NAME = "toy"
 N_INIT_STATES = 50
 MAX_STEPS = 30
-ENV_OPTIONS = {"image_size", "step_size", "grasp_radius", "max_steps", "wrist_view"}
+ENV_OPTIONS = {"image_size", "step_size", "grasp_radius", "max_steps", "wrist_view", "block_half"}
 
 
 def _targets() -> tuple[str, ...]:
