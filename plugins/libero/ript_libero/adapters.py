@@ -1,0 +1,91 @@
+"""LIBERO env <-> PI0 policy translators, as the reference pipeline does it.
+
+Observation (openpi ``examples/libero/main.py`` + ``LiberoInputs``):
+
+1. :func:`rotate_180` -- both cameras turned 180 degrees (robosuite renders
+   upside down; the pi0 LIBERO training frames are upright);
+2. :func:`compose_state` -- 8-d state ``eef_pos (3) + axis-angle of the eef
+   quaternion (3) + gripper joint positions (2)``;
+3. :func:`to_policy_fields` -- agent view -> ``base_0_rgb``, wrist ->
+   ``left_wrist_0_rgb``; ``right_wrist_0_rgb`` is left out, which the policy
+   turns into a black image with mask False (pi0's convention).
+
+Resize-with-pad to the model's size (224 for pi0), [-1, 1] scaling and the
+checkpoint's normalisation happen in the policy's preprocessing
+(``ript_core.policy.preprocess``), not here: doing them twice would blur the
+image and double-normalise the state.
+
+Action: the policy un-normalises its chunk with the checkpoint's stats
+(``PI0Policy.postprocess``); :func:`make_adapters`' action adapter then keeps
+LIBERO's 7 dims (delta eef position, delta axis-angle, gripper with -1 open
+/ +1 close, passed through as openpi does -- no sign flip, no binarising)
+and clips them to LIBERO's action space ``[-1, 1]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ript_core import (
+    ComposedActionAdapter,
+    ComposedObservationAdapter,
+    clip_actions,
+    slice_action_dims,
+)
+from ript_libero.catalogue import ACTION_DIM
+
+CAMERA_SLOTS = {"base_0_rgb": "agentview", "left_wrist_0_rgb": "wrist"}
+POLICY_STATE_DIM = 8
+ACTION_LOW = -np.ones(ACTION_DIM, dtype=np.float32)
+ACTION_HIGH = np.ones(ACTION_DIM, dtype=np.float32)
+
+
+def quat2axisangle(quat: np.ndarray) -> np.ndarray:
+    """Axis-angle ``axis * angle`` (float64, 3) of a unit quaternion ``(x, y, z, w)``.
+
+    openpi's / robosuite's convention: ``angle = 2 acos(w)`` in ``[0, 2 pi]``
+    (a quaternion with ``w < 0`` gives an angle above pi rather than being
+    flipped to the other hemisphere), and the zero vector when the rotation
+    is the identity. ``w`` is clipped to ``[-1, 1]`` against rounding.
+    """
+    q = np.asarray(quat, dtype=np.float64).reshape(4)
+    w = min(max(float(q[3]), -1.0), 1.0)
+    den = math.sqrt(1.0 - w * w)
+    if math.isclose(den, 0.0):
+        return np.zeros(3, dtype=np.float64)
+    return q[:3] * (2.0 * math.acos(w)) / den
+
+
+def rotate_180(obs: dict[str, Any]) -> dict[str, Any]:
+    images = {cam: np.ascontiguousarray(img[::-1, ::-1]) for cam, img in obs["images"].items()}
+    return {**obs, "images": images}
+
+
+def compose_state(obs: dict[str, Any]) -> dict[str, Any]:
+    raw = np.asarray(obs["state"], dtype=np.float64)
+    if raw.shape != (9,):
+        raise ValueError(
+            f"LIBERO observation state has shape {raw.shape}, expected (9,) = eef_pos (3), "
+            "eef_quat xyzw (4), gripper_qpos (2); is this observation from the libero backend?"
+        )
+    state = np.concatenate([raw[0:3], quat2axisangle(raw[3:7]), raw[7:9]])
+    return {**obs, "state": state}
+
+
+def to_policy_fields(obs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "images": {slot: obs["images"][cam] for slot, cam in CAMERA_SLOTS.items()},
+        "state": obs["state"],
+        "prompt": obs["instruction"],
+    }
+
+
+def make_adapters() -> tuple[ComposedObservationAdapter, ComposedActionAdapter]:
+    obs_adapter = ComposedObservationAdapter([rotate_180, compose_state, to_policy_fields])
+    act_adapter = ComposedActionAdapter(
+        [slice_action_dims(ACTION_DIM), clip_actions(ACTION_LOW, ACTION_HIGH)]
+    )
+    return obs_adapter, act_adapter

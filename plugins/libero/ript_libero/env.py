@@ -1,0 +1,173 @@
+"""One LIBERO task as a ``gymnasium.Env`` that keeps ript-core's env contract.
+
+Observations are the simulator's, untranslated (the adapters translate):
+
+- ``images["agentview"]``, ``images["wrist"]``: ``HxWx3 uint8`` exactly as
+  robosuite renders them -- upside down (OpenGL's row order);
+  :meth:`LiberoEnv.render` returns the upright agent view for videos;
+- ``state``: float64 ``[eef_pos (3), eef_quat (4, x y z w), gripper_qpos (2)]``
+  (:data:`STATE_LAYOUT`), robosuite's ``robot0_*`` observations;
+- ``instruction``: the task's language instruction.
+
+Reset determinism. LIBERO's init states are flattened MuJoCo states, but
+``reset()`` also places the fixtures (cabinets, stoves, ...) from the global
+``np.random``, and fixture poses live in the model, not in the state that
+``set_init_state`` restores: the same init state after another reset history
+renders another scene. So :meth:`LiberoEnv.reset` seeds ``np.random`` from
+``(suite, task, init state, seed)`` right before LIBERO's ``reset()``: the
+scene is a function of those four numbers, whatever the process ran before.
+``step()`` draws nothing from ``np.random``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from ript_libero import catalogue, rendering
+
+CAMERAS = {"agentview": "agentview_image", "wrist": "robot0_eye_in_hand_image"}
+STATE_LAYOUT = {"eef_pos": slice(0, 3), "eef_quat": slice(3, 7), "gripper_qpos": slice(7, 9)}
+STATE_DIM = 9
+DEFAULT_IMAGE_SIZE = 256  # what openpi renders (and the pi0 LIBERO data was recorded at)
+ENV_OPTIONS = ("image_size",)
+# Mixed into the scene seed so that LIBERO scenes do not share a stream with
+# anything else seeded from the same small integers.
+_SEED_TAG = 0x11BE50
+_CHARSET = (
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,'-_"  # instructions
+)
+
+
+def scene_seed(suite: str, task_index: int, init_state: int, seed: int) -> int:
+    """The ``np.random`` seed LIBERO's ``reset()`` runs under for this context."""
+    suite_id = list(catalogue.SUITES).index(suite)
+    key = [_SEED_TAG, suite_id, task_index, init_state, seed & 0xFFFFFFFF, seed >> 32]
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(ENV_OPTIONS))
+    if unknown:
+        raise ValueError(f"libero backend: unknown env options {unknown}; known: {list(ENV_OPTIONS)}")
+    size = options.get("image_size", DEFAULT_IMAGE_SIZE)
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
+        raise ValueError(
+            f"libero backend: image_size must be an int in [16, 1024] (pixels per side of both "
+            f"cameras), got {size!r}"
+        )
+    return {"image_size": size}
+
+
+class LiberoEnv(gym.Env):
+    """``task`` is a catalogue name, e.g. ``"libero_goal.put_the_bowl_on_the_plate"``."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, task: str, *, image_size: int = DEFAULT_IMAGE_SIZE) -> None:
+        check_options({"image_size": image_size})
+        self.task = catalogue.locate(task)
+        self.task_name = task
+        self.suite_spec = catalogue.SUITES[self.task.suite]
+        self.image_size = image_size
+        self.instruction = self.task.language
+        self.init_states = catalogue.init_states(self.task)
+        self.n_init_states = len(self.init_states)
+        # openpi's loop bound: the settle steps plus the suite's policy steps
+        self.step_limit = catalogue.SETTLE_STEPS + self.suite_spec.max_steps
+        self.render_mode = "rgb_array"
+
+        img = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "images": gym.spaces.Dict({cam: img for cam in CAMERAS}),
+                "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float64),
+                "instruction": gym.spaces.Text(max_length=256, charset=_CHARSET),
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (catalogue.ACTION_DIM,), np.float32)
+
+        self.gl_backend = rendering.select_backend()
+        from libero.libero.envs import OffScreenRenderEnv  # imports robosuite + mujoco
+
+        self._env = OffScreenRenderEnv(
+            bddl_file_name=catalogue.bddl_file(self.task),
+            camera_heights=image_size,
+            camera_widths=image_size,
+        )
+        self._raw: dict[str, Any] = {}
+        self._t = 0
+        self.init_state = -1
+
+    # -- gymnasium API ------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        index = options.pop("init_state", None)
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}; libero knows 'init_state'")
+        if index is None:
+            index = int(self.np_random.integers(self.n_init_states))
+        index = int(index)
+        if not 0 <= index < self.n_init_states:
+            raise ValueError(
+                f"{self.task_name}: init_state {index} out of range [0, {self.n_init_states})"
+            )
+        np.random.seed(scene_seed(self.task.suite, self.task.index, index, seed or 0))
+        self._env.reset()
+        self._raw = self._env.set_init_state(self.init_states[index])
+        self._t = 0
+        self.init_state = index
+        success = bool(self._env.check_success())
+        return self._obs(), {"success": success, "init_state": index}
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (catalogue.ACTION_DIM,):
+            raise ValueError(
+                f"LIBERO takes 7-d actions (delta eef xyz, delta axis-angle, gripper), got shape "
+                f"{np.shape(action)}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"LIBERO got a non-finite action {a}")
+        self._raw, _, done, _ = self._env.step(a)
+        self._t += 1
+        success = bool(done)  # LIBERO's done is its success predicate
+        truncated = not success and self._t >= self.step_limit
+        info = {"success": success, "init_state": self.init_state}
+        return self._obs(), float(success), success, truncated, info
+
+    def render(self) -> np.ndarray:
+        """The agent-view camera, upright (for videos)."""
+        if not self._raw:
+            raise RuntimeError("render() before reset()")
+        return np.ascontiguousarray(self._raw[CAMERAS["agentview"]][::-1, ::-1])
+
+    def close(self) -> None:
+        env = getattr(self, "_env", None)
+        if env is not None:
+            env.close()
+            self._env = None
+
+    # -- helpers ------------------------------------------------------------------------
+    def _obs(self) -> dict[str, Any]:
+        raw = self._raw
+        state = np.concatenate(
+            [raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]]
+        ).astype(np.float64)
+        return {
+            "images": {cam: np.array(raw[key], dtype=np.uint8) for cam, key in CAMERAS.items()},
+            "state": state,
+            "instruction": self.instruction,
+        }
+
+    @property
+    def sim(self) -> Any:
+        """The robosuite ``MjSim`` (privileged access for tests and debugging)."""
+        return self._env.sim
+
+    @property
+    def robosuite_env(self) -> Any:
+        return self._env.env
