@@ -407,7 +407,9 @@ class PI0Policy(nn.Module):
         chain = [x]
         logp = torch.zeros(bsz, dtype=torch.float64, device=device)
         for i in range(steps):
-            t = torch.full((bsz,), coeffs.t[i], dtype=torch.float32, device=device)
+            # float64 t: the time embedding is float64 (precision.py); float32
+            # would round the grid point before it is embedded
+            t = torch.full((bsz,), coeffs.t[i], dtype=torch.float64, device=device)
             v = self.velocity(inputs, cache, prefix_len, x, t)
             x_ode = euler_step(x, v, coeffs.dt)
             if mode == "ode":
@@ -475,7 +477,7 @@ class PI0Policy(nn.Module):
             idx = stochastic_step.to(device=device, dtype=torch.long)
             rows = torch.arange(bsz, device=device)
             x, x_next = chain[rows, idx], chain[rows, idx + 1]
-            t = coeffs.column("t", idx)[:, 0, 0]
+            t = coeffs.column("t", idx, torch.float64)[:, 0, 0]
             v = self.velocity(inputs, cache, prefix_len, x, t)
             mean = sde_mean(
                 x, v, coeffs.dt, coeffs.column("one_minus_t", idx), coeffs.column("drift", idx)
@@ -487,7 +489,7 @@ class PI0Policy(nn.Module):
         logp = torch.zeros(bsz, dtype=torch.float64, device=device)
         for i in range(steps):
             idx = torch.full((bsz,), i, dtype=torch.long, device=device)
-            t = torch.full((bsz,), coeffs.t[i], dtype=torch.float32, device=device)
+            t = torch.full((bsz,), coeffs.t[i], dtype=torch.float64, device=device)
             x = chain[:, i]
             v = self.velocity(inputs, cache, prefix_len, x, t)
             mean = sde_mean(
