@@ -8,7 +8,11 @@ Usage::
 Times ``policy.sample`` (prefix once + N expert steps, what a rollout calls
 per chunk) at each batch size, plus ``log_prob`` forward+backward (what a
 PPO update calls per minibatch) for the SDE chain, and prints a markdown
-table. Inputs: random images at the model's size for the first two camera
+table. On a GPU each log_prob cell also gives that phase's peak memory, and an
+out-of-memory shows as ``OOM``. A further column times transformers' own
+``sample_actions`` on the same model and inputs (the reference the ODE
+sampler is bit-identical to), so the comparison is on the same machine and
+in the same run. Inputs: random images at the model's size for the first two camera
 slots (LIBERO-like: the third pi0 slot is absent and dropped), padded
 prompts, random state. Weights are random: speed only, not behaviour.
 """
@@ -18,12 +22,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ript_core.envs.interfaces import PolicyInput
-from ript_core.policy import PI0Policy
+from ript_core.policy import PI0Policy, PolicyBatch
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
@@ -42,7 +47,7 @@ def make_inputs(policy: PI0Policy, n: int, cameras: int, seed: int = 0) -> list[
     ]
 
 
-def timed(fn, device: torch.device, iters: int, warmup: int) -> float:
+def timed(fn: Callable[[], object], device: torch.device, iters: int, warmup: int) -> float:
     """Median wall time in ms (CUDA-synchronised)."""
     for _ in range(warmup):
         fn()
@@ -56,6 +61,42 @@ def timed(fn, device: torch.device, iters: int, warmup: int) -> float:
             torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
+
+
+UPDATES = {"full": "VLM+expert", "expert": "expert only"}
+
+
+def measure_update(
+    policy: PI0Policy,
+    batch: PolicyBatch,
+    chain: torch.Tensor,
+    train_vlm: bool,
+    device: torch.device,
+    iters: int,
+) -> str:
+    """``log_prob`` fwd+bwd ms of one SDE chain with the VLM trained or frozen;
+    on a GPU also the peak memory of that phase. An out-of-memory is a result
+    (the planner's micro-batch exists for it), not a crash of the benchmark."""
+    policy.config.train_vlm = train_vlm
+    policy.apply_trainable()
+
+    def update() -> None:
+        policy.zero_grad(set_to_none=True)
+        policy.log_prob(batch, chain).sum().backward()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        ms = timed(update, device, iters, 1)
+    except torch.OutOfMemoryError:
+        policy.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        return "OOM"
+    finally:
+        policy.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        return f"{ms:.1f} ({torch.cuda.max_memory_allocated(device) / 1e9:.1f} GB)"
+    return f"{ms:.1f}"
 
 
 def main() -> None:
@@ -75,11 +116,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument(
-        "--no-logprob", action="store_true", help="skip the log_prob fwd+bwd column"
+        "--update",
+        choices=["full", "expert", "both", "none"],
+        default="full",
+        help="log_prob fwd+bwd columns: gradients through VLM+expert, expert only, both, none",
+    )
+    parser.add_argument("--no-logprob", action="store_true", help="same as --update none")
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the column timing transformers' own sample_actions on the same model",
     )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    updates = [] if args.no_logprob or args.update == "none" else ["full", "expert"]
+    if args.update in ("full", "expert"):
+        updates = [args.update]
 
     policy = PI0Policy.from_preset(
         args.preset,
@@ -99,16 +152,17 @@ def main() -> None:
         f"{min(args.cameras, len(policy.arch.cameras))} cameras x {policy.arch.image_size} px, "
         f"{policy.arch.max_token_len} text tokens, torch {torch.__version__}\n"
     )
-    header = "| batch | preprocess ms | ODE ms/chunk | ODE chunks/s | SDE ms/chunk | SDE chunks/s |"
-    sep = "|---|---|---|---|---|---|"
-    if not args.no_logprob:
-        header += " log_prob fwd+bwd ms |"
-        sep += "---|"
     if device.type == "cuda":
-        header += " peak GB |"
-        sep += "---|"
-    print(header)
-    print(sep)
+        print(f"Weights resident: {torch.cuda.memory_allocated(device) / 1e9:.2f} GB\n")
+    cols = ["batch", "preprocess ms", "ODE ms/chunk", "ODE chunks/s", "SDE ms/chunk"]
+    cols.append("SDE chunks/s")
+    if not args.no_reference:
+        cols.append("transformers sample_actions ms/chunk")
+    if device.type == "cuda":
+        cols.append("sampling peak GB")
+    cols += [f"log_prob fwd+bwd ms, {UPDATES[u]}" for u in updates]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
     for bsz in [int(b) for b in args.batch_sizes.split(",")]:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -121,18 +175,40 @@ def main() -> None:
         sde = timed(
             lambda batch=batch: policy.sample(batch, "sde"), device, args.iters, args.warmup
         )
-        row = f"| {bsz} | {pre:.1f} | {ode:.1f} | {bsz * 1000 / ode:.1f} | {sde:.1f} | {bsz * 1000 / sde:.1f} |"
-        if not args.no_logprob:
-            chain = policy.sample(batch, "sde").chain
+        cells = [f"{bsz}", f"{pre:.1f}", f"{ode:.1f}", f"{bsz * 1000 / ode:.1f}", f"{sde:.1f}"]
+        cells.append(f"{bsz * 1000 / sde:.1f}")
+        if not args.no_reference:
+            # the same model and inputs through transformers' own sampling loop:
+            # a same-machine baseline for the ODE column (float32 noise, as ours)
+            kw = policy.model_inputs(batch)
+            noise = torch.randn(
+                bsz, policy.chunk_size, policy.max_action_dim, device=device, dtype=torch.float32
+            )
 
-            def update(batch=batch, chain=chain) -> None:
-                policy.zero_grad(set_to_none=True)
-                policy.log_prob(batch, chain).sum().backward()
+            @torch.no_grad()
+            def reference(kw=kw, noise=noise) -> None:
+                policy.model.sample_actions(
+                    kw["state"],
+                    kw["input_ids"],
+                    kw["pixel_values"],
+                    noise=noise,
+                    attention_mask=kw["attention_mask"],
+                    pixel_attention_mask=kw["pixel_attention_mask"],
+                    num_steps=policy.num_steps,
+                )
 
-            row += f" {timed(update, device, max(1, args.iters // 2), 1):.1f} |"
+            cells.append(f"{timed(reference, device, args.iters, args.warmup):.1f}")
         if device.type == "cuda":
-            row += f" {torch.cuda.max_memory_allocated(device) / 1e9:.1f} |"
-        print(row, flush=True)
+            cells.append(f"{torch.cuda.max_memory_allocated(device) / 1e9:.1f}")
+        if updates:
+            chain = policy.sample(batch, "sde").chain
+            for u in updates:
+                cells.append(
+                    measure_update(
+                        policy, batch, chain, u == "full", device, max(1, args.iters // 2)
+                    )
+                )
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ Each iteration of the loop (lock-step schedule):
    (task, init state), then runs the task's settle steps;
 2. the runner waits for the workers' replies, checks each observation
    against the env contract and turns it into a ``PolicyInput``;
-3. all envs that need a new chunk are batched into ONE policy call;
+3. all envs that need a new chunk are batched into ONE policy call (or
+   several of at most ``max_batch`` when the plan's inference batch is
+   smaller than the number of workers);
 4. each env gets the first ``replan_every`` actions of its chunk (fewer if
    the task's step budget ends sooner) and runs them in its worker.
 
@@ -159,6 +161,9 @@ class RolloutRunner:
     ``replan_every``: actions executed per chunk before re-querying (openpi
     LIBERO uses 5 of 50). ``max_steps``: overrides the catalogue's per-task
     budget when set. ``env_options``: passed to the backend's env factory.
+    ``max_batch``: the most observations per policy call (the plan's
+    ``inference_batch``, chosen so that one forward fits the device); more
+    waiting envs are split over several calls. ``None``: one call for all.
     """
 
     def __init__(
@@ -172,9 +177,12 @@ class RolloutRunner:
         record_frames: bool = False,
         max_restarts_per_episode: int = 3,
         on_batch: Callable[[int], None] | None = None,
+        max_batch: int | None = None,
     ) -> None:
         if replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {replan_every}")
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.policy = policy
         self.pool = pool
         self.replan_every = replan_every
@@ -183,6 +191,7 @@ class RolloutRunner:
         self.record_frames = record_frames
         self.max_restarts_per_episode = max_restarts_per_episode
         self.on_batch = on_batch
+        self.max_batch = max_batch
         self._adapters: dict[tuple[str, str], tuple[ObservationAdapter, ActionAdapter]] = {}
 
     def _adapters_for(self, backend: str, task: str) -> tuple[ObservationAdapter, ActionAdapter]:
@@ -249,8 +258,9 @@ class RolloutRunner:
                 if worker not in live and queue:
                     start(worker)
             waiting = [w for w, s in live.items() if s.pending_input is not None]
-            if waiting:
-                self._act(waiting, live, stats)
+            step = self.max_batch or max(1, len(waiting))
+            for i in range(0, len(waiting), step):
+                self._act(waiting[i : i + step], live, stats)
             # restarted workers whose episode was re-queued need new work
             for worker in range(self.pool.n):
                 if worker not in live and queue:

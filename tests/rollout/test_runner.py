@@ -66,6 +66,22 @@ def test_n_workers_give_exactly_the_sequential_rollouts(
     assert 0 < stats.batch_occupancy <= 1
 
 
+def test_max_batch_splits_policy_calls_without_changing_rollouts(
+    seeded_policy, sequential_toy_rollouts
+):
+    # the plan's inference batch can be smaller than the number of workers
+    policy = seeded_policy()
+    with InProcessEnvPool(3) as pool:
+        rollouts, stats = RolloutRunner(policy, pool, replan_every=4, max_batch=2).run(
+            toy_requests()
+        )
+    assert max(policy.batch_sizes) == 2 and policy.batch_sizes.count(1) > 0
+    assert stats.policy_samples == sum(policy.batch_sizes)
+    assert_same(rollouts, sequential_toy_rollouts)
+    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+        RolloutRunner(policy, pool, max_batch=0)
+
+
 def test_policy_is_built_once_whatever_the_number_of_workers(seeded_policy):
     seeded_policy.constructed = 0
     policy = seeded_policy()
