@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ript_core.plugins import get_registry
@@ -38,14 +39,17 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
             status = "[green]available[/green]"
         else:
             n_tasks = "-"
-            status = f"[red]unavailable[/red]: {avail.reason}\n  fix: {avail.install}"
+            # escape: rich would eat "[libero]" in `pip install "ript-core[libero]"` as markup
+            status = (
+                f"[red]unavailable[/red]: {escape(avail.reason)}\n  fix: {escape(avail.install)}"
+            )
         table.add_row(backend, reg.owner(backend), n_tasks, status)
     for broken in reg.broken:
         table.add_row(
             broken.name,
             broken.distribution,
             "-",
-            f"[red]failed to load[/red]: {broken.error}\n  fix: {broken.install}",
+            f"[red]failed to load[/red]: {escape(broken.error)}\n  fix: {escape(broken.install)}",
         )
     console.print(table)
     return 0

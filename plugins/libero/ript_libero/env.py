@@ -21,6 +21,7 @@ scene is a function of those four numbers, whatever the process ran before.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -153,15 +154,7 @@ class LiberoEnv(gym.Env):
 
     # -- helpers ------------------------------------------------------------------------
     def _obs(self) -> dict[str, Any]:
-        raw = self._raw
-        state = np.concatenate(
-            [raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]]
-        ).astype(np.float64)
-        return {
-            "images": {cam: np.array(raw[key], dtype=np.uint8) for cam, key in CAMERAS.items()},
-            "state": state,
-            "instruction": self.instruction,
-        }
+        return to_observation(self._raw, self.instruction)
 
     @property
     def sim(self) -> Any:
@@ -171,3 +164,20 @@ class LiberoEnv(gym.Env):
     @property
     def robosuite_env(self) -> Any:
         return self._env.env
+
+
+def to_observation(raw: Mapping[str, Any], instruction: str) -> dict[str, Any]:
+    """robosuite's observation dict -> this backend's (contract) observation.
+
+    robosuite samples its proprio observables at the first physics substep of
+    a control step, so after ``step()`` they trail the simulator's final
+    state by a few milliseconds of motion; openpi's pipeline sees the same.
+    """
+    state = np.concatenate(
+        [raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]]
+    ).astype(np.float64)
+    return {
+        "images": {cam: np.array(raw[key], dtype=np.uint8) for cam, key in CAMERAS.items()},
+        "state": state,
+        "instruction": instruction,
+    }
