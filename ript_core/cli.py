@@ -96,7 +96,11 @@ def _load_command_modules() -> None:
     """Commands that live beside the code they drive register themselves here."""
     import importlib
 
-    for module in ("ript_core.rollout.plan_command", "ript_core.rl.commands"):
+    for module in (
+        "ript_core.rollout.plan_command",
+        "ript_core.rl.commands",
+        "ript_core.debug.commands",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
