@@ -21,6 +21,8 @@ scene is a function of those four numbers, whatever the process ran before.
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,9 +39,7 @@ ENV_OPTIONS = ("image_size",)
 # Mixed into the scene seed so that LIBERO scenes do not share a stream with
 # anything else seeded from the same small integers.
 _SEED_TAG = 0x11BE50
-_CHARSET = (
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,'-_"  # instructions
-)
+_CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,'-_"  # instructions
 
 
 def scene_seed(suite: str, task_index: int, init_state: int, seed: int) -> int:
@@ -52,7 +52,9 @@ def scene_seed(suite: str, task_index: int, init_state: int, seed: int) -> int:
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(ENV_OPTIONS))
     if unknown:
-        raise ValueError(f"libero backend: unknown env options {unknown}; known: {list(ENV_OPTIONS)}")
+        raise ValueError(
+            f"libero backend: unknown env options {unknown}; known: {list(ENV_OPTIONS)}"
+        )
     size = options.get("image_size", DEFAULT_IMAGE_SIZE)
     if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
         raise ValueError(
@@ -101,6 +103,7 @@ class LiberoEnv(gym.Env):
         self._raw: dict[str, Any] = {}
         self._t = 0
         self.init_state = -1
+        _close_at_exit(self)
 
     # -- gymnasium API ------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -164,6 +167,26 @@ class LiberoEnv(gym.Env):
     @property
     def robosuite_env(self) -> Any:
         return self._env.env
+
+
+_LIVE: weakref.WeakSet[LiberoEnv] = weakref.WeakSet()
+_AT_EXIT_REGISTERED = False
+
+
+def _close_at_exit(env: LiberoEnv) -> None:
+    """Close live envs before robosuite's EGL display is terminated.
+
+    robosuite registers ``eglTerminate`` with ``atexit`` when it creates its
+    first GL context; a context still alive after that fails to free itself
+    and prints an ``EGLError`` traceback at interpreter exit (rollout workers
+    exit without closing their env). ``atexit`` runs handlers last-in
+    first-out, so registering after the first env exists runs ours first.
+    """
+    global _AT_EXIT_REGISTERED
+    _LIVE.add(env)
+    if not _AT_EXIT_REGISTERED:
+        atexit.register(lambda: [e.close() for e in list(_LIVE)])
+        _AT_EXIT_REGISTERED = True
 
 
 def to_observation(raw: Mapping[str, Any], instruction: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("ript_libero", reason='ript-core installed without the libero entry point')
+pytest.importorskip("ript_libero", reason="ript-core installed without the libero entry point")
 
 from ript_libero import rendering  # noqa: E402
 
@@ -84,7 +84,11 @@ def test_gl_backend_is_egl_then_osmesa_and_the_error_names_the_packages():
     tried.clear()
     env = {}
     assert rendering.select_backend(env, prober({"osmesa"})) == "osmesa"
-    assert (env["MUJOCO_GL"], env["PYOPENGL_PLATFORM"], tried) == ("osmesa", "osmesa", ["egl", "osmesa"])
+    assert (env["MUJOCO_GL"], env["PYOPENGL_PLATFORM"], tried) == (
+        "osmesa",
+        "osmesa",
+        ["egl", "osmesa"],
+    )
 
     tried.clear()
     env = {"MUJOCO_GL": "osmesa"}  # the user's choice is the only one tried
