@@ -5,7 +5,8 @@ State = [t, init_state, last action dim 0]. Success when the running sum of
 action dim 0 exceeds ``1 + init_state % 3``, so outcomes depend on the policy.
 Task ``nan`` returns a NaN state at t == 3; task ``hang`` sleeps on its
 first step whenever the file named by $FAKESIM_HANG_ONCE does not exist yet
-(and creates it), so only the first attempt hangs.
+(and creates it), so only the first attempt hangs. Task ``quiet`` reports
+success in ``info`` but never terminates (the runner must stop on success).
 """
 
 import os
@@ -52,7 +53,8 @@ class FakeEnv(gym.Env):
         self.last = float(action[0])
         self.total += self.last
         success = self.total > 1 + self.init % 3
-        return self._obs(), float(success), success, False, {"success": success}
+        terminated = success and self.task != "quiet"
+        return self._obs(), float(success), terminated, False, {"success": success}
 
     def render(self):
         return np.full((4, 4, 3), self.t, np.uint8)
@@ -82,6 +84,7 @@ def ript_task_catalogue(backend):
         TaskInfo("count", "go right", 6, 12, settle_steps=2, noop_action=(0.0, 0.0)),
         TaskInfo("nan", "go right", 2, 12),
         TaskInfo("hang", "go right", 2, 12),
+        TaskInfo("quiet", "go right", 6, 12),
     ]
 
 

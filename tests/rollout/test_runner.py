@@ -139,6 +139,34 @@ def test_settle_steps_replan_window_and_max_steps(fakesim, seeded_policy):
     assert any(r.success for r in rollouts) and not all(r.success for r in rollouts)
 
 
+def test_success_stops_the_episode_mid_chunk_without_termination(fakesim, seeded_policy):
+    """A backend may report success and keep running: the episode still ends at
+    the first successful step, even inside an action chunk."""
+    reqs = [EpisodeRequest(i, "fakesim", "quiet", i, seed=i) for i in range(6)]
+    with InProcessEnvPool(1) as pool:
+        rollouts, _ = RolloutRunner(seeded_policy(dim=2), pool, replan_every=5, max_steps=12).run(
+            reqs
+        )
+    for r in rollouts:
+        # replay the executed actions (SeededPolicy: actions are a function of the seed)
+        executed = np.concatenate(
+            [
+                np.random.default_rng(s.record["seed"])
+                .uniform(-0.6, 1.0, (8, 2))
+                .astype(np.float32)[: s.n_executed, 0]
+                for s in r.steps
+            ]
+        )
+        total = np.cumsum(executed.astype(np.float64))
+        over = total > 1 + r.request.init_state % 3
+        assert len(executed) == r.length
+        if r.success:
+            assert over[-1] and not over[:-1].any()  # stopped at the first success
+        else:
+            assert r.length == 12 and not over.any()
+    assert any(r.success and r.steps[-1].n_executed < 5 for r in rollouts)
+
+
 def test_bad_observation_stops_with_backend_and_key(fakesim, seeded_policy):
     with (
         InProcessEnvPool(1) as pool,
