@@ -82,6 +82,23 @@ def test_max_batch_splits_policy_calls_without_changing_rollouts(
         RolloutRunner(policy, pool, max_batch=0)
 
 
+def test_throughput_metrics(seeded_policy):
+    """Issue 4 item 5: env steps/s, policy calls/s, batch occupancy, time split."""
+    with InProcessEnvPool(2) as pool:
+        rollouts, stats = RolloutRunner(seeded_policy(), pool, replan_every=4).run(toy_requests(6))
+    m = stats.as_metrics()
+    assert m["rollout/episodes"] == 6 and m["rollout/env_steps"] == sum(r.length for r in rollouts)
+    assert m["rollout/env_steps_per_s"] == pytest.approx(stats.env_steps / stats.wall_s)
+    assert m["rollout/policy_calls_per_s"] == pytest.approx(stats.policy_calls / stats.wall_s)
+    assert m["rollout/mean_batch"] == pytest.approx(stats.policy_samples / stats.policy_calls)
+    assert 0 < m["rollout/batch_occupancy"] <= 1
+    assert m["rollout/batch_occupancy"] == pytest.approx(m["rollout/mean_batch"] / 2)
+    # the policy and the env wait are disjoint parts of the wall time
+    assert m["rollout/policy_time_frac"] > 0 and m["rollout/env_wait_frac"] >= 0
+    assert m["rollout/policy_time_frac"] + m["rollout/env_wait_frac"] <= 1
+    assert m["rollout/discarded_episodes"] == 0
+
+
 def test_policy_is_built_once_whatever_the_number_of_workers(seeded_policy):
     seeded_policy.constructed = 0
     policy = seeded_policy()
