@@ -106,7 +106,9 @@ class LiberoEnv(gym.Env):
         _close_at_exit(self)
 
     # -- gymnasium API ------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
         options = dict(options or {})
         index = options.pop("init_state", None)
@@ -127,7 +129,7 @@ class LiberoEnv(gym.Env):
         success = bool(self._env.check_success())
         return self._obs(), {"success": success, "init_state": index}
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (catalogue.ACTION_DIM,):
             raise ValueError(

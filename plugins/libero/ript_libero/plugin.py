@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from ript_core import ActionAdapter, Availability, ObservationAdapter, TaskInfo, hookimpl
+from ript_libero import NAME
 
-NAME = "libero"
 INSTALL = 'pip install "ript-core[libero]"'
 
 
@@ -71,7 +71,7 @@ def ript_task_catalogue(backend: str) -> list[TaskInfo] | None:
 
 
 @hookimpl
-def ript_make_env(backend: str, task: str, options: dict[str, Any]):
+def ript_make_env(backend: str, task: str, options: dict[str, Any]) -> Any:
     if backend != NAME:
         return None
     from ript_libero.env import LiberoEnv, check_options

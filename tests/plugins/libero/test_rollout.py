@@ -4,6 +4,7 @@ the tiny PI0 policy, small images, a few steps."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from ript_core import get_registry
@@ -19,8 +20,16 @@ from ript_core.rollout.workers import ProcessEnvPool, ResetCommand  # noqa: E402
 MAX_STEPS, REPLAN = 8, 4
 
 
-def test_rollout_with_two_workers_and_the_tiny_policy(libero_host):
+@pytest.fixture
+def one_torch_thread():
+    # the two env workers need the 2 cores more than the tiny policy does
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_rollout_with_two_workers_and_the_tiny_policy(libero_host, one_torch_thread):
     info = get_registry().task_info("libero", TASK)
     policy = PI0Policy.from_preset(
         "pi0-tiny", prompts=[info.instruction], seed=0, action_dim=7, state_dim=8, logp_horizon=4
