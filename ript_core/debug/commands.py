@@ -132,6 +132,11 @@ def cmd_record(ns: argparse.Namespace) -> int:
         if not Path(ns.noise).is_file():
             raise ValueError(f"noise file {ns.noise} does not exist")
         noise = torch.from_numpy(np.load(ns.noise))
+        if noise.dtype != torch.float32:  # checked before the (slow) policy load
+            raise ValueError(
+                f"noise file {ns.noise} holds {noise.dtype}; PI0's initial noise must be "
+                "float32 (save it with .astype(np.float32))"
+            )
 
     obs_adapter = action_adapter = None
     meta: dict[str, Any] = {}

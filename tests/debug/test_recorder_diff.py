@@ -35,8 +35,8 @@ def toy_obs():
     return obs
 
 
-def _tiny_for_toy(seed: int = 0):
-    return parity_policy(seed, action_dim=3, state_dim=3)
+def _tiny_for_toy(seed: int = 0, **overrides):
+    return parity_policy(seed, action_dim=3, state_dim=3, **overrides)
 
 
 def test_recording_has_every_stage_and_consistent_values(toy_obs, tmp_path):
@@ -322,3 +322,34 @@ def test_record_cli_rejects_bad_arguments(tmp_path, capsys):
     assert "float32" in _text(capsys)
     assert main(["diff", str(tmp_path / "missing"), str(tmp_path / "r")]) == 2
     assert "no recording" in _text(capsys)
+
+
+def test_sde_recordings_are_reproducible_and_keep_the_log_prob():
+    policy = _tiny_for_toy()
+    inp = _toy_input(parity_inputs(0)[0])
+    a = record_inference(policy, inp, mode="sde", seed=3, layers=False)
+    b = record_inference(policy, inp, mode="sde", seed=3, layers=False)
+    assert diff_recordings(a, b, atol=0.0, rtol=0.0).ok
+    assert a["actions/log_prob"].shape == (1,) and np.isfinite(a["actions/log_prob"]).all()
+    # the SDE steps are not Euler steps: x_1 differs from x_0 + dt * v somewhere
+    n = policy.num_steps
+    euler = a["denoise/step_00/x_t"] + np.float32(-1.0 / n) * a["denoise/step_00/velocity"]
+    assert not np.allclose(euler, a["denoise/step_01/x_t"], atol=1e-4)
+    c = record_inference(policy, inp, mode="sde", seed=4, layers=False)
+    assert diff_recordings(a, c).first_divergence.name == "denoise/noise"
+
+
+def test_bf16_recording_diverges_first_at_the_model_pixels():
+    """A precision hunt: bf16 vs fp32 of the same weights. Everything before the
+    model agrees; the first difference is the bf16 rounding of the pixels."""
+    inp = _toy_input(parity_inputs(0)[0])
+    a = record_inference(_tiny_for_toy(), inp, layers=False)
+    b = record_inference(_tiny_for_toy(dtype="bfloat16"), inp, layers=False)
+    assert b.meta["stage_dtypes"]["input/pixel_values"] == "bfloat16"
+    assert b["input/pixel_values"].dtype == np.float32  # stored widened, exactly
+    report = diff_recordings(a, b, atol=1e-6, rtol=0.0)
+    assert report.first_divergence.name == "input/pixel_values"
+    assert {r.name: r.status for r in report.rows}["input/state"] == "ok"
+    # the noise and the time grid stay float32 / float64 under bf16
+    assert np.array_equal(a["denoise/noise"], b["denoise/noise"])
+    assert np.array_equal(a["denoise/step_02/t"], b["denoise/step_02/t"])
