@@ -15,9 +15,11 @@ from ript_core.debug import (
     make_noise,
     record_inference,
 )
+from ript_core.debug.commands import save_observation
 from ript_core.envs.interfaces import ComposedObservationAdapter
 from ript_core.envs.toy.adapters import make_adapters, to_policy_fields
 from ript_core.plugins import get_registry
+from ript_core.policy import save_policy
 from tests.debug.conftest import parity_inputs, parity_policy
 from tests.debug.pi0_reference import RefConfig, ReferencePI0, convert_weights
 
@@ -353,3 +355,23 @@ def test_bf16_recording_diverges_first_at_the_model_pixels():
     # the noise and the time grid stay float32 / float64 under bf16
     assert np.array_equal(a["denoise/noise"], b["denoise/noise"])
     assert np.array_equal(a["denoise/step_02/t"], b["denoise/step_02/t"])
+
+
+def test_cli_recording_of_a_checkpoint_equals_the_python_api(tmp_path, toy_obs):
+    """``ript record --checkpoint`` loads the saved policy and records the same
+    stages, bit for bit, as ``record_inference`` on the in-memory policy."""
+    policy = _tiny_for_toy()
+    save_policy(policy, tmp_path / "ckpt")
+    obs_adapter, action_adapter = make_adapters()
+    ours = record_inference(
+        policy, toy_obs, obs_adapter=obs_adapter, action_adapter=action_adapter, seed=2
+    )
+    save_observation(toy_obs, tmp_path / "obs.npz")
+    args = ["--env", "toy/reach-red", "--obs", str(tmp_path / "obs.npz"), "--seed", "2"]
+    assert (
+        main(["record", str(tmp_path / "cli"), "--checkpoint", str(tmp_path / "ckpt"), *args]) == 0
+    )
+    cli = Recording.load(tmp_path / "cli")
+    assert cli.meta["checkpoint"] == str(tmp_path / "ckpt")
+    report = diff_recordings(ours, cli, atol=0.0, rtol=0.0)
+    assert report.ok and len(report.compared) == len(ours)
