@@ -13,8 +13,8 @@ The sinusoidal time embedding is computed in float64 from exact frequencies
 in every precision (:class:`Float64TimestepEmbeddings`). transformers 5.24
 keeps the frequency table as a float32 buffer, which ``model.to(bfloat16)``
 rounds to bf16 (2.7e-3 relative error: at the top frequency, 2*pi/4e-3 rad
-per unit of t, the phase is off by radians) and which in float32 alone moves
-fp32 actions by ~2e-5 from an exact reference. openpi's PyTorch model
+per unit of t, the phase is off by radians) and which in float32 alone puts
+fp32 actions 2e-5 from a float64 reference (tests/debug). openpi's PyTorch model
 computes this embedding in float64, its JAX model in float32 (never bf16).
 See docs/debugging.md ("transformers vs openpi").
 """
