@@ -177,7 +177,10 @@ def cmd_record(ns: argparse.Namespace) -> int:
             save_observation(observation, ns.save_obs)
             console.print(f"observation: {ns.save_obs}")
 
-    overrides = {k: v for k, v in (("device", ns.device), ("dtype", ns.dtype)) if v is not None}
+    overrides: dict[str, Any] = {
+        k: v for k, v in (("device", ns.device), ("dtype", ns.dtype)) if v is not None
+    }
+    overrides["compile"] = False  # hooks need the eager modules
     if ns.checkpoint is not None:
         from ript_core.policy import load_policy
 

@@ -194,6 +194,13 @@ def record_inference(
     """
     if mode not in ("ode", "sde"):
         raise ValueError(f"mode must be 'ode' or 'sde', got {mode!r}")
+    if policy.config.compile:
+        # forward hooks inside torch.compile'd stacks are not reliable, and a
+        # compiled run is not the eager numerics a parity hunt compares
+        raise ValueError(
+            "record_inference needs an eager policy: build or load it with compile=False "
+            "(ript record does)"
+        )
     shape = (1, policy.chunk_size, policy.max_action_dim)
     if noise is None:
         noise = make_noise(policy, seed)
