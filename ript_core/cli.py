@@ -100,6 +100,7 @@ def _load_command_modules() -> None:
         "ript_core.rollout.plan_command",
         "ript_core.rl.commands",
         "ript_core.debug.commands",
+        "ript_core.policy.commands",
     ):
         try:
             importlib.import_module(module)

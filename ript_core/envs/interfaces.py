@@ -33,7 +33,9 @@ class PolicyInput:
     ``images`` maps a policy camera slot (e.g. ``"base_0_rgb"``) to an
     ``HxWx3 uint8`` image already in the orientation the policy was trained
     on; any size (the policy resizes with padding). ``state`` is the raw,
-    un-normalised proprio vector. ``prompt`` is the task instruction.
+    un-normalised proprio vector (float32, or float64 when the env composes
+    it in float64: normalising from float64 reproduces openpi's model input
+    bit for bit). ``prompt`` is the task instruction.
     """
 
     images: Mapping[str, np.ndarray]
@@ -78,9 +80,11 @@ class ComposedObservationAdapter(ObservationAdapter):
                 f"observation adapter produced no {sorted(missing)}; its last transform "
                 "must output the keys 'images', 'state' and 'prompt'"
             )
+        state = np.asarray(data["state"])
         return PolicyInput(
             images=dict(data["images"]),
-            state=np.asarray(data["state"], dtype=np.float32),
+            # float64 stays float64 (see PolicyInput); anything else becomes float32
+            state=state if state.dtype == np.float64 else state.astype(np.float32),
             prompt=str(data["prompt"]),
         )
 

@@ -2,8 +2,9 @@
 
 - **ript** (what :func:`save_policy` writes): a transformers checkpoint
   (``config.json`` + ``model.safetensors``) plus ``policy.json`` (our
-  config), ``stats.json`` and the tokenizer (``tokenizer.model`` or
-  ``tokenizer.json``).
+  config), ``stats.json``, ``pipeline.json`` (the input/output transforms,
+  :mod:`ript_core.policy.pipeline`) and the tokenizer (``tokenizer.model``
+  or ``tokenizer.json``).
 - **transformers**: ``config.json`` with ``model_type: pi0`` and
   safetensors with transformers' keys (``model.vlm.*``, ``model.dit.*``,
   ``embed_action_time.*``, ``action_out_proj.*``); stats must be given or
@@ -14,7 +15,10 @@
   ``normalize_inputs.*`` buffers inside the weights).
 - **openpi** (PyTorch-converted): ``model.safetensors`` with
   ``paligemma_with_expert.*`` and bare ``state_proj.*`` ... keys, openpi's
-  ``config.json`` and ``assets/<asset_id>/norm_stats.json``.
+  ``config.json`` and ``assets/<asset_id>/norm_stats.json``. openpi does not
+  store its training config's name in the checkpoint, and the name decides
+  the transforms (``pi0_libero`` adds the state to the actions): it must be
+  given (``openpi_config="pi0_libero"``) or the load fails.
 
 Every load is strict: a missing or unexpected weight, a shape mismatch or
 missing normalisation stats raises :class:`CheckpointError` naming the keys
@@ -32,14 +36,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import PI0Config
 
 from ript_core.config import structure, unstructure
 from ript_core.policy.config import PolicyConfig
+from ript_core.policy.pipeline import (
+    OPENPI_CONFIGS,
+    PIPELINE_FILE,
+    Pipeline,
+    lerobot_pipeline,
+)
+from ript_core.policy.pipeline import openpi_config as get_openpi_config
 from ript_core.policy.policy import PI0Policy, build_model, drop_unused_expert_embedding
-from ript_core.policy.presets import resolve_architecture
+from ript_core.policy.presets import Architecture, resolve_architecture
 from ript_core.policy.stats import STATS_FILE, FeatureStats, NormStats
 from ript_core.policy.tokenizer import JSON_FILE, SP_FILE, PromptTokenizer, load_tokenizer
 
@@ -170,19 +183,30 @@ def load_weights_strict(
     model.load_state_dict(dict(weights), strict=True)
 
 
-def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
-    """``model.safetensors`` or the shards named in ``model.safetensors.index.json``."""
+def _weight_files(directory: Path) -> list[str]:
     index = directory / f"{WEIGHTS_FILE}.index.json"
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (directory / WEIGHTS_FILE).is_file():
-        files = [WEIGHTS_FILE]
-    else:
-        raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (or sharded index) found")
+        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    if (directory / WEIGHTS_FILE).is_file():
+        return [WEIGHTS_FILE]
+    raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (or sharded index) found")
+
+
+def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
+    """``model.safetensors`` or the shards named in ``model.safetensors.index.json``."""
     out: dict[str, torch.Tensor] = {}
-    for name in files:
+    for name in _weight_files(directory):
         out.update(load_file(str(directory / name)))
     return out
+
+
+def read_safetensors_keys(directory: Path) -> list[str]:
+    """The weight names only (no tensor is read): enough to tell the layout."""
+    keys: list[str] = []
+    for name in _weight_files(directory):
+        with safe_open(str(directory / name), framework="pt") as f:
+            keys.extend(f.keys())
+    return keys
 
 
 # ---- stats of foreign layouts --------------------------------------------------------
@@ -228,14 +252,21 @@ def _lerobot_stats(
             "(need MEAN_STD or QUANTILES for both STATE and ACTION)"
         )
     return NormStats(
-        state=state, actions=actions, mode=mode, eps=1e-8, source=f"lerobot:{directory}"
+        state=state,
+        actions=actions,
+        mode=mode,
+        eps=1e-8,
+        convention="lerobot",
+        source=f"lerobot:{directory}",
     )
 
 
-def _openpi_stats(directory: Path) -> NormStats | None:
-    files = sorted(directory.glob("assets/*/norm_stats.json")) + sorted(
-        directory.glob("assets/norm_stats.json")
-    )
+def _openpi_stats(directory: Path, asset_id: str | None = None) -> NormStats | None:
+    if asset_id is not None and (directory / "assets" / asset_id / "norm_stats.json").is_file():
+        # openpi's create_trained_policy reads exactly assets/<asset_id>
+        files = [directory / "assets" / asset_id / "norm_stats.json"]
+    else:
+        files = sorted(directory.glob("assets/**/norm_stats.json"))
     if not files:
         return None
     if len(files) > 1:
@@ -280,7 +311,7 @@ def _foreign_overrides(layout: str, config: Mapping[str, Any]) -> dict[str, Any]
 
 
 def save_policy(policy: PI0Policy, directory: str | Path) -> Path:
-    """Write weights (safetensors), configs, stats and tokenizer to ``directory``."""
+    """Write weights (safetensors), configs, stats, pipeline and tokenizer to ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     policy.arch.pi0_config.to_json_file(str(out / "config.json"))
@@ -292,35 +323,80 @@ def save_policy(policy: PI0Policy, directory: str | Path) -> Path:
     config["tokenizer_path"] = None  # the tokenizer now lives in the directory
     (out / POLICY_FILE).write_text(json.dumps({"policy": config}, indent=2))
     policy.stats.save(out)
+    policy.pipeline.save(out)
     policy.tokenizer.save(out)
     return out
 
 
-def load_policy(
+@attrs.frozen
+class ResolvedCheckpoint:
+    """Everything a checkpoint directory determines, short of its weights."""
+
+    path: Path
+    layout: str
+    config: PolicyConfig
+    arch: Architecture
+    stats: NormStats
+    pipeline: Pipeline
+    tokenizer: PromptTokenizer
+
+
+def _resolve_pipeline(
+    path: Path, layout: str, openpi_name: str | None, pipeline: Pipeline | None
+) -> Pipeline:
+    if pipeline is not None:
+        return pipeline
+    if layout == "openpi":
+        if openpi_name is None:
+            raise CheckpointError(
+                f"{path}: an openpi checkpoint does not record its training config, and the "
+                "config decides its transforms (pi0_libero adds the state to the actions); pass "
+                f"openpi_config=NAME (known: {', '.join(sorted(OPENPI_CONFIGS))}; CLI: "
+                "--openpi-config NAME) or pipeline=Pipeline(...)"
+            )
+        try:
+            return get_openpi_config(openpi_name).pipeline
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
+    if openpi_name is not None:
+        raise CheckpointError(
+            f"{path}: openpi_config={openpi_name!r} given but the checkpoint has the {layout} "
+            "layout, not openpi's"
+        )
+    if (path / PIPELINE_FILE).is_file():
+        try:
+            return Pipeline.load(path)
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path / PIPELINE_FILE}: {exc}") from exc
+    if layout == "lerobot":
+        return lerobot_pipeline()
+    # a ript checkpoint saved before pipelines existed, or a bare transformers one
+    return Pipeline(origin=layout)
+
+
+def resolve_checkpoint(
     directory: str | Path,
     *,
     preset: str | None = None,
     stats: NormStats | None = None,
     tokenizer: PromptTokenizer | None = None,
+    openpi_config: str | None = None,
+    pipeline: Pipeline | None = None,
     **overrides: Any,
-) -> PI0Policy:
-    """Load any of the four layouts from a local directory (never a hub id).
-
-    ``preset`` (default ``pi0``) gives the architecture of lerobot/openpi
-    checkpoints, which carry no transformers config, and the camera slots /
-    prompt length of plain transformers ones; ``overrides`` are
-    :class:`PolicyConfig` fields (device, dtype, SDE settings, ...).
-    """
+) -> ResolvedCheckpoint:
+    """Config, architecture, stats, pipeline and tokenizer of a checkpoint,
+    without reading its weights (only their names); every missing piece is
+    an error here, before anything slow."""
     path = Path(directory)
     if not path.is_dir():
         raise CheckpointError(
             f"{path} is not a directory (load_policy reads local checkpoints only)"
         )
-    raw = read_safetensors(path)
-    layout = detect_layout(path, list(raw))
+    layout = detect_layout(path, read_safetensors_keys(path))
     config_json = (
         json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
     )
+    resolved_pipeline = _resolve_pipeline(path, layout, openpi_config, pipeline)
 
     if layout == "ript":
         saved = json.loads((path / POLICY_FILE).read_text())["policy"]
@@ -330,6 +406,10 @@ def load_policy(
         cfg = structure(PolicyConfig, saved, source=str(path / POLICY_FILE))
     else:
         fields = {"preset": preset or "pi0", **_foreign_overrides(layout, config_json), **overrides}
+        if layout == "openpi" and openpi_config is not None and "cameras" not in overrides:
+            cams = resolved_pipeline.cameras
+            if cams is not None:
+                fields["cameras"] = [c.name for c in cams]
         cfg = structure(PolicyConfig, fields, source=f"{path} ({layout})")
 
     pi0_config = None
@@ -341,9 +421,12 @@ def load_policy(
         if (path / STATS_FILE).is_file():
             stats = NormStats.load(path)
         elif layout == "lerobot":
-            stats = _lerobot_stats(path, raw, config_json)
+            stats = _lerobot_stats(path, read_safetensors(path), config_json)
         elif layout == "openpi":
-            stats = _openpi_stats(path)
+            asset = (
+                OPENPI_CONFIGS[openpi_config].asset_id if openpi_config in OPENPI_CONFIGS else None
+            )
+            stats = _openpi_stats(path, asset)
         if stats is None:
             where = {
                 "lerobot": "policy_preprocessor*normalizer*.safetensors with observation.state.* and action.*",
@@ -364,11 +447,47 @@ def load_policy(
                 f"{path}: no {SP_FILE} / {JSON_FILE} in the checkpoint; pass tokenizer_path= "
                 "(the PaliGemma tokenizer.model) or tokenizer="
             )
+    try:
+        resolved_pipeline.camera_slots(arch.cameras)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    return ResolvedCheckpoint(path, layout, cfg, arch, stats, resolved_pipeline, tokenizer)
 
-    weights, _dropped = to_transformers_keys(raw, layout)
+
+def load_policy(
+    directory: str | Path,
+    *,
+    preset: str | None = None,
+    stats: NormStats | None = None,
+    tokenizer: PromptTokenizer | None = None,
+    openpi_config: str | None = None,
+    pipeline: Pipeline | None = None,
+    **overrides: Any,
+) -> PI0Policy:
+    """Load any of the four layouts from a local directory (never a hub id).
+
+    ``preset`` (default ``pi0``) gives the architecture of lerobot/openpi
+    checkpoints, which carry no transformers config, and the camera slots /
+    prompt length of plain transformers ones; ``openpi_config`` names an
+    openpi checkpoint's training config (required for that layout, see
+    :data:`~ript_core.policy.pipeline.OPENPI_CONFIGS`); ``pipeline``
+    overrides the checkpoint's transforms; ``overrides`` are
+    :class:`PolicyConfig` fields (device, dtype, SDE settings, ...).
+    """
+    res = resolve_checkpoint(
+        directory,
+        preset=preset,
+        stats=stats,
+        tokenizer=tokenizer,
+        openpi_config=openpi_config,
+        pipeline=pipeline,
+        **overrides,
+    )
+    raw = read_safetensors(res.path)
+    weights, _dropped = to_transformers_keys(raw, res.layout)
     # Built on CPU in float32 so that bf16 or fp32 checkpoints load exactly;
     # PI0Policy then applies the configured dtype and device.
-    model = build_model(arch, PolicyConfig(device="cpu"))
+    model = build_model(res.arch, PolicyConfig(device="cpu"))
     drop_unused_expert_embedding(model)
-    load_weights_strict(model, weights, str(path), layout)
-    return PI0Policy(cfg, model, arch, tokenizer, stats)
+    load_weights_strict(model, weights, str(res.path), res.layout)
+    return PI0Policy(res.config, model, res.arch, res.tokenizer, res.stats, res.pipeline)

@@ -36,6 +36,7 @@ from ript_core.policy.batch import PolicyBatch
 from ript_core.policy.config import PolicyConfig
 from ript_core.policy.flow import StepCoefficients, euler_step, gaussian_log_prob, sde_mean
 from ript_core.policy.images import to_model_range
+from ript_core.policy.pipeline import Pipeline
 from ript_core.policy.precision import DTYPES, apply_precision
 from ript_core.policy.preprocess import preprocess
 from ript_core.policy.presets import Architecture, resolve_architecture
@@ -82,6 +83,7 @@ class PI0Policy(nn.Module):
         arch: Architecture,
         tokenizer: PromptTokenizer,
         stats: NormStats | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -89,6 +91,9 @@ class PI0Policy(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self._check_tokenizer()
+        self.pipeline = pipeline if pipeline is not None else Pipeline()
+        # checked now, not at the first rollout: slots that do not fit the model
+        self.camera_slots = self.pipeline.camera_slots(arch.cameras)
         drop_unused_expert_embedding(model)
         self.dtype = DTYPES[config.dtype]
         apply_precision(model, self.dtype)
@@ -113,6 +118,7 @@ class PI0Policy(nn.Module):
         prompts: Sequence[str] | None = None,
         stats: NormStats | None = None,
         seed: int | None = None,
+        pipeline: Pipeline | None = None,
         **overrides: Any,
     ) -> PI0Policy:
         """Random-init policy of a named preset (``pi0``, ``pi0-tiny``).
@@ -123,7 +129,8 @@ class PI0Policy(nn.Module):
         :func:`~ript_core.policy.tokenizer.build_word_tokenizer`). Without
         ``stats`` the normalisation is the identity (mean 0, std 1, eps 0) on
         ``state_dim``/``action_dim`` (default: the padded max dims) until
-        :meth:`set_stats` installs fitted ones.
+        :meth:`set_stats` installs fitted ones. ``pipeline`` (default: torch
+        resize, openpi prompt format, no delta transform) is saved with it.
         """
         return cls.from_config(
             PolicyConfig(preset=preset, **overrides),
@@ -131,6 +138,7 @@ class PI0Policy(nn.Module):
             prompts=prompts,
             stats=stats,
             seed=seed,
+            pipeline=pipeline,
         )
 
     @classmethod
@@ -142,6 +150,7 @@ class PI0Policy(nn.Module):
         prompts: Sequence[str] | None = None,
         stats: NormStats | None = None,
         seed: int | None = None,
+        pipeline: Pipeline | None = None,
     ) -> PI0Policy:
         arch = resolve_architecture(config)
         if tokenizer is None:
@@ -152,7 +161,7 @@ class PI0Policy(nn.Module):
         if seed is not None:
             torch.manual_seed(seed)
         model = build_model(arch, config)
-        return cls(config, model, arch, tokenizer, stats)
+        return cls(config, model, arch, tokenizer, stats, pipeline)
 
     # ---- properties --------------------------------------------------------------
 
@@ -201,7 +210,7 @@ class PI0Policy(nn.Module):
             self.config.action_dim or self.max_action_dim,
         )
 
-    def _check_stats(self, stats: NormStats) -> None:
+    def _check_stats_dims(self, stats: NormStats) -> None:
         if stats.state.dim > self.max_state_dim or stats.actions.dim > self.max_action_dim:
             raise ValueError(
                 f"stats have state/action dims {stats.state.dim}/{stats.actions.dim}, the model "
@@ -215,6 +224,16 @@ class PI0Policy(nn.Module):
                 raise ValueError(
                     f"config {name}={want} but the normalisation stats have {have} dims"
                 )
+
+    def _check_stats(self, stats: NormStats) -> None:
+        self._check_stats_dims(stats)
+        mask = self.pipeline.delta_action_mask
+        if mask is not None and len(mask) > min(stats.actions.dim, stats.state.dim):
+            raise ValueError(
+                f"the pipeline's delta_action_mask covers {len(mask)} dims but the stats have "
+                f"{stats.actions.dim} action and {stats.state.dim} state dims; the mask may be "
+                "at most as long as both"
+            )
 
     def set_stats(self, stats: NormStats) -> None:
         """Install normalisation stats (e.g. fitted on demonstrations before BC)."""
@@ -247,23 +266,55 @@ class PI0Policy(nn.Module):
     # ---- pre / post processing ----------------------------------------------------
 
     def preprocess(self, inputs: Sequence[PolicyInput]) -> PolicyBatch:
-        """Env inputs -> a batch on the policy's device (see :mod:`.preprocess`)."""
+        """Env inputs -> a batch on the policy's device (see :mod:`.preprocess`),
+        with the checkpoint pipeline's camera slots, resampler and prompt format."""
         return preprocess(
             inputs,
-            cameras=self.arch.cameras,
+            cameras=self.camera_slots,
             image_size=self.arch.image_size,
             tokenizer=self.tokenizer,
             max_token_len=self.arch.max_token_len,
             stats=self.stats,
             max_state_dim=self.max_state_dim,
             device=self.device,
+            resize=self.pipeline.resize,
+            prompt_format=self.pipeline.prompt_format,
         )
 
-    def postprocess(self, actions: torch.Tensor) -> np.ndarray:
-        """Normalised ``[B, chunk, max_action_dim]`` -> un-normalised
-        ``[B, chunk, action_dim]`` float32 numpy (sliced to the real dims)."""
-        real = actions[..., : self.action_dim].detach().to(torch.float32)
-        return self.stats.unnormalize(real, "actions").cpu().numpy()
+    def postprocess(self, actions: torch.Tensor, batch: PolicyBatch | None = None) -> np.ndarray:
+        """Normalised ``[B, chunk, max_action_dim]`` -> env-unit ``[B, chunk,
+        action_dim]`` float32 numpy: un-normalised, made absolute where the
+        pipeline's ``delta_action_mask`` says so, sliced to the real dims.
+
+        The delta transform adds the state the chunk was computed from, in
+        openpi's form: ``batch.state`` (the normalised float32 model input)
+        un-normalised in float64. So ``batch`` -- the one ``actions`` were
+        sampled from -- is required when the pipeline has a delta mask. All
+        arithmetic is float64 (openpi's numpy output transforms), cast once.
+        """
+        real = actions[..., : self.action_dim].detach()
+        out = self.stats.unnormalize(real, "actions", dtype=torch.float64)
+        mask = self.pipeline.delta_action_mask
+        if mask is not None:
+            if batch is None:
+                raise ValueError(
+                    f"this checkpoint's pipeline ({self.pipeline.origin}) adds the state to the "
+                    "actions (delta_action_mask): call postprocess(actions, batch) with the batch "
+                    "the actions were sampled from"
+                )
+            if len(batch) != out.shape[0]:
+                raise ValueError(
+                    f"postprocess got {out.shape[0]} action chunks but a batch of {len(batch)}"
+                )
+            state = self.stats.unnormalize(
+                batch.state[..., : self.state_dim].to(out.device), "state", dtype=torch.float64
+            )
+            n = len(mask)
+            keep = torch.tensor(mask, dtype=torch.bool, device=out.device)
+            delta = torch.where(keep, state[..., :n], torch.zeros_like(state[..., :n]))
+            out = out.clone()
+            out[..., :n] += delta[:, None, :]
+        return out.to(torch.float32).cpu().numpy()
 
     def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Raw ``[..., action_dim]`` -> normalised and zero-padded to ``max_action_dim``."""
@@ -388,6 +439,12 @@ class PI0Policy(nn.Module):
             noise = _randn(shape, generator, device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+        elif noise.dtype != torch.float32:
+            # DESIGN §6: x_1 is float32 whatever the model dtype; bf16 noise has
+            # already lost its digits, so casting it up here would hide that
+            raise ValueError(
+                f"noise must be float32 (got {noise.dtype}); draw it with dtype=torch.float32"
+            )
         x = noise.to(device=device, dtype=torch.float32)
 
         stochastic = mode == "sde" and level > 0.0

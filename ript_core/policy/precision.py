@@ -80,3 +80,32 @@ def apply_precision(model: PI0ForConditionalGeneration, dtype: torch.dtype) -> N
 
     model.embed_action_time.register_forward_hook(cast_out)
     model.action_out_proj.register_forward_pre_hook(cast_in)
+
+
+def tf32_settings() -> dict[str, object]:
+    """The switches that make float32 matmuls/convolutions run in TF32."""
+    return {
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+    }
+
+
+def require_fp32_highest(what: str = "an fp32 parity run") -> None:
+    """Refuse to run ``what`` with TF32 matmuls on (parity checklist B11).
+
+    openpi's PyTorch model calls ``torch.set_float32_matmul_precision("high")``
+    globally when it is constructed, so importing it next to a parity test
+    silently changes every later fp32 result by ~1e-3 relative. cuDNN's own
+    TF32 switch (on by default, convolutions only: SigLIP's patch embedding)
+    is reported, not enforced, by :func:`tf32_settings`.
+    """
+    precision = torch.get_float32_matmul_precision()
+    if precision != "highest" or torch.backends.cuda.matmul.allow_tf32:
+        raise RuntimeError(
+            f"{what} needs full-precision float32 matmuls, but TF32 is on "
+            f"(float32_matmul_precision={precision!r}, cuda.matmul.allow_tf32="
+            f"{torch.backends.cuda.matmul.allow_tf32}); call "
+            "torch.set_float32_matmul_precision('highest') first (something -- e.g. openpi's "
+            "PI0Pytorch constructor -- switched it)"
+        )

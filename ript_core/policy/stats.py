@@ -5,10 +5,17 @@ with (parity checklist A2): the same weights with other stats move actions by
 centimetres. So the stats, the mode (z-score or quantile) and the epsilon are
 one object, saved beside the weights and loaded with them.
 
-Conventions (openpi ``transforms.py``): z-score ``(x - mean) / (std + eps)``,
-inverse ``y * (std + eps) + mean``; quantile ``(x - q01) / (q99 - q01 + eps)
-* 2 - 1``, inverse the exact algebraic inverse. openpi uses ``eps=1e-6``,
-lerobot and transformers ``1e-8``; the loader records which.
+Two conventions, recorded with the stats (``convention``):
+
+- ``openpi`` (``transforms.py``): z-score ``(x - mean) / (std + eps)``, inverse
+  ``y * (std + eps) + mean``; quantile ``(x - q01) / (q99 - q01 + eps) * 2 - 1``,
+  inverse the exact algebraic inverse; ``eps=1e-6``.
+- ``lerobot`` (``normalize_processor.py``): z-score ``(x - mean) / (std + eps)``
+  but inverse ``y * std + mean`` (no eps on the way back); quantile with
+  ``q99 - q01`` replaced by ``eps`` only where the two are equal; ``eps=1e-8``.
+
+The arithmetic is float64 (the stats are float64, as openpi's numpy stats);
+the result is cast once at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import numpy as np
 import torch
 
 NormMode = Literal["mean_std", "quantile"]
+NormConvention = Literal["openpi", "lerobot"]
 STATS_FILE = "stats.json"
 
 
@@ -81,6 +89,9 @@ class NormStats:
     actions: FeatureStats
     mode: NormMode = "mean_std"
     eps: float = 1e-6
+    # Where eps enters (see the module docstring): the same weights with the
+    # other convention move actions by eps-sized amounts on tiny-std dims.
+    convention: NormConvention = "openpi"
     # Where the stats came from ("identity", "fit", "openpi:<path>", ...): a
     # run log then says which normalisation it used.
     source: str = ""
@@ -89,6 +100,10 @@ class NormStats:
         if self.mode not in ("mean_std", "quantile"):
             raise ValueError(
                 f"normalisation mode must be 'mean_std' or 'quantile', got {self.mode!r}"
+            )
+        if self.convention not in ("openpi", "lerobot"):
+            raise ValueError(
+                f"normalisation convention must be 'openpi' or 'lerobot', got {self.convention!r}"
             )
         if self.mode == "quantile":
             for name, feat in (("state", self.state), ("actions", self.actions)):
@@ -124,31 +139,50 @@ class NormStats:
 
     # ---- application ---------------------------------------------------------
 
-    def _params(self, feature: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _params(
+        self, feature: str, like: torch.Tensor, inverse: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(offset, scale) such that normalised = (x - offset) / scale."""
         feat: FeatureStats = getattr(self, feature)
         kw = {"dtype": torch.float64, "device": like.device}
         if self.mode == "mean_std":
-            return torch.tensor(feat.mean, **kw), torch.tensor(feat.std, **kw) + self.eps
+            std = torch.tensor(feat.std, **kw)
+            if self.convention == "lerobot" and inverse:
+                return torch.tensor(feat.mean, **kw), std  # lerobot: y * std + mean
+            return torch.tensor(feat.mean, **kw), std + self.eps
         q01, q99 = torch.tensor(feat.q01, **kw), torch.tensor(feat.q99, **kw)
+        if self.convention == "lerobot":
+            span = q99 - q01
+            return q01, torch.where(span == 0, torch.full_like(span, self.eps), span) / 2.0
         return q01, (q99 - q01 + self.eps) / 2.0
 
-    def normalize(self, x: torch.Tensor, feature: Literal["state", "actions"]) -> torch.Tensor:
-        """Normalise the last axis of ``x`` (float64 arithmetic, float32 out)."""
+    def normalize(
+        self,
+        x: torch.Tensor,
+        feature: Literal["state", "actions"],
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """Normalise the last axis of ``x`` (float64 arithmetic, ``dtype`` out)."""
         offset, scale = self._params(feature, x)
         self._check_dim(x, offset, feature)
         y = (x.to(torch.float64) - offset) / scale
         if self.mode == "quantile":
             y = y - 1.0
-        return y.to(torch.float32)
+        return y.to(dtype)
 
-    def unnormalize(self, y: torch.Tensor, feature: Literal["state", "actions"]) -> torch.Tensor:
-        offset, scale = self._params(feature, y)
+    def unnormalize(
+        self,
+        y: torch.Tensor,
+        feature: Literal["state", "actions"],
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """Inverse of :meth:`normalize` in the stats' convention (float64 arithmetic)."""
+        offset, scale = self._params(feature, y, inverse=True)
         self._check_dim(y, offset, feature)
         z = y.to(torch.float64)
         if self.mode == "quantile":
             z = z + 1.0
-        return (z * scale + offset).to(torch.float32)
+        return (z * scale + offset).to(dtype)
 
     @staticmethod
     def _check_dim(x: torch.Tensor, offset: torch.Tensor, feature: str) -> None:
@@ -170,6 +204,7 @@ class NormStats:
             actions=FeatureStats(**data["actions"]),
             mode=data.get("mode", "mean_std"),
             eps=float(data.get("eps", 1e-6)),
+            convention=data.get("convention", "openpi"),
             source=str(data.get("source", "")),
         )
 

@@ -3,9 +3,11 @@
 openpi (parity checklist A8): ``prompt.strip().replace("_", " ").replace("\\n",
 " ")``, then ``encode(text, add_bos=True) + encode("\\n")`` -- the newline is
 the "start of answer" token, encoded *separately* -- then pad with id 0 (mask
-False) to ``max_token_len`` or truncate. lerobot/transformers instead append
-``"\\n"`` and tokenise jointly; we follow openpi because its checkpoints are
-the reference.
+False) to ``max_token_len`` or truncate with a warning. lerobot/transformers
+instead append ``"\\n"`` to the raw prompt (no strip, no ``_`` replacement)
+and tokenise ``BOS + encode(prompt + "\\n")`` jointly. Which one a checkpoint
+uses is part of its pipeline (``Pipeline.prompt_format``: ``"openpi"`` or
+``"joint"``).
 
 Two back-ends behind one small interface: the real PaliGemma sentencepiece
 model from a local path, and a word-level ``tokenizers`` model built from a
@@ -19,7 +21,7 @@ import logging
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 SP_FILE = "tokenizer.model"
 JSON_FILE = "tokenizer.json"
 PAD, BOS, EOS, UNK, NEWLINE = "<pad>", "<bos>", "<eos>", "<unk>", "\n"
+PromptFormat = Literal["openpi", "joint"]
+PROMPT_FORMATS = ("openpi", "joint")
 
 # Words of common manipulation instructions: the default vocabulary of a
 # random-init preset when no tokenizer and no prompts are given.
@@ -216,27 +220,49 @@ def format_prompt(prompt: str) -> str:
     return prompt.strip().replace("_", " ").replace("\n", " ")
 
 
+def prompt_ids(tokenizer: PromptTokenizer, prompt: str, fmt: PromptFormat = "openpi") -> list[int]:
+    """Unpadded ids: openpi ``[BOS] + encode(clean) + encode("\\n")``; joint
+    ``[BOS] + encode(prompt + "\\n")`` (lerobot/transformers, prompt as given)."""
+    if fmt == "openpi":
+        return [
+            tokenizer.bos_id,
+            *tokenizer.encode(format_prompt(prompt)),
+            *tokenizer.encode(NEWLINE),
+        ]
+    if fmt == "joint":
+        text = prompt if prompt.endswith(NEWLINE) else prompt + NEWLINE  # lerobot adds it once
+        return [tokenizer.bos_id, *tokenizer.encode(text)]
+    raise ValueError(f"prompt format must be one of {PROMPT_FORMATS}, got {fmt!r}")
+
+
 def tokenize_prompt(
-    tokenizer: PromptTokenizer, prompt: str, max_len: int
+    tokenizer: PromptTokenizer, prompt: str, max_len: int, fmt: PromptFormat = "openpi"
 ) -> tuple[list[int], list[bool]]:
-    """``(ids, mask)`` of length ``max_len``: BOS + prompt + "\\n", padded or truncated."""
-    ids = [tokenizer.bos_id, *tokenizer.encode(format_prompt(prompt)), *tokenizer.encode(NEWLINE)]
+    """``(ids, mask)`` of length ``max_len``: :func:`prompt_ids`, padded with
+    the pad id (mask False) or truncated with a warning, as openpi does."""
+    ids = prompt_ids(tokenizer, prompt, fmt)
     if len(ids) > max_len:
-        log.warning("prompt of %d tokens truncated to %d: %r", len(ids), max_len, prompt)
+        log.warning(
+            "prompt of %d tokens truncated to max_token_len=%d: %r (raise max_token_len if "
+            "this happens often)",
+            len(ids),
+            max_len,
+            prompt,
+        )
         ids = ids[:max_len]
     n = len(ids)
     return ids + [tokenizer.pad_id] * (max_len - n), [True] * n + [False] * (max_len - n)
 
 
 def tokenize_prompts(
-    tokenizer: PromptTokenizer, prompts: Iterable[str], max_len: int
+    tokenizer: PromptTokenizer, prompts: Iterable[str], max_len: int, fmt: PromptFormat = "openpi"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched :func:`tokenize_prompt`: ``ids [B, max_len] long, mask [B, max_len] bool``."""
     cache: dict[str, tuple[list[int], list[bool]]] = {}
     ids, masks = [], []
     for prompt in prompts:
         if prompt not in cache:
-            cache[prompt] = tokenize_prompt(tokenizer, prompt, max_len)
+            cache[prompt] = tokenize_prompt(tokenizer, prompt, max_len, fmt)
         ids.append(cache[prompt][0])
         masks.append(cache[prompt][1])
     return torch.tensor(ids, dtype=torch.long), torch.tensor(masks, dtype=torch.bool)

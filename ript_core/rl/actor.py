@@ -31,7 +31,7 @@ class PI0Actor:
     def act(self, inputs: Sequence[PolicyInput], seeds: Sequence[int]) -> PolicyOutput:
         batch = self.policy.preprocess(inputs)
         out = self.policy.sample(batch, self.mode, generator=self.generators(seeds))
-        actions = self.policy.postprocess(out.actions)
+        actions = self.policy.postprocess(out.actions, batch)
         chain = out.chain.cpu()
         logp = out.log_prob.cpu()
         step = out.stochastic_step.cpu() if out.stochastic_step is not None else None

@@ -55,10 +55,12 @@ def test_save_load_round_trip(source, tmp_path):
         "config.json",
         "policy.json",
         "stats.json",
+        "pipeline.json",
         "tokenizer.json",
     }
     loaded = load_policy(tmp_path)
     assert loaded.stats == source.stats and loaded.config == source.config
+    assert loaded.pipeline == source.pipeline
     assert loaded.arch.cameras == source.arch.cameras
     for (k, a), (k2, b) in zip(
         source.state_dict().items(), loaded.state_dict().items(), strict=True
@@ -110,7 +112,15 @@ def test_lerobot_layout_loads(source, tmp_path):
     )
     loaded = load_policy(tmp_path, preset="pi0-tiny", tokenizer=source.tokenizer)
     assert loaded.stats.source.startswith("lerobot") and loaded.stats.eps == 1e-8
-    np.testing.assert_allclose(actions_of(loaded), actions_of(source), atol=1e-5)
+    assert loaded.stats.convention == "lerobot"
+    # lerobot's own transforms: torch resize without antialiasing, joint "\n"
+    assert (loaded.pipeline.resize, loaded.pipeline.prompt_format) == ("torch_plain", "joint")
+    # the weights are the source's: with the source's transforms, the same actions
+    # (up to lerobot's eps 1e-8 vs 1e-6 and its eps-free inverse)
+    same = load_policy(
+        tmp_path, preset="pi0-tiny", tokenizer=source.tokenizer, pipeline=source.pipeline
+    )
+    np.testing.assert_allclose(actions_of(same), actions_of(source), atol=1e-5)
 
 
 def test_openpi_layout_loads(source, tmp_path):
@@ -134,7 +144,10 @@ def test_openpi_layout_loads(source, tmp_path):
     }
     (tmp_path / "assets" / "toy" / "norm_stats.json").write_text(json.dumps(norm))
     source.tokenizer.save(tmp_path)
-    loaded = load_policy(tmp_path, preset="pi0-tiny")
+    # openpi does not store its config name, and it decides the transforms
+    with pytest.raises(CheckpointError, match=r"pass openpi_config=NAME \(known: pi0_libero"):
+        load_policy(tmp_path, preset="pi0-tiny")
+    loaded = load_policy(tmp_path, preset="pi0-tiny", pipeline=source.pipeline)
     assert loaded.stats.source.startswith("openpi") and loaded.stats.eps == 1e-6
     np.testing.assert_array_equal(actions_of(loaded), actions_of(source))
 
@@ -152,7 +165,9 @@ def test_corrupted_checkpoint_names_the_offending_keys(source, tmp_path):
     }
     (tmp_path / "assets" / "toy" / "norm_stats.json").write_text(json.dumps(norm))
     with pytest.raises(CheckpointError) as err:
-        load_policy(tmp_path, preset="pi0-tiny", tokenizer=source.tokenizer)
+        load_policy(
+            tmp_path, preset="pi0-tiny", tokenizer=source.tokenizer, pipeline=source.pipeline
+        )
     msg = str(err.value)
     assert "openpi layout" in msg
     assert re.search(r"missing keys \(1\):\s+model\.dit\.layers\.1\.mlp\.down_proj\.weight", msg)
@@ -168,7 +183,9 @@ def test_missing_stats_fail(source, tmp_path):
         CheckpointError,
         match=r"no normalisation stats found \(expected assets/<asset_id>/norm_stats.json",
     ):
-        load_policy(tmp_path, preset="pi0-tiny", tokenizer=source.tokenizer)
+        load_policy(
+            tmp_path, preset="pi0-tiny", tokenizer=source.tokenizer, pipeline=source.pipeline
+        )
 
 
 def test_unknown_layout_and_missing_dir(tmp_path):
