@@ -47,6 +47,9 @@ class RolloutSection:
     # in-process envs feeding one large policy batch beat worker processes.
     in_process_envs: int = 1
     worker_timeout_s: float = 120.0
+    # env worker groups stepped while the policy serves another group
+    # (docs/planner.md); None: the planner's choice, 1: lock-step
+    pipeline_groups: int | None = None
 
 
 @attrs.define

@@ -148,6 +148,7 @@ class Trainer:
             replan_every=cfg.env.replan_every,
             max_steps=cfg.env.max_steps,
             env_options=cfg.env.options,
+            pipeline_groups=self.plan.pipeline_groups,
         )
         self.train_runner = RolloutRunner(PI0Actor(self.policy, "sde"), self.pool, **runner_kw)
         self.eval_runner = RolloutRunner(
@@ -210,12 +211,15 @@ class Trainer:
             overrides["n_env_workers"] = cfg.rollout.n_workers
         if cfg.update.micro_batch:
             overrides["train_micro_batch"] = cfg.update.micro_batch
+        if cfg.rollout.pipeline_groups:
+            overrides["pipeline_groups"] = cfg.rollout.pipeline_groups
         return P.plan(
             machine,
             footprint,
             backend,
             rollouts_per_update=cfg.ript.group_size * cfg.ript.groups_per_iteration,
             overrides=overrides,
+            replan_every=cfg.env.replan_every,
         )
 
     def _lr_factor(self, it: int) -> float:

@@ -17,6 +17,7 @@ from ript_core.cli import command, console
 from ript_core.rollout.planner import (
     GB,
     BackendFootprint,
+    InferenceCost,
     MachineSpec,
     ParallelPlan,
     PolicyFootprint,
@@ -47,6 +48,9 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("run")
     run.add_argument("--rollouts-per-update", type=int, default=64)
     run.add_argument(
+        "--replan-every", type=int, default=5, help="env steps per action chunk (default 5)"
+    )
+    run.add_argument(
         "--train-batch",
         type=int,
         default=None,
@@ -56,6 +60,13 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     env.add_argument("--backend-footprint", choices=("toy", "libero", "maniskill"), default="toy")
     env.add_argument("--env-ram-gb", type=float, default=None, help="RAM of one env worker")
     env.add_argument("--env-step-ms", type=float, default=None, help="seconds of one env step, ms")
+    inf = p.add_argument_group(
+        "policy speed (default: estimated from the architecture; give measured numbers)"
+    )
+    inf.add_argument("--policy-call-ms", type=float, default=None, help="fixed ms per policy call")
+    inf.add_argument(
+        "--policy-sample-ms", type=float, default=None, help="ms per sample of a policy call"
+    )
     m = p.add_argument_group("machine (default: this one; any flag plans for another)")
     m.add_argument("--device", choices=("cpu", "cuda"), default=None)
     m.add_argument("--device-memory-gb", type=float, default=None, help="GPU memory (implies cuda)")
@@ -68,6 +79,9 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--train-micro-batch", type=int, default=None)
     o.add_argument("--grad-accum", type=int, default=None)
     o.add_argument("--activation-checkpointing", choices=("on", "off"), default=None)
+    o.add_argument(
+        "--pipeline-groups", type=int, default=None, help="env worker groups (1: lock-step)"
+    )
 
 
 def _machine(ns: argparse.Namespace) -> MachineSpec:
@@ -127,12 +141,62 @@ def _backend(ns: argparse.Namespace) -> BackendFootprint:
 
 def _overrides(ns: argparse.Namespace) -> dict[str, int | bool]:
     out: dict[str, int | bool] = {}
-    for key in ("n_env_workers", "inference_batch", "train_micro_batch", "grad_accum"):
+    for key in (
+        "n_env_workers",
+        "inference_batch",
+        "train_micro_batch",
+        "grad_accum",
+        "pipeline_groups",
+    ):
         if getattr(ns, key) is not None:
             out[key] = getattr(ns, key)
     if ns.activation_checkpointing is not None:
         out["activation_checkpointing"] = ns.activation_checkpointing == "on"
     return out
+
+
+def _inference_cost(ns: argparse.Namespace, machine: MachineSpec, policy: PolicyFootprint):
+    """The estimate, with any number the user measured put in its place."""
+    if ns.policy_call_ms is None and ns.policy_sample_ms is None:
+        return None
+    est = InferenceCost.estimate(policy, machine)
+    return InferenceCost(
+        est.call_s if ns.policy_call_ms is None else ns.policy_call_ms / 1000,
+        est.per_sample_s if ns.policy_sample_ms is None else ns.policy_sample_ms / 1000,
+        source="given",
+    )
+
+
+def print_schedule(p: ParallelPlan) -> None:
+    """Predicted utilisation of the policy device and of the env workers per G."""
+    pipe = p.pipeline
+    if pipe is None:
+        return
+    table = Table(title="rollout schedule (steady state; G = 1 is lock-step)")
+    for col in (
+        "groups G",
+        "envs per group",
+        "period ms",
+        "env steps/s",
+        "policy busy",
+        "env workers busy",
+        "",
+    ):
+        table.add_column(col)
+    for o in pipe.options:
+        mark = (
+            "chosen" + (" (override)" if pipe.overridden else "") if o.groups == pipe.groups else ""
+        )
+        table.add_row(
+            str(o.groups),
+            "/".join(str(n) for n in sorted(set(o.group_sizes), reverse=True)),
+            f"{o.period_s * 1e3:.4g}",
+            f"{o.steps_per_s:,.0f}",
+            f"{o.policy_util:.0%}",
+            f"{o.env_util:.0%}",
+            mark,
+        )
+    console.print(table)
 
 
 def print_plan(p: ParallelPlan, machine: MachineSpec, policy: PolicyFootprint) -> None:
@@ -158,6 +222,7 @@ def print_plan(p: ParallelPlan, machine: MachineSpec, policy: PolicyFootprint) -
             ok,
         )
     console.print(table)
+    print_schedule(p)
     settings = ", ".join(
         f"{k}={'on' if v is True else 'off' if v is False else v}"
         + (" (override)" if k in p.overridden else "")
@@ -171,7 +236,7 @@ def print_plan(p: ParallelPlan, machine: MachineSpec, policy: PolicyFootprint) -
         console.print(f"  - {r}", soft_wrap=True, highlight=False, markup=False)
 
 
-@command("plan", "choose env workers, batch sizes and checkpointing that fit memory", _plan_args)
+@command("plan", "choose env workers, batch sizes, checkpointing and rollout schedule", _plan_args)
 def cmd_plan(ns: argparse.Namespace) -> int:
     machine = _machine(ns)
     policy = _policy(ns, machine)
@@ -182,6 +247,8 @@ def cmd_plan(ns: argparse.Namespace) -> int:
         rollouts_per_update=ns.rollouts_per_update,
         train_batch=ns.train_batch,
         overrides=_overrides(ns),
+        replan_every=ns.replan_every,
+        inference_cost=_inference_cost(ns, machine, policy),
     )
     print_plan(result, machine, policy)
     return 0 if result.fits else 1

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +66,7 @@ PLAN_FIELDS = (
     "train_micro_batch",
     "grad_accum",
     "activation_checkpointing",
+    "pipeline_groups",
 )
 
 
@@ -627,6 +629,224 @@ def update_activation_bytes(policy: PolicyFootprint, micro_batch: int, checkpoin
 
 
 # ============================================================================
+# the rollout schedule: policy and env workers overlapped (issue 15)
+# ============================================================================
+
+#: Host time per transformer layer pass of one eager ``sample`` call — the
+#: fixed cost that does not grow with the batch (kernel launches, Python).
+#: Calibrated on full pi0 in bf16 on an H100 (282 ms at batch 1 for
+#: 27 + 18 + 10 × 18 = 225 layer passes, DESIGN §5) and on ``pi0-tiny`` on the
+#: 2-core CPU machine (9 ms for 2 + 2 + 5 × 2 = 14 passes).
+CALL_S_PER_LAYER_PASS = {"cuda": 1.25e-3, "cpu": 0.65e-3}
+#: Sustained FLOP/s of the per-sample work, calibrated on the same runs
+#: (pi0 bf16 H100: 606 ms at batch 64 → ≈ 5.1 ms per extra sample for
+#: ≈ 3.0 TFLOP; pi0-tiny fp32 CPU: ≈ 0.8 ms per extra sample). The fp32 GPU
+#: figure assumes TF32 off (fp32 parity), about a twelfth of bf16.
+SAMPLE_FLOPS_PER_S = {
+    ("cuda", 2): 6.0e14,
+    ("cuda", 4): 5.0e13,
+    ("cpu", 2): 2.5e10,
+    ("cpu", 4): 2.5e10,
+}
+
+
+def sample_flops(policy: PolicyFootprint) -> float:
+    """FLOPs of one sample of one ``sample`` call: SigLIP over every camera, the
+    Gemma prefix once, and ``num_steps`` expert passes attending to the cache
+    (2 FLOPs per weight per token + the attention score and value products)."""
+
+    def stack(d: TransformerDims, tokens: int, kv: int) -> float:
+        return d.layers * (
+            2.0 * tokens * d.layer_params() + 4.0 * tokens * kv * d.heads * d.head_dim
+        )
+
+    img, p, s = policy.tokens_per_image, policy.prefix_tokens, policy.suffix_tokens
+    vision = policy.n_cameras * stack(policy.vision, img, img)
+    prefix = stack(policy.text, p, p)
+    expert = policy.num_steps * stack(policy.expert, s, p + s)
+    return vision + prefix + expert
+
+
+@attrs.frozen
+class InferenceCost:
+    """Seconds of one batched policy call: ``call_s + per_sample_s × batch``.
+
+    Build it from the policy's architecture (:meth:`estimate`, what ``ript
+    plan`` uses without a model), from measured calls (:meth:`fit` on
+    ``RolloutStats.policy_call_times``), or from your own numbers.
+    """
+
+    call_s: float
+    per_sample_s: float
+    source: str = "given"
+
+    def __attrs_post_init__(self) -> None:
+        if self.call_s < 0 or self.per_sample_s < 0:
+            raise ValueError(f"inference costs must be >= 0, got {self}")
+
+    def seconds(self, batch: int) -> float:
+        return self.call_s + self.per_sample_s * batch
+
+    @classmethod
+    def estimate(cls, policy: PolicyFootprint, machine: MachineSpec) -> InferenceCost:
+        """From the architecture and two calibration points (see the constants)."""
+        passes = policy.vision.layers + policy.text.layers + policy.num_steps * policy.expert.layers
+        call = passes * CALL_S_PER_LAYER_PASS[machine.device]
+        rate = SAMPLE_FLOPS_PER_S[(machine.device, policy.dtype_bytes)]
+        return cls(call, sample_flops(policy) / rate, source=f"estimated for {machine.device}")
+
+    @classmethod
+    def fit(cls, calls: Sequence[tuple[int, float]]) -> InferenceCost:
+        """Least squares of ``seconds = call_s + per_sample_s × batch`` on measured
+        ``(batch, seconds)`` calls, on the median per batch size (one slow call —
+        a warm-up, a busy core — should not move the line). With a single batch
+        size the two terms cannot be told apart: it is all ``call_s``."""
+        by_batch: dict[int, list[float]] = {}
+        for b, t in calls:
+            by_batch.setdefault(int(b), []).append(float(t))
+        if not by_batch:
+            raise ValueError("no policy calls to fit")
+        xs = sorted(by_batch)
+        ys = [statistics.median(by_batch[b]) for b in xs]
+        if len(xs) == 1:
+            return cls(ys[0], 0.0, source="measured (one batch size)")
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        slope = max(sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx, 0.0)
+        return cls(max(my - slope * mx, 0.0), slope, source="measured")
+
+
+@attrs.frozen
+class PipelineOption:
+    """The predicted steady state of one group count G.
+
+    ``period_s``: time between two decisions of the same env. ``policy_util``,
+    ``env_util``: fraction of the period the policy, and each env worker, is
+    busy. ``steps_per_s``: env steps per second over all workers.
+    """
+
+    groups: int
+    group_sizes: tuple[int, ...]
+    calls_per_group: int
+    policy_s: float  # policy time per period, all groups
+    period_s: float
+    policy_util: float
+    env_util: float
+    steps_per_s: float
+
+
+def group_sizes(n_env: int, groups: int) -> tuple[int, ...]:
+    """Workers per group as the runner deals them out (worker i -> group i % G)."""
+    return tuple(len(range(g, n_env, groups)) for g in range(groups))
+
+
+def pipeline_option(
+    n_env: int,
+    groups: int,
+    env_chunk_s: float,
+    cost: InferenceCost,
+    *,
+    inference_batch: int | None = None,
+    replan_every: int = 5,
+) -> PipelineOption:
+    """Steady-state period of the round-robin schedule with G groups.
+
+    Group g's policy time ``P_g`` is its calls (batches of at most
+    ``inference_batch``); its envs step ``E`` = one chunk while the policy
+    serves the other groups, so the period is
+    ``T = max(Σ_g P_g, max_g (P_g + E))``: policy-bound when the other groups'
+    inference covers a chunk, env-bound otherwise. G = 1 gives lock-step,
+    ``T = P + E``.
+    """
+    if n_env < 1 or groups < 1:
+        raise ValueError(f"need n_env >= 1 and groups >= 1, got {n_env}, {groups}")
+    groups = min(groups, n_env)
+    sizes = group_sizes(n_env, groups)
+    cap = inference_batch or max(sizes)
+    per_group = []
+    for n in sizes:
+        full, rest = divmod(n, cap)
+        per_group.append(full * cost.seconds(cap) + (cost.seconds(rest) if rest else 0.0))
+    policy = sum(per_group)
+    period = max(policy, max(pg + env_chunk_s for pg in per_group))
+    return PipelineOption(
+        groups=groups,
+        group_sizes=sizes,
+        calls_per_group=math.ceil(max(sizes) / cap),
+        policy_s=policy,
+        period_s=period,
+        policy_util=policy / period if period else 0.0,
+        env_util=env_chunk_s / period if period else 0.0,
+        steps_per_s=n_env * replan_every / period if period else 0.0,
+    )
+
+
+#: A larger G must beat the best smaller one by this much to be chosen: the
+#: cost model is rough, and every extra group means smaller batches and more
+#: policy calls for the same work.
+PIPELINE_MIN_GAIN = 0.05
+
+
+@attrs.frozen
+class PipelinePlan:
+    """The chosen G, the env and inference costs it rests on, every G considered."""
+
+    groups: int
+    env_chunk_s: float
+    cost: InferenceCost
+    options: tuple[PipelineOption, ...]
+    overridden: bool = False
+
+    @property
+    def chosen(self) -> PipelineOption:
+        return next(o for o in self.options if o.groups == self.groups)
+
+    @property
+    def lockstep(self) -> PipelineOption:
+        return self.options[0]
+
+    @property
+    def policy_util(self) -> float:
+        return self.chosen.policy_util
+
+    @property
+    def env_util(self) -> float:
+        return self.chosen.env_util
+
+    @property
+    def speedup(self) -> float:
+        return self.lockstep.period_s / self.chosen.period_s if self.chosen.period_s else 1.0
+
+
+def choose_pipeline(
+    n_env: int,
+    env_chunk_s: float,
+    cost: InferenceCost,
+    *,
+    inference_batch: int | None = None,
+    replan_every: int = 5,
+    max_groups: int = 8,
+    override: int | None = None,
+) -> PipelinePlan:
+    """The G (1..``max_groups``, at most one group per env) with the shortest
+    predicted period; a larger G must win by :data:`PIPELINE_MIN_GAIN`."""
+    top = max(1, min(n_env, max(max_groups, override or 1)))
+    options = tuple(
+        pipeline_option(
+            n_env, g, env_chunk_s, cost, inference_batch=inference_batch, replan_every=replan_every
+        )
+        for g in range(1, top + 1)
+    )
+    best = options[0]
+    for o in options[1:]:
+        if o.period_s < best.period_s * (1 - PIPELINE_MIN_GAIN):
+            best = o
+    if override is not None:
+        return PipelinePlan(min(override, top), env_chunk_s, cost, options, overridden=True)
+    return PipelinePlan(best.groups, env_chunk_s, cost, options)
+
+
+# ============================================================================
 # the plan
 # ============================================================================
 
@@ -658,6 +878,12 @@ class ParallelPlan:
     reasons: list[str]
     strategy: Strategy
     overridden: tuple[str, ...] = ()
+    pipeline: PipelinePlan | None = None
+
+    @property
+    def pipeline_groups(self) -> int:
+        """G for ``RolloutRunner(pipeline_groups=...)`` (1: lock-step)."""
+        return self.pipeline.groups if self.pipeline is not None else 1
 
     def settings(self) -> dict[str, int | bool]:
         """The fields a trainer applies (user overrides already folded in)."""
@@ -675,6 +901,15 @@ class ParallelPlan:
                 for phase, b in self.peak_bytes.items()
             ),
             f"  fits: {self.fits}",
+            *(
+                [
+                    f"  rollout schedule: {self.pipeline.groups} group(s); predicted policy "
+                    f"busy {self.pipeline.policy_util:.0%}, env workers busy "
+                    f"{self.pipeline.env_util:.0%}"
+                ]
+                if self.pipeline is not None
+                else []
+            ),
             *(f"  - {r}" for r in self.reasons),
         ]
         return "\n".join(lines)
@@ -772,13 +1007,17 @@ def plan(
     rollouts_per_update: int,
     train_batch: int | None = None,
     overrides: Mapping[str, Any] | None = None,
+    replan_every: int = 5,
+    inference_cost: InferenceCost | None = None,
 ) -> ParallelPlan:
-    """Choose env workers, batch sizes and checkpointing that fit ``machine``.
+    """Choose env workers, batch sizes, checkpointing and the rollout schedule.
 
     ``train_batch`` is the number of samples (chunks) per optimizer step;
     default ``rollouts_per_update``. ``overrides`` maps any of
     :data:`PLAN_FIELDS` to the user's value: it wins, the dependent fields
     are re-derived around it, and the plan reports when it does not fit.
+    ``replan_every`` (env steps per chunk) and ``inference_cost`` (default:
+    :meth:`InferenceCost.estimate`) decide ``pipeline_groups``.
     """
     if rollouts_per_update < 1:
         raise ValueError(f"rollouts_per_update must be >= 1, got {rollouts_per_update}")
@@ -892,6 +1131,44 @@ def plan(
                 f"note: inference batch {inf} > {n_env} live envs; batches hold at most {n_env}"
             )
 
+    # --- rollout schedule: how many worker groups overlap the policy -------------
+    cost = inference_cost or InferenceCost.estimate(policy, machine)
+    chunk_s = replan_every * backend.env_step_seconds
+    pipe = choose_pipeline(
+        n_env,
+        chunk_s,
+        cost,
+        inference_batch=inf,
+        replan_every=replan_every,
+        override=overrides.get("pipeline_groups"),
+    )
+    reasons.append(
+        f"rollout schedule: one chunk of {replan_every} env steps ≈ {chunk_s * 1e3:.4g} ms per "
+        f"env; a policy call ≈ {cost.call_s * 1e3:.3g} ms + {cost.per_sample_s * 1e3:.3g} ms "
+        f"× batch ({cost.source}); "
+        + "; ".join(
+            f"G={o.groups}: period {o.period_s * 1e3:.4g} ms, policy busy {o.policy_util:.0%}, "
+            f"envs busy {o.env_util:.0%}"
+            for o in pipe.options[: min(len(pipe.options), 4)]
+        )
+    )
+    if pipe.overridden:
+        auto = choose_pipeline(
+            n_env, chunk_s, cost, inference_batch=inf, replan_every=replan_every
+        ).groups
+        reasons.append(f"override: pipeline_groups = {pipe.groups} (planner's choice: {auto})")
+    elif pipe.groups == 1:
+        reasons.append(
+            "pipeline_groups 1 (lock-step): no group count shortens the period by "
+            f"{PIPELINE_MIN_GAIN:.0%} or more"
+        )
+    else:
+        reasons.append(
+            f"pipeline_groups {pipe.groups}: groups of {max(pipe.chosen.group_sizes)} envs step "
+            f"while the policy serves the others; predicted {pipe.speedup:.2f}× the env steps/s "
+            f"of lock-step ({pipe.chosen.steps_per_s:,.0f} vs {pipe.lockstep.steps_per_s:,.0f})"
+        )
+
     # --- micro-batch / checkpointing --------------------------------------------
     want = min(train_batch, MIN_EFFICIENT_MICRO_BATCH)
     no_ckpt = _largest_fitting(train_batch, lambda m: fits_update(m, False))
@@ -987,6 +1264,7 @@ def plan(
         reasons=reasons,
         strategy=policy.strategy,
         overridden=tuple(k for k in PLAN_FIELDS if k in overrides),
+        pipeline=pipe,
     )
 
 

@@ -1,24 +1,34 @@
 """The rollout runner: env workers step, ONE policy acts for all of them.
 
-Each iteration of the loop (lock-step schedule):
+The env workers are split into ``pipeline_groups`` = G fixed groups (worker
+``i`` belongs to group ``i % G``), visited round robin. A visit of group g:
 
-1. every idle worker takes the next queued episode and resets to its
-   (task, init state), then runs the task's settle steps;
-2. the runner waits for the workers' replies, checks each observation
-   against the env contract and turns it into a ``PolicyInput``;
-3. all envs that need a new chunk are batched into ONE policy call (or
-   several of at most ``max_batch`` when the plan's inference batch is
-   smaller than the number of workers);
-4. each env gets the first ``replan_every`` actions of its chunk (fewer if
-   the task's step budget ends sooner) and runs them in its worker.
+1. waits for the replies of g's workers only (the other groups keep
+   stepping the chunks they were sent), checks each observation against the
+   env contract and turns it into a ``PolicyInput``; a worker whose episode
+   ended takes the next queued episode and resets to its (task, init state),
+   then runs the task's settle steps;
+2. batches g's envs that need a new chunk into ONE policy call (or several of
+   at most ``max_batch`` when the plan's inference batch is smaller);
+3. sends each env the first ``replan_every`` actions of its chunk (fewer if
+   the task's step budget ends sooner), to run in its worker, and moves on.
+
+So while the policy infers a chunk for group A, groups B, C, ... step their
+previous chunks in their processes: with G > 1 neither the policy device nor
+the simulators wait for each other when their costs match (docs/planner.md
+gives the schedule and its analytic period). G = 1 is the lock-step
+schedule: infer for every env, then wait for every env.
 
 An episode ends on success, termination, truncation or the task's max steps.
 A worker that dies or hangs is restarted by the pool; its episode is thrown
 away and run again from the start (it is not a failure of the policy).
 
 Determinism: the policy gets one seed per (episode seed, decision index), so
-an episode's actions do not depend on which other envs shared its batch or
-on how many workers there are.
+an episode's actions do not depend on which other envs shared its batch, on
+how many workers or groups there are, or on the schedule. The schedule
+itself does not depend on timing either: a visit always waits for every
+outstanding worker of its group, so batch compositions are a function of
+the requests and G alone.
 """
 
 from __future__ import annotations
@@ -104,8 +114,13 @@ class RolloutStats:
     wall_s: float = 0.0
     policy_s: float = 0.0
     env_wait_s: float = 0.0
+    env_busy_s: float = 0.0  # summed over workers, timed inside them
     n_workers: int = 1
+    pipeline_groups: int = 1
     failures: list[str] = attrs.Factory(list)
+    # (batch size, seconds) of every policy call: what the planner's
+    # inference-cost model is fitted to (planner.InferenceCost.fit)
+    policy_call_times: list[tuple[int, float]] = attrs.Factory(list)
 
     @property
     def env_steps_per_s(self) -> float:
@@ -124,6 +139,24 @@ class RolloutStats:
         """Mean fraction of the env workers served by each policy call."""
         return self.mean_batch / self.n_workers if self.n_workers else 0.0
 
+    @property
+    def policy_busy_frac(self) -> float:
+        """Fraction of the wall time the policy (its device) was computing.
+
+        Measured around each ``act`` call, which returns host arrays, so a
+        GPU's queued work is included. Lock-step leaves it idle while envs
+        step; the pipelined schedule aims at 1 when the policy is the
+        bottleneck.
+        """
+        return self.policy_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def env_busy_frac(self) -> float:
+        """Fraction of the wall time an average env worker spent in reset/step."""
+        if not self.wall_s or not self.n_workers:
+            return 0.0
+        return self.env_busy_s / (self.n_workers * self.wall_s)
+
     def as_metrics(self, prefix: str = "rollout/") -> dict[str, float]:
         return {
             f"{prefix}episodes": self.episodes,
@@ -134,6 +167,9 @@ class RolloutStats:
             f"{prefix}batch_occupancy": self.batch_occupancy,
             f"{prefix}policy_time_frac": self.policy_s / self.wall_s if self.wall_s else 0.0,
             f"{prefix}env_wait_frac": self.env_wait_s / self.wall_s if self.wall_s else 0.0,
+            f"{prefix}policy_busy_frac": self.policy_busy_frac,
+            f"{prefix}env_busy_frac": self.env_busy_frac,
+            f"{prefix}pipeline_groups": self.pipeline_groups,
             f"{prefix}discarded_episodes": self.discarded_episodes,
         }
 
@@ -164,6 +200,9 @@ class RolloutRunner:
     ``max_batch``: the most observations per policy call (the plan's
     ``inference_batch``, chosen so that one forward fits the device); more
     waiting envs are split over several calls. ``None``: one call for all.
+    ``pipeline_groups``: G, the number of worker groups stepped while the
+    policy serves another group (the plan's choice; 1 = lock-step). More
+    groups than workers leave groups empty, so G is capped at the pool size.
     """
 
     def __init__(
@@ -178,11 +217,14 @@ class RolloutRunner:
         max_restarts_per_episode: int = 3,
         on_batch: Callable[[int], None] | None = None,
         max_batch: int | None = None,
+        pipeline_groups: int = 1,
     ) -> None:
         if replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {replan_every}")
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if pipeline_groups < 1:
+            raise ValueError(f"pipeline_groups must be >= 1, got {pipeline_groups}")
         self.policy = policy
         self.pool = pool
         self.replan_every = replan_every
@@ -192,6 +234,7 @@ class RolloutRunner:
         self.max_restarts_per_episode = max_restarts_per_episode
         self.on_batch = on_batch
         self.max_batch = max_batch
+        self.pipeline_groups = min(pipeline_groups, pool.n)
         self._adapters: dict[tuple[str, str], tuple[ObservationAdapter, ActionAdapter]] = {}
 
     def _adapters_for(self, backend: str, task: str) -> tuple[ObservationAdapter, ActionAdapter]:
@@ -211,7 +254,11 @@ class RolloutRunner:
             if not 0 <= r.init_state < n:
                 raise ValueError(f"{r.backend}/{r.task}: init_state {r.init_state} not in [0, {n})")
 
-        stats = RolloutStats(n_workers=self.pool.n)
+        n_groups = self.pipeline_groups
+        # strided, so that a pool whose size G does not divide still gets
+        # groups that differ by at most one worker
+        groups = [list(range(g, self.pool.n, n_groups)) for g in range(n_groups)]
+        stats = RolloutStats(n_workers=self.pool.n, pipeline_groups=n_groups)
         queue: deque[EpisodeRequest] = deque(requests)
         restarts: dict[int, int] = {}
         live: dict[int, _Live] = {}
@@ -242,29 +289,34 @@ class RolloutRunner:
                 start(worker)
 
         while live:
-            t0 = time.perf_counter()
-            replies = self.pool.collect(wait_all=True)
-            stats.env_wait_s += time.perf_counter() - t0
-            for worker, reply in replies:
-                state = live.pop(worker)
-                if isinstance(reply, WorkerFailure):
-                    self._requeue(state.request, reply, queue, restarts, stats)
-                else:
-                    finished = self._absorb(state, reply, stats)
-                    if finished is not None:
-                        done.append(finished)
+            for group in groups:
+                if not any(w in live for w in group):
+                    continue
+                t0 = time.perf_counter()
+                # only this group's replies: the other groups go on stepping
+                replies = self.pool.collect(wait_all=True, only=group)
+                stats.env_wait_s += time.perf_counter() - t0
+                for worker, reply in replies:
+                    state = live.pop(worker)
+                    if isinstance(reply, WorkerFailure):
+                        self._requeue(state.request, reply, queue, restarts, stats)
                     else:
-                        live[worker] = state
-                if worker not in live and queue:
-                    start(worker)
-            waiting = [w for w, s in live.items() if s.pending_input is not None]
-            step = self.max_batch or max(1, len(waiting))
-            for i in range(0, len(waiting), step):
-                self._act(waiting[i : i + step], live, stats)
-            # restarted workers whose episode was re-queued need new work
-            for worker in range(self.pool.n):
-                if worker not in live and queue:
-                    start(worker)
+                        stats.env_busy_s += reply.busy_s
+                        finished = self._absorb(state, reply, stats)
+                        if finished is not None:
+                            done.append(finished)
+                        else:
+                            live[worker] = state
+                    if worker not in live and queue:
+                        start(worker)
+                waiting = [w for w in group if w in live and live[w].pending_input is not None]
+                step = self.max_batch or max(1, len(waiting))
+                for i in range(0, len(waiting), step):
+                    self._act(waiting[i : i + step], live, stats)
+                # restarted workers whose episode was re-queued need new work
+                for worker in group:
+                    if worker not in live and queue:
+                        start(worker)
 
         stats.wall_s = time.perf_counter() - t_start
         stats.episodes = len(done)
@@ -308,7 +360,9 @@ class RolloutRunner:
         seeds = [decision_seed(s.request.seed, len(s.steps)) for s in states]
         t0 = time.perf_counter()
         out = self.policy.act(inputs, seeds)
-        stats.policy_s += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        stats.policy_s += dt
+        stats.policy_call_times.append((len(workers), dt))
         stats.policy_calls += 1
         stats.policy_samples += len(workers)
         if self.on_batch is not None:

@@ -29,7 +29,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -65,6 +65,9 @@ class StepResult:
     truncated: bool
     success: bool
     frames: list[np.ndarray] | None = None
+    # seconds the worker spent inside reset/step (timed in the worker, so IPC
+    # and the main process's own delays are not counted as env work)
+    busy_s: float = 0.0
 
 
 @attrs.frozen
@@ -90,10 +93,10 @@ class EnvHost:
         self.key: tuple | None = None
 
     def handle(self, cmd: Any) -> Any:
-        if isinstance(cmd, ResetCommand):
-            return self.reset(cmd)
-        if isinstance(cmd, StepCommand):
-            return self.step(cmd)
+        if isinstance(cmd, ResetCommand | StepCommand):
+            t0 = time.perf_counter()
+            result = self.reset(cmd) if isinstance(cmd, ResetCommand) else self.step(cmd)
+            return attrs.evolve(result, busy_s=time.perf_counter() - t0)
         if cmd == "torch_loaded":  # lets tests prove no model lives in a worker
             return "torch" in sys.modules
         if cmd == "pid":
@@ -203,14 +206,26 @@ class ProcessEnvPool:
     def outstanding(self) -> list[int]:
         return sorted(self._sent_at)
 
-    def collect(self, wait_all: bool = True) -> list[tuple[int, Any]]:
-        """Replies of outstanding workers: all of them (``wait_all``) or at least one."""
+    def collect(
+        self, wait_all: bool = True, only: Collection[int] | None = None
+    ) -> list[tuple[int, Any]]:
+        """Replies of outstanding workers: all of them (``wait_all``) or at least one.
+
+        ``only``: wait for these workers alone; the others keep working and are
+        collected later (the pipelined schedule collects one group at a time).
+        """
         out: list[tuple[int, Any]] = []
-        while self._sent_at:
+
+        def pending() -> dict[int, float]:
+            if only is None:
+                return self._sent_at
+            return {i: t for i, t in self._sent_at.items() if i in only}
+
+        while waiting := pending():
             now = time.monotonic()
-            deadline = min(self._sent_at.values()) + self.timeout_s
-            by_conn = {self._conns[i]: i for i in self._sent_at}
-            sentinels = {self._procs[i].sentinel: i for i in self._sent_at}
+            deadline = min(waiting.values()) + self.timeout_s
+            by_conn = {self._conns[i]: i for i in waiting}
+            sentinels = {self._procs[i].sentinel: i for i in waiting}
             ready = wait([*by_conn, *sentinels], timeout=max(deadline - now, 0.0))
             done: set[int] = set()
             for obj in ready:
@@ -233,7 +248,7 @@ class ProcessEnvPool:
                     out.append((i, self._fail(i, f"worker process exited (code {code})")))
                     done.add(i)
             now = time.monotonic()
-            for i, sent in list(self._sent_at.items()):
+            for i, sent in list(waiting.items()):
                 if i not in done and now - sent > self.timeout_s:
                     out.append((i, self._fail(i, f"no answer within {self.timeout_s:.0f} s")))
             if out and not wait_all:
@@ -292,9 +307,12 @@ class InProcessEnvPool:
     def outstanding(self) -> list[int]:
         return sorted(self._replies)
 
-    def collect(self, wait_all: bool = True) -> list[tuple[int, Any]]:
-        out = sorted(self._replies.items())
-        self._replies.clear()
+    def collect(
+        self, wait_all: bool = True, only: Collection[int] | None = None
+    ) -> list[tuple[int, Any]]:
+        out = sorted((i, r) for i, r in self._replies.items() if only is None or i in only)
+        for i, _ in out:
+            del self._replies[i]
         return out
 
     def call_all(self, cmd: Any) -> list[Any]:

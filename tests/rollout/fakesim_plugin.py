@@ -7,6 +7,8 @@ Task ``nan`` returns a NaN state at t == 3; task ``hang`` sleeps on its
 first step whenever the file named by $FAKESIM_HANG_ONCE does not exist yet
 (and creates it), so only the first attempt hangs. Task ``quiet`` reports
 success in ``info`` but never terminates (the runner must stop on success).
+Task ``slow`` never succeeds and sleeps ``options["step_sleep_s"]`` per step:
+a simulator of known cost for the schedule timing tests.
 """
 
 import os
@@ -27,8 +29,9 @@ from ript_core import (
 
 
 class FakeEnv(gym.Env):
-    def __init__(self, task):
+    def __init__(self, task, step_sleep_s=0.0):
         self.task = task
+        self.step_sleep_s = step_sleep_s
         self.observation_space = gym.spaces.Dict({})
         self.action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
 
@@ -49,10 +52,12 @@ class FakeEnv(gym.Env):
                 pass
             else:
                 time.sleep(60)
+        if self.step_sleep_s:
+            time.sleep(self.step_sleep_s)
         self.t += 1
         self.last = float(action[0])
         self.total += self.last
-        success = self.total > 1 + self.init % 3
+        success = self.task != "slow" and self.total > 1 + self.init % 3
         terminated = success and self.task != "quiet"
         return self._obs(), float(success), terminated, False, {"success": success}
 
@@ -85,12 +90,15 @@ def ript_task_catalogue(backend):
         TaskInfo("nan", "go right", 2, 12),
         TaskInfo("hang", "go right", 2, 12),
         TaskInfo("quiet", "go right", 6, 12),
+        TaskInfo("slow", "go right", 8, 30),
     ]
 
 
 @hookimpl
 def ript_make_env(backend, task, options):
-    return FakeEnv(task) if backend == "fakesim" else None
+    if backend != "fakesim":
+        return None
+    return FakeEnv(task, float(options.get("step_sleep_s", 0.0)))
 
 
 def _fields(obs):

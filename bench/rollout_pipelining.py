@@ -1,0 +1,285 @@
+"""Env steps/s and policy-device busy fraction of the pipelined rollout schedule.
+
+Usage::
+
+    python bench/rollout_pipelining.py                                  # pi0-tiny, fp32, 15 ms/step
+    python bench/rollout_pipelining.py --preset pi0 --dtype bf16        # full size (needs a GPU)
+    python bench/rollout_pipelining.py --step-ms 15 --replan-every 25 --groups 1,2,4
+
+The env is the built-in ``toy`` backend wrapped so that every step costs
+``--step-ms`` more, emulating a real simulator (LIBERO: ≈ 15 ms of physics
+per step, DESIGN §5; rendering on top of that is backend- and
+machine-dependent). ``--step-cost sleep`` (default) sleeps, so the emulated
+work takes no core; ``spin`` busy-waits, which does take one.
+
+One ``ProcessEnvPool`` of ``--workers`` processes and ONE policy (``PI0Actor``,
+SDE sampling as in training) serve every G of ``--groups``. For each G the
+script runs one short warm-up (the policy at that batch size), then times
+``episodes-per-worker × workers`` episodes with the same seeds for every G:
+the rollouts must come out the same, only the schedule changes (the ``same
+rollouts`` column counts episodes whose length and success equal G = 1's;
+with a policy whose batched matmuls round differently per batch size — bf16
+on a GPU — trajectories may part after a near-tie).
+
+Columns: env steps/s and its ratio to G = 1; the fraction of the wall time
+the policy was busy (``act`` calls, which return host arrays, so GPU work is
+included) and the env workers were busy (timed inside the workers); the
+planner's prediction for the same G, from the policy cost fitted on the
+measured G = 1 calls and the env chunk time the workers measured.
+
+The wrapper backend (``slowtoy``) is registered through a temporary
+distribution on ``PYTHONPATH`` so that spawned workers discover it like any
+plugin; it is this file, imported by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# light imports only: spawned workers re-import this file (as __mp_main__ and,
+# through the entry point, as ``rollout_pipelining``); torch stays in main()
+from ript_core.envs.catalogue import Availability, TaskInfo
+from ript_core.hookspecs import hookimpl
+from ript_core.plugins import ENTRY_POINT_GROUP, get_registry
+
+BACKEND = "slowtoy"
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+# ---- the slowed toy backend (runs inside the env workers) ---------------------------
+
+
+def _slowed(env: Any, seconds: float, spin: bool) -> Any:
+    import gymnasium as gym
+
+    class Slowed(gym.Wrapper):
+        def step(self, action: Any) -> Any:
+            if spin:
+                end = time.perf_counter() + seconds
+                while time.perf_counter() < end:
+                    pass
+            elif seconds:
+                time.sleep(seconds)
+            return self.env.step(action)
+
+    return Slowed(env)
+
+
+@hookimpl
+def ript_backends() -> list[str]:
+    return [BACKEND]
+
+
+@hookimpl
+def ript_check_available(backend: str) -> Availability | None:
+    return Availability.ok() if backend == BACKEND else None
+
+
+@hookimpl
+def ript_task_catalogue(backend: str) -> list[TaskInfo] | None:
+    if backend != BACKEND:
+        return None
+    from ript_core.envs.toy import plugin as toy
+
+    return toy.ript_task_catalogue("toy")
+
+
+@hookimpl
+def ript_make_env(backend: str, task: str, options: dict[str, Any]) -> Any:
+    if backend != BACKEND:
+        return None
+    from ript_core.envs.toy import plugin as toy
+
+    opts = dict(options)
+    seconds = float(opts.pop("step_cost_ms", 0.0)) / 1000
+    spin = bool(opts.pop("step_cost_spin", False))
+    return _slowed(toy.ript_make_env("toy", task, opts), seconds, spin)
+
+
+@hookimpl
+def ript_default_adapters(backend: str, task: str, options: dict[str, Any]) -> Any:
+    if backend != BACKEND:
+        return None
+    from ript_core.envs.toy import plugin as toy
+
+    return toy.ript_default_adapters("toy", task, {})
+
+
+def install_plugin() -> None:
+    """Make ``slowtoy`` discoverable here and in every worker spawned later."""
+    site = Path(tempfile.mkdtemp(prefix="ript-bench-site-"))
+    info = site / "ript_bench_slowtoy-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: ript-bench-slowtoy\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\n{BACKEND} = rollout_pipelining\n"
+    )
+    paths = [str(site), str(Path(__file__).resolve().parent)]
+    sys.path[:0] = paths
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])
+    get_registry(reload=True)
+
+
+# ---- the benchmark -------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="pi0-tiny")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--num-steps", type=int, default=None, help="denoising steps")
+    parser.add_argument("--workers", type=int, default=None, help="default: usable cores")
+    parser.add_argument("--groups", default="1,2,4", help="comma list of G")
+    parser.add_argument("--step-ms", type=float, default=15.0, help="extra cost per env step")
+    parser.add_argument("--step-cost", choices=["sleep", "spin"], default="sleep")
+    parser.add_argument("--replan-every", type=int, default=5)
+    parser.add_argument("--max-steps", type=int, default=30, help="episode step budget")
+    parser.add_argument("--episodes-per-worker", type=int, default=2)
+    parser.add_argument("--task", default="reach-red")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--worker-timeout-s", type=float, default=300.0)
+    args = parser.parse_args()
+
+    install_plugin()
+    import torch
+
+    from ript_core.policy import PI0Policy
+    from ript_core.rl.actor import PI0Actor
+    from ript_core.rollout.planner import InferenceCost, choose_pipeline, pipeline_option
+    from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
+    from ript_core.rollout.workers import ProcessEnvPool
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = args.workers or cores or 1
+    groups = [int(g) for g in args.groups.split(",")]
+    task = get_registry().task_info(BACKEND, args.task)
+    env_options = {
+        "step_cost_ms": args.step_ms,
+        "step_cost_spin": args.step_cost == "spin",
+        "max_steps": args.max_steps,  # the toy truncates at its own budget otherwise
+    }
+
+    policy = PI0Policy.from_preset(
+        args.preset,
+        prompts=[task.instruction],
+        seed=0,
+        dtype=DTYPES[args.dtype],
+        device=args.device,
+        num_steps=args.num_steps,
+        state_dim=3,
+        logp_horizon=args.replan_every,
+    )
+    actor = PI0Actor(policy, "sde")
+    device = policy.device
+    cuda = device.type == "cuda"
+    dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu"
+    params = sum(p.numel() for p in policy.parameters())
+    print(
+        f"# Rollout pipelining: toy `{args.task}` + {args.step_ms:g} ms/step ({args.step_cost}), "
+        f"{n} env workers, replan every {args.replan_every}, max {args.max_steps} steps; "
+        f"preset `{args.preset}` ({params / 1e6:.1f}M params, {args.dtype}, sde, "
+        f"{policy.num_steps} steps, chunk {policy.chunk_size}) on {device} ({dev_name}), "
+        f"{cores} usable cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"{args.episodes_per_worker} timed episodes per worker\n",
+        flush=True,
+    )
+
+    def requests(count: int, first: int) -> list[Any]:
+        return [
+            EpisodeRequest(first + k, BACKEND, args.task, (7 * (first + k)) % 50, seed=first + k)
+            for k in range(count)
+        ]
+
+    timed = requests(n * args.episodes_per_worker, 10_000)
+    results = {}
+    with ProcessEnvPool(n, timeout_s=args.worker_timeout_s) as pool:
+        pool.call_all("pid")
+        for g in groups:
+            runner = RolloutRunner(
+                actor,
+                pool,
+                replan_every=args.replan_every,
+                max_steps=args.max_steps,
+                env_options=env_options,
+                pipeline_groups=g,
+            )
+            # warm-up: builds the workers' envs, runs the policy at this G's batch
+            warm = RolloutRunner(
+                actor,
+                pool,
+                replan_every=args.replan_every,
+                max_steps=args.replan_every,
+                env_options=env_options,
+                pipeline_groups=g,
+            )
+            warm.run(requests(n, 1000 * g))
+            if cuda:
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            rollouts, stats = runner.run(timed)
+            wall = time.perf_counter() - t0
+            results[g] = (rollouts, stats, wall)
+            print(
+                f"G={g}: {stats.env_steps} env steps in {stats.wall_s:.2f} s "
+                f"({stats.env_steps_per_s:.1f}/s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    base_rollouts, base, _ = results[groups[0]]
+    # the cost line needs several batch sizes: fit it on the calls of every G
+    calls = [c for _, s, _ in results.values() for c in s.policy_call_times]
+    cost = InferenceCost.fit(calls)
+    chunk_s = base.env_busy_s / max(1, base.policy_samples)
+    print(
+        f"Measured: policy call ≈ {cost.call_s * 1e3:.1f} ms + "
+        f"{cost.per_sample_s * 1e3:.2f} ms × batch (least squares on the medians per batch "
+        f"size of the {len(calls)} timed calls of all G); env chunk ≈ {chunk_s * 1e3:.1f} ms "
+        f"({args.replan_every} steps, timed in the workers at G={groups[0]})\n"
+    )
+    print(
+        "| G | envs/group | episodes | env steps | wall s | env steps/s | × G=1 | policy calls "
+        "| mean batch | policy ms/call | policy busy % | env busy % | env wait % "
+        "| same rollouts | predicted × G=1 | predicted policy busy % | predicted env busy % |"
+    )
+    print("|" + "---|" * 17)
+    ref = [(r.length, r.success) for r in base_rollouts]
+    lock = pipeline_option(n, 1, chunk_s, cost, replan_every=args.replan_every)
+    for g in groups:
+        rollouts, s, _ = results[g]
+        pred = pipeline_option(n, g, chunk_s, cost, replan_every=args.replan_every)
+        same = sum((r.length, r.success) == x for r, x in zip(rollouts, ref, strict=True))
+        sizes = "/".join(str(k) for k in sorted(set(pred.group_sizes), reverse=True))
+        print(
+            f"| {g} | {sizes} | {s.episodes} | {s.env_steps} | {s.wall_s:.2f} "
+            f"| {s.env_steps_per_s:.1f} | {s.env_steps_per_s / base.env_steps_per_s:.2f} "
+            f"| {s.policy_calls} | {s.mean_batch:.1f} "
+            f"| {1000 * s.policy_s / max(1, s.policy_calls):.1f} "
+            f"| {100 * s.policy_busy_frac:.0f} | {100 * s.env_busy_frac:.0f} "
+            f"| {100 * s.env_wait_s / s.wall_s:.0f} | {same}/{len(ref)} "
+            f"| {lock.period_s / pred.period_s:.2f} | {100 * pred.policy_util:.0f} "
+            f"| {100 * pred.env_util:.0f} |"
+        )
+    pick = choose_pipeline(n, chunk_s, cost, replan_every=args.replan_every)
+    print(
+        f"\nThe planner, given these measured costs, picks G = {pick.groups} "
+        f"(predicted {pick.speedup:.2f}× lock-step)."
+    )
+
+
+if __name__ == "__main__":
+    main()
