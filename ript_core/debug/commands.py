@@ -97,6 +97,15 @@ def _record_args(p: argparse.ArgumentParser) -> None:
     pol = p.add_argument_group("policy (one of)")
     pol.add_argument("--checkpoint", help="a saved policy directory (any layout load_policy reads)")
     pol.add_argument("--preset", help="random-init preset instead of a checkpoint, e.g. pi0-tiny")
+    p.add_argument(
+        "--openpi-config",
+        help="an openpi checkpoint's training config (e.g. pi0_libero): it decides the transforms",
+    )
+    p.add_argument(
+        "--allow-tf32",
+        action="store_true",
+        help="record a float32 policy even with TF32 matmuls on (not a parity run then)",
+    )
     p.add_argument("--policy-seed", type=int, default=0, help="weights seed for --preset")
     p.add_argument(
         "--action-dim",
@@ -123,6 +132,10 @@ def cmd_record(ns: argparse.Namespace) -> int:
 
     if (ns.checkpoint is None) == (ns.preset is None):
         raise ValueError("give exactly one of --checkpoint DIR or --preset NAME")
+    if ns.openpi_config is not None and ns.checkpoint is None:
+        raise ValueError(
+            "--openpi-config names an openpi checkpoint's config: it needs --checkpoint"
+        )
     if ns.env is None and ns.obs is None:
         raise ValueError("give --env BACKEND/TASK (live env) or --obs FILE (saved observation)")
     if ns.save_obs and ns.env is None:
@@ -184,7 +197,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
     if ns.checkpoint is not None:
         from ript_core.policy import load_policy
 
-        policy = load_policy(ns.checkpoint, **overrides)
+        policy = load_policy(ns.checkpoint, openpi_config=ns.openpi_config, **overrides)
         meta["checkpoint"] = str(ns.checkpoint)
     else:
         from ript_core.envs.interfaces import PolicyInput
@@ -210,6 +223,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
         mode=ns.mode,
         layers=not ns.no_layers,
         meta=meta,
+        allow_tf32=ns.allow_tf32,
     )
     out = rec.save(ns.out)
     console.print(f"recorded {len(rec)} stages to {out}")

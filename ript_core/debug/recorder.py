@@ -11,6 +11,8 @@ re-implementation of it. Stage names (see docs/debugging.md):
 ``adapted/images/<slot>``, ``adapted/state``  after the observation adapter
 ``input/images`` ... ``input/state``        the preprocessed batch (resized uint8, masks,
                                             token ids, normalised padded state)
+``input/image/<slot>``,                     the same images and masks per camera slot
+``input/image_mask/<slot>``                 (openpi's layout, for mapping its dumps)
 ``input/pixel_values``                      model pixels in [-1, 1] (model dtype)
 ``vision/embeddings``, ``vision/layer_NN``,  SigLIP patch embeddings, every encoder layer,
 ``vision/post_norm``, ``vision/projector``   the final norm, the projected image tokens
@@ -23,6 +25,8 @@ re-implementation of it. Stage names (see docs/debugging.md):
 ``denoise/step_KK/velocity``                the predicted velocity at step KK
 ``actions/normalized``                      x_0, the model's output
 ``actions/unnormalized``                    after un-normalisation and slicing
+``actions/delta_state``, ``actions/absolute``  only with a delta transform: the
+                                            un-normalised state added, and the result
 ``actions/env``                             after the backend's action adapter
 ==========================================  ==============================================
 
@@ -43,6 +47,7 @@ import torch
 from ript_core.debug.recording import Recording
 from ript_core.envs.interfaces import ActionAdapter, ObservationAdapter, PolicyInput
 from ript_core.policy import PI0Policy
+from ript_core.policy.precision import require_fp32_highest, tf32_settings
 
 
 def _first_tensor(output: Any) -> torch.Tensor:
@@ -183,6 +188,7 @@ def record_inference(
     mode: Literal["ode", "sde"] = "ode",
     layers: bool = True,
     meta: Mapping[str, Any] | None = None,
+    allow_tf32: bool = False,
 ) -> Recording:
     """Run one observation through the pipeline and record every stage.
 
@@ -190,7 +196,8 @@ def record_inference(
     it) or an already adapted :class:`PolicyInput`. ``noise`` (``[1, chunk,
     max_action_dim]``) defaults to :func:`make_noise` of ``seed``; the SDE's
     per-step noise, if ``mode="sde"``, comes from a generator seeded with
-    ``seed + 1``.
+    ``seed + 1``. A float32 policy is a parity run: it refuses to record with
+    TF32 matmuls on unless ``allow_tf32`` (the settings are in the metadata).
     """
     if mode not in ("ode", "sde"):
         raise ValueError(f"mode must be 'ode' or 'sde', got {mode!r}")
@@ -213,6 +220,8 @@ def record_inference(
     if noise.dtype != torch.float32:
         # DESIGN §6: noise is float32 whatever the model dtype
         raise ValueError(f"noise must be float32, got {noise.dtype}")
+    if policy.config.dtype == "float32" and not allow_tf32:
+        require_fp32_highest("recording a float32 policy")
 
     rec = Recording(
         meta={
@@ -225,10 +234,9 @@ def record_inference(
             "num_steps": policy.num_steps,
             "preset": policy.config.preset,
             "attn_implementation": policy.config.attn_implementation,
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
-            "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+            **tf32_settings(),
             "norm_stats_source": policy.stats.source,
+            "pipeline": policy.pipeline.to_dict(),
             **dict(meta or {}),
         }
     )
@@ -254,6 +262,9 @@ def record_inference(
     batch = policy.preprocess([inp])
     rec.add("input/images", batch.images)
     rec.add("input/image_masks", batch.image_masks)
+    for c, slot in enumerate(policy.arch.cameras):
+        rec.add(f"input/image/{slot}", batch.images[:, c])
+        rec.add(f"input/image_mask/{slot}", batch.image_masks[:, c])
     rec.add("input/token_ids", batch.tokens)
     rec.add("input/token_mask", batch.token_masks)
     rec.add("input/state", batch.state)
@@ -273,8 +284,16 @@ def record_inference(
     rec.add("actions/normalized", out.actions)
     if mode == "sde":
         rec.add("actions/log_prob", out.log_prob)
-    unnormalized = policy.postprocess(out.actions)
-    rec.add("actions/unnormalized", unnormalized)
+    real = out.actions[..., : policy.action_dim]
+    rec.add("actions/unnormalized", policy.stats.unnormalize(real, "actions"))
+    final = policy.postprocess(out.actions, batch)
+    mask = policy.pipeline.delta_action_mask
+    if mask is not None:
+        state = policy.stats.unnormalize(
+            batch.state[..., : policy.state_dim], "state", dtype=torch.float64
+        )
+        rec.add("actions/delta_state", state[..., : len(mask)])
+        rec.add("actions/absolute", final)
     if action_adapter is not None:
-        rec.add("actions/env", np.asarray(action_adapter(unnormalized[0])))
+        rec.add("actions/env", np.asarray(action_adapter(final[0])))
     return rec

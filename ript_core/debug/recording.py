@@ -13,6 +13,12 @@ write it without ript-core, so a recording of *another* implementation can
 be diffed against ours. A recording written by hand needs only
 ``stages.safetensors``; ``meta.json`` is optional (then the stage order is
 the file's key order).
+
+:meth:`Recording.load` also reads a single ``.npz`` or ``.json`` dump, the
+form a user's script on another implementation's side most easily writes
+(docs/debugging.md has the one for openpi's ``Policy.infer``): nested keys
+are joined with ``/``, numeric arrays become stages, strings and other
+scalars of a JSON dump go to the metadata.
 """
 
 from __future__ import annotations
@@ -92,11 +98,56 @@ class Recording:
         return out
 
     @classmethod
+    def from_dump(cls, path: str | Path) -> Recording:
+        """A ``.npz`` (``np.savez``) or ``.json`` dump of named arrays, possibly nested."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"dump file {path} does not exist")
+        rec = cls(meta={"path": str(path), "dump": path.suffix.lstrip(".")})
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                for key in data.files:
+                    value = data[key]
+                    if value.dtype.kind in "USO":
+                        rec.meta[key] = str(value) if value.ndim == 0 else value.tolist()
+                    else:
+                        rec.add(key, value)
+            return rec
+        if path.suffix != ".json":
+            raise ValueError(f"{path}: a dump must be .npz or .json, got {path.suffix!r}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+
+        def walk(node: Any, prefix: str) -> None:
+            if isinstance(node, Mapping):
+                for key, value in node.items():
+                    walk(value, f"{prefix}/{key}" if prefix else str(key))
+                return
+            arr = None
+            if isinstance(node, list | int | float | bool):
+                try:
+                    arr = np.asarray(node)
+                except ValueError:  # ragged nested lists
+                    arr = None
+            if arr is not None and arr.dtype.kind in "biuf":
+                rec.add(prefix, arr)
+            else:  # strings, nulls, ragged lists: context, not numbers to compare
+                rec.meta[prefix] = node
+
+        walk(data, "")
+        return rec
+
+    @classmethod
     def load(cls, path: str | Path) -> Recording:
-        """``path``: a recording directory, or its ``stages.safetensors`` file."""
+        """``path``: a recording directory, its ``stages.safetensors`` file, or a
+        ``.npz`` / ``.json`` dump (see :meth:`from_dump`)."""
         from safetensors.numpy import load_file
 
         path = Path(path)
+        if path.suffix in (".npz", ".json") and not path.is_dir():
+            return cls.from_dump(path)
         directory = path if path.is_dir() else path.parent
         stages_file = path if path.is_file() else directory / STAGES_FILE
         if not stages_file.is_file():
