@@ -7,6 +7,7 @@ through openpi's own Policy.infer, dumped for `ript diff` (docs/debugging.md).
 import copy
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from openpi.policies import policy_config
@@ -16,7 +17,7 @@ from safetensors.numpy import load_file
 
 rec_dir, ckpt, config_name, out = sys.argv[1:5]
 ours = load_file(f"{rec_dir}/stages.safetensors")
-meta = json.load(open(f"{rec_dir}/meta.json"))
+meta = json.loads(Path(rec_dir, "meta.json").read_text())
 policy = policy_config.create_trained_policy(_config.get_config(config_name), ckpt)
 
 # what openpi's LIBERO client sends: rotated frames resized with PIL, float64 state
