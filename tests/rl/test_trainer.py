@@ -160,3 +160,26 @@ def test_rss_stays_flat_over_200_short_iterations(tiny_cfg):
     print(f"RSS growth over iterations 20-199: {growth_mb:.1f} MB")
     assert growth_mb < 64, f"RSS grew by {growth_mb:.1f} MB"
     assert np.isfinite(growth_mb)
+
+
+def test_the_trainer_builds_the_policy_once_whatever_the_number_of_env_workers(
+    tiny_cfg, monkeypatch
+):
+    from ript_core.policy import PI0Policy
+
+    built = []
+    original = PI0Policy.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PI0Policy, "__init__", counting_init)
+    cfg = tiny_cfg(
+        rollout={"n_workers": 2}, ript={"iterations": 1}, bc={"demos_per_task": 0, "steps": 0}
+    )
+    with Trainer(cfg, progress=False) as trainer:
+        summary = trainer.run()
+        assert trainer.pool.n == 2  # two env processes really ran the rollouts
+    assert summary["iterations"] == 1
+    assert len(built) == 1  # ...and one policy served them all
