@@ -10,16 +10,24 @@ Observation (openpi ``examples/libero/main.py`` + ``LiberoInputs``):
    ``left_wrist_0_rgb``; ``right_wrist_0_rgb`` is left out, which the policy
    turns into a black image with mask False (pi0's convention).
 
-Resize-with-pad to the model's size (224 for pi0), [-1, 1] scaling and the
+The state stays float64 (openpi's client sends it so): the policy then
+normalises it to exactly openpi's float32 model input.
+
+Resize-with-pad to the model's size (224 for pi0) with the checkpoint's
+resampler (Pillow for openpi checkpoints), [-1, 1] scaling and the
 checkpoint's normalisation happen in the policy's preprocessing
 (``ript_core.policy.preprocess``), not here: doing them twice would blur the
 image and double-normalise the state.
 
-Action: the policy un-normalises its chunk with the checkpoint's stats
-(``PI0Policy.postprocess``); :func:`make_adapters`' action adapter then keeps
-LIBERO's 7 dims (delta eef position, delta axis-angle, gripper with -1 open
-/ +1 close, passed through as openpi does -- no sign flip, no binarising)
-and clips them to LIBERO's action space ``[-1, 1]``.
+Action: the policy un-normalises its chunk with the checkpoint's stats and
+applies the checkpoint's own output transforms -- for openpi ``pi0_libero``
+the extra delta transform ``action[:6] += state[:6]`` -- in
+``PI0Policy.postprocess`` (checkpoint data, not plugin code);
+:func:`make_adapters`' action adapter then keeps LIBERO's 7 dims (delta eef
+position, delta axis-angle, gripper with -1 open / +1 close, passed through
+as openpi does -- no sign flip, no binarising) and clips them to LIBERO's
+action space ``[-1, 1]`` (robosuite clips there too, so the env sees what
+openpi's unclipped actions give it).
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ def test_state_is_eef_pos_axis_angle_and_gripper_from_the_simulator(moved):
     states = []
     for obs, raw, _ in moved:
         state = obs_adapter(obs).state
-        assert state.dtype == np.float32 and state.shape == (8,)
+        # float64 as openpi's client composes it: normalising from float64 is bit-exact
+        assert state.dtype == np.float64 and state.shape == (8,)
         np.testing.assert_allclose(state[:3], raw["pos"], rtol=0, atol=1e-6)
         np.testing.assert_allclose(state[3:6], axisangle_atan2(raw["wxyz"]), rtol=0, atol=1e-5)
         # and it is the rotation the simulator has (from its rotation matrix)
