@@ -24,8 +24,9 @@ class PolicyBatch:
     - ``tokens`` / ``token_masks`` ``[B, max_token_len]``: prompt ids and
       their validity (padding is False);
     - ``state`` ``[B, max_state_dim] float32``: normalised, zero-padded;
-    - ``raw_state`` ``[B, state_dim] float32``: as given (for output
-      transforms that need it, e.g. openpi's delta actions).
+    - ``raw_state`` ``[B, state_dim] float32``: as given, for inspection.
+      The delta->absolute output transform does *not* use it: like openpi it
+      adds ``state`` un-normalised (see ``PI0Policy.postprocess``).
     """
 
     images: torch.Tensor
