@@ -199,6 +199,33 @@ def test_pil_resize_is_bit_exact_with_openpis_client(shape):
     assert diff.max() == 1 and 0.05 < (diff > 0).mean() < 0.5
 
 
+def numpy_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Bilinear sampling with half-pixel centres and no antialiasing (what
+    ``F.interpolate(align_corners=False)`` and lerobot's resize do), float64."""
+    h, w = img.shape[:2]
+
+    def coords(n_out: int, n_in: int):
+        src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, None)
+        lo = np.minimum(np.floor(src).astype(int), n_in - 1)
+        return lo, np.minimum(lo + 1, n_in - 1), src - lo
+
+    y0, y1, fy = coords(out_h, h)
+    x0, x1, fx = coords(out_w, w)
+    x = img.astype(np.float64)
+    top = x[y0][:, x0] * (1 - fx)[None, :, None] + x[y0][:, x1] * fx[None, :, None]
+    bot = x[y1][:, x0] * (1 - fx)[None, :, None] + x[y1][:, x1] * fx[None, :, None]
+    return top * (1 - fy)[:, None, None] + bot * fy[:, None, None]
+
+
+def test_torch_plain_is_lerobots_bilinear_without_antialiasing():
+    img = np.random.default_rng(3).integers(0, 256, (1, 256, 192, 3), dtype=np.uint8)
+    ours = resize_with_pad(img, 224, "torch_plain").permute(0, 2, 3, 1).numpy()[0]
+    ref = numpy_bilinear(img[0], 224, 168)  # 256x192 -> 224x168, padded 28 left/right
+    inner = ours[:, 28 : 28 + 168].astype(np.float64)
+    assert np.abs(inner - ref).max() <= 0.5 + 1e-3  # rounded to uint8, lerobot keeps floats
+    assert (ours[:, :28] == 0).all() and (ours[:, 196:] == 0).all()
+
+
 def test_preprocess_uses_the_pipelines_resampler():
     policy = libero_pipeline_policy(image_size=224)
     inp = libero_input()
