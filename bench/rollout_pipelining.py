@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 # light imports only: spawned workers re-import this file (as __mp_main__ and,
 # through the entry point, as ``rollout_pipelining``); torch stays in main()
 from ript_core.envs.catalogue import Availability, TaskInfo
@@ -132,6 +134,24 @@ def install_plugin() -> None:
 # ---- the benchmark -------------------------------------------------------------------
 
 
+@attrs.frozen
+class Scenario:
+    workers: int
+    step_ms: float
+    replan_every: int
+    max_steps: int
+
+    @classmethod
+    def parse(cls, text: str) -> Scenario:
+        try:
+            w, ms, k, m = text.split(":")
+            return cls(int(w), float(ms), int(k), int(m))
+        except ValueError:
+            sys.exit(
+                f"rollout_pipelining: --scenario wants WORKERS:STEP_MS:REPLAN:MAX_STEPS, got {text!r}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,6 +166,13 @@ def main() -> None:
     parser.add_argument("--step-cost", choices=["sleep", "spin"], default="sleep")
     parser.add_argument("--replan-every", type=int, default=5)
     parser.add_argument("--max-steps", type=int, default=30, help="episode step budget")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="WORKERS:STEP_MS:REPLAN:MAX_STEPS",
+        help="repeatable; replaces the four flags above; the policy is built once for all",
+    )
     parser.add_argument("--episodes-per-worker", type=int, default=2)
     parser.add_argument("--task", default="reach-red")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -157,22 +184,15 @@ def main() -> None:
 
     from ript_core.policy import PI0Policy
     from ript_core.rl.actor import PI0Actor
-    from ript_core.rollout.planner import InferenceCost, choose_pipeline, pipeline_option
-    from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
-    from ript_core.rollout.workers import ProcessEnvPool
 
     if args.threads:
         torch.set_num_threads(args.threads)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n = args.workers or cores or 1
-    groups = [int(g) for g in args.groups.split(",")]
+    scenarios = [Scenario.parse(t) for t in args.scenario] or [
+        Scenario(args.workers or cores or 1, args.step_ms, args.replan_every, args.max_steps)
+    ]
     task = get_registry().task_info(BACKEND, args.task)
-    env_options = {
-        "step_cost_ms": args.step_ms,
-        "step_cost_spin": args.step_cost == "spin",
-        "max_steps": args.max_steps,  # the toy truncates at its own budget otherwise
-    }
-
+    t0 = time.perf_counter()
     policy = PI0Policy.from_preset(
         args.preset,
         prompts=[task.instruction],
@@ -181,22 +201,43 @@ def main() -> None:
         device=args.device,
         num_steps=args.num_steps,
         state_dim=3,
-        logp_horizon=args.replan_every,
+        logp_horizon=min(sc.replan_every for sc in scenarios),
     )
     actor = PI0Actor(policy, "sde")
     device = policy.device
-    cuda = device.type == "cuda"
-    dev_name = torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu"
+    dev_name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu"
+    )
     params = sum(p.numel() for p in policy.parameters())
     print(
-        f"# Rollout pipelining: toy `{args.task}` + {args.step_ms:g} ms/step ({args.step_cost}), "
-        f"{n} env workers, replan every {args.replan_every}, max {args.max_steps} steps; "
-        f"preset `{args.preset}` ({params / 1e6:.1f}M params, {args.dtype}, sde, "
-        f"{policy.num_steps} steps, chunk {policy.chunk_size}) on {device} ({dev_name}), "
-        f"{cores} usable cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-        f"{args.episodes_per_worker} timed episodes per worker\n",
+        f"# Rollout pipelining: toy `{args.task}` + per-step cost ({args.step_cost}); preset "
+        f"`{args.preset}` ({params / 1e6:.1f}M params, {args.dtype}, sde, {policy.num_steps} "
+        f"steps, chunk {policy.chunk_size}, built in {time.perf_counter() - t0:.0f} s) on "
+        f"{device} ({dev_name}), {cores} usable cores, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, {args.episodes_per_worker} timed episodes per worker\n",
         flush=True,
     )
+    groups = [int(g) for g in args.groups.split(",")]
+    for sc in scenarios:
+        run_scenario(sc, groups, actor, args)
+
+
+def run_scenario(sc: Scenario, groups: list[int], actor: Any, args: argparse.Namespace) -> None:
+    import torch
+
+    from ript_core.rollout.planner import InferenceCost, choose_pipeline, pipeline_option
+    from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
+    from ript_core.rollout.workers import ProcessEnvPool
+
+    n = sc.workers
+    env_options = {
+        "step_cost_ms": sc.step_ms,
+        "step_cost_spin": args.step_cost == "spin",
+        "max_steps": sc.max_steps,  # the toy truncates at its own budget otherwise
+    }
+    device = actor.policy.device
 
     def requests(count: int, first: int) -> list[Any]:
         return [
@@ -209,30 +250,15 @@ def main() -> None:
     with ProcessEnvPool(n, timeout_s=args.worker_timeout_s) as pool:
         pool.call_all("pid")
         for g in groups:
-            runner = RolloutRunner(
-                actor,
-                pool,
-                replan_every=args.replan_every,
-                max_steps=args.max_steps,
-                env_options=env_options,
-                pipeline_groups=g,
-            )
+            if g > n:
+                continue  # the runner would cap it at n: the same run again
+            kw = dict(env_options=env_options, pipeline_groups=g, replan_every=sc.replan_every)
             # warm-up: builds the workers' envs, runs the policy at this G's batch
-            warm = RolloutRunner(
-                actor,
-                pool,
-                replan_every=args.replan_every,
-                max_steps=args.replan_every,
-                env_options=env_options,
-                pipeline_groups=g,
-            )
-            warm.run(requests(n, 1000 * g))
-            if cuda:
+            RolloutRunner(actor, pool, max_steps=sc.replan_every, **kw).run(requests(n, 1000 * g))
+            if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            rollouts, stats = runner.run(timed)
-            wall = time.perf_counter() - t0
-            results[g] = (rollouts, stats, wall)
+            rollouts, stats = RolloutRunner(actor, pool, max_steps=sc.max_steps, **kw).run(timed)
+            results[g] = (rollouts, stats)
             print(
                 f"G={g}: {stats.env_steps} env steps in {stats.wall_s:.2f} s "
                 f"({stats.env_steps_per_s:.1f}/s)",
@@ -240,16 +266,19 @@ def main() -> None:
                 flush=True,
             )
 
-    base_rollouts, base, _ = results[groups[0]]
+    first = min(results)
+    base_rollouts, base = results[first]
     # the cost line needs several batch sizes: fit it on the calls of every G
-    calls = [c for _, s, _ in results.values() for c in s.policy_call_times]
+    calls = [c for _, s in results.values() for c in s.policy_call_times]
     cost = InferenceCost.fit(calls)
     chunk_s = base.env_busy_s / max(1, base.policy_samples)
     print(
+        f"## {n} env workers, {sc.step_ms:g} ms per step, replan every {sc.replan_every}, "
+        f"at most {sc.max_steps} steps per episode\n\n"
         f"Measured: policy call ≈ {cost.call_s * 1e3:.1f} ms + "
         f"{cost.per_sample_s * 1e3:.2f} ms × batch (least squares on the medians per batch "
         f"size of the {len(calls)} timed calls of all G); env chunk ≈ {chunk_s * 1e3:.1f} ms "
-        f"({args.replan_every} steps, timed in the workers at G={groups[0]})\n"
+        f"({sc.replan_every} steps, timed in the workers at G={first})\n"
     )
     print(
         "| G | envs/group | episodes | env steps | wall s | env steps/s | × G=1 | policy calls "
@@ -258,10 +287,9 @@ def main() -> None:
     )
     print("|" + "---|" * 17)
     ref = [(r.length, r.success) for r in base_rollouts]
-    lock = pipeline_option(n, 1, chunk_s, cost, replan_every=args.replan_every)
-    for g in groups:
-        rollouts, s, _ = results[g]
-        pred = pipeline_option(n, g, chunk_s, cost, replan_every=args.replan_every)
+    lock = pipeline_option(n, 1, chunk_s, cost, replan_every=sc.replan_every)
+    for g, (rollouts, s) in results.items():
+        pred = pipeline_option(n, g, chunk_s, cost, replan_every=sc.replan_every)
         same = sum((r.length, r.success) == x for r, x in zip(rollouts, ref, strict=True))
         sizes = "/".join(str(k) for k in sorted(set(pred.group_sizes), reverse=True))
         print(
@@ -274,10 +302,11 @@ def main() -> None:
             f"| {lock.period_s / pred.period_s:.2f} | {100 * pred.policy_util:.0f} "
             f"| {100 * pred.env_util:.0f} |"
         )
-    pick = choose_pipeline(n, chunk_s, cost, replan_every=args.replan_every)
+    pick = choose_pipeline(n, chunk_s, cost, replan_every=sc.replan_every)
     print(
         f"\nThe planner, given these measured costs, picks G = {pick.groups} "
-        f"(predicted {pick.speedup:.2f}× lock-step)."
+        f"(predicted {pick.speedup:.2f}× lock-step).\n",
+        flush=True,
     )
 
 

@@ -173,15 +173,7 @@ def print_schedule(p: ParallelPlan) -> None:
     if pipe is None:
         return
     table = Table(title="rollout schedule (steady state; G = 1 is lock-step)")
-    for col in (
-        "groups G",
-        "envs per group",
-        "period ms",
-        "env steps/s",
-        "policy busy",
-        "env workers busy",
-        "",
-    ):
+    for col in ("G", "envs/group", "period ms", "env steps/s", "policy busy", "envs busy", ""):
         table.add_column(col)
     for o in pipe.options:
         mark = (

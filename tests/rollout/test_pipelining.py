@@ -14,7 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-from ript_core.rollout.planner import InferenceCost, pipeline_option
+from ript_core.rollout.planner import (
+    GB,
+    BackendFootprint,
+    InferenceCost,
+    MachineSpec,
+    PolicyFootprint,
+    choose_pipeline,
+    pipeline_option,
+    plan,
+)
 from ript_core.rollout.runner import EpisodeRequest, PolicyOutput, RolloutRunner
 from ript_core.rollout.workers import InProcessEnvPool, ProcessEnvPool
 from tests.rollout.test_runner import assert_same, toy_requests
@@ -233,3 +242,100 @@ def test_wall_time_follows_the_analytic_schedule(slow_pool, groups):
     assert m["rollout/policy_busy_frac"] == pytest.approx(policy_total / stats.wall_s, rel=0.15)
     assert m["rollout/env_busy_frac"] == pytest.approx(env_each / stats.wall_s, rel=0.15)
     assert m["rollout/pipeline_groups"] == groups
+
+
+# ---- the planner's choice of G ----------------------------------------------------------
+
+
+def test_planner_keeps_lockstep_when_a_call_costs_the_same_at_any_batch():
+    # a host-bound policy: splitting the envs only multiplies the calls
+    pick = choose_pipeline(16, 0.3, InferenceCost(0.3, 0.0))
+    assert pick.groups == 1 and pick.speedup == 1.0
+    assert pick.lockstep.policy_util == pytest.approx(0.5)
+    assert pick.lockstep.env_util == pytest.approx(0.5)
+    assert pick.options[1].period_s == pytest.approx(0.6)  # two calls of 0.3 s per period
+
+
+def test_planner_overlaps_when_inference_grows_with_the_batch():
+    # P(16) = 160 ms = E: lock-step idles each side half of the time
+    pick = choose_pipeline(16, 0.16, InferenceCost(0.0, 0.01), replan_every=5)
+    lock = pick.lockstep
+    assert lock.period_s == pytest.approx(0.32)
+    assert (lock.policy_util, lock.env_util) == (pytest.approx(0.5), pytest.approx(0.5))
+    # G = 4: T = max(4 × 40, 40 + 160) = 200 ms; G = 8: max(160, 180) = 180 ms
+    assert pick.options[3].period_s == pytest.approx(0.2)
+    assert pick.groups == 8 and pick.chosen.period_s == pytest.approx(0.18)
+    assert pick.speedup == pytest.approx(0.32 / 0.18)
+    assert pick.policy_util == pytest.approx(0.16 / 0.18)
+    assert pick.env_util == pytest.approx(0.16 / 0.18)
+    assert pick.chosen.steps_per_s == pytest.approx(16 * 5 / 0.18)
+    forced = choose_pipeline(16, 0.16, InferenceCost(0.0, 0.01), override=2)
+    assert forced.groups == 2 and forced.overridden
+
+
+def test_inference_batch_splits_are_charged_per_call():
+    # 8 envs, at most 4 per forward: lock-step makes two calls per period
+    o = pipeline_option(8, 1, 0.05, InferenceCost(0.1, 0.01), inference_batch=4)
+    assert o.calls_per_group == 2
+    assert o.policy_s == pytest.approx(2 * 0.14)
+    assert o.period_s == pytest.approx(2 * 0.14 + 0.05)
+
+
+def test_inference_cost_fit_recovers_the_line_despite_a_slow_call():
+    calls = [(b, 0.2 + 0.005 * b) for b in (1, 1, 4, 8, 8, 16)] + [(8, 3.0)]
+    fit = InferenceCost.fit(calls)
+    assert fit.call_s == pytest.approx(0.2, abs=1e-9)
+    assert fit.per_sample_s == pytest.approx(0.005, abs=1e-9)
+    one = InferenceCost.fit([(4, 0.1), (4, 0.3), (4, 0.2)])
+    assert (one.call_s, one.per_sample_s) == (pytest.approx(0.2), 0.0)
+    with pytest.raises(ValueError):
+        InferenceCost.fit([])
+
+
+def test_inference_estimate_matches_the_calibration_measurements():
+    # DESIGN §5: pi0 bf16 on an H100, 2 cameras, 10 steps: 282 ms at 1, 606 ms at 64
+    gpu = MachineSpec.gpu(80 * GB, 16, 128 * GB)
+    est = InferenceCost.estimate(PolicyFootprint.pi0(n_cameras=2), gpu)
+    assert est.seconds(1) == pytest.approx(0.282, rel=0.1)
+    assert est.seconds(64) == pytest.approx(0.606, rel=0.1)
+    # pi0-tiny fp32 on the 2-core CPU: 9 ms at 1, 61 ms at 64
+    cpu = MachineSpec.cpu_only(24 * GB, 2)
+    tiny = InferenceCost.estimate(PolicyFootprint.pi0_tiny(), cpu)
+    assert tiny.seconds(1) == pytest.approx(0.009, rel=0.15)
+    assert tiny.seconds(64) == pytest.approx(0.061, rel=0.15)
+
+
+def test_plan_chooses_pipeline_groups_and_the_user_wins():
+    m = MachineSpec.cpu_only(24 * GB, 16)
+    backend = BackendFootprint("slow", 20_000_000, 0.032)  # 5 steps = 160 ms
+    cost = InferenceCost(0.0, 0.01)
+    p = plan(m, PolicyFootprint.pi0_tiny(), backend, rollouts_per_update=15, inference_cost=cost)
+    assert p.n_env_workers == 15 and p.pipeline_groups > 1
+    assert p.settings()["pipeline_groups"] == p.pipeline_groups
+    assert any(r.startswith(f"pipeline_groups {p.pipeline_groups}:") for r in p.reasons)
+    assert "rollout schedule:" in p.summary()
+    toy = plan(m, PolicyFootprint.pi0_tiny(), BackendFootprint.toy(), rollouts_per_update=15)
+    assert toy.pipeline_groups == 1  # a 0.3 ms env never keeps the policy waiting
+    forced = plan(
+        m,
+        PolicyFootprint.pi0_tiny(),
+        BackendFootprint.toy(),
+        rollouts_per_update=15,
+        overrides={"pipeline_groups": 3},
+    )
+    assert forced.pipeline_groups == 3 and "pipeline_groups" in forced.overridden
+    assert any("override: pipeline_groups = 3 (planner's choice: 1)" in r for r in forced.reasons)
+
+
+def test_cli_plan_prints_the_predicted_utilisation_of_each_side(capsys):
+    from ript_core.cli import main
+
+    argv = ["plan", "--device", "cpu", "--cpu-ram-gb", "24", "--cores", "16"]
+    rc = main([*argv, "--env-step-ms", "32", "--policy-call-ms", "0", "--policy-sample-ms", "10"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "rollout schedule" in out and "policy busy" in out and "envs busy" in out
+    assert "chosen" in out and "pipeline_groups=" in out
+    rc = main([*argv, "--pipeline-groups", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "pipeline_groups=2 (override)" in out
