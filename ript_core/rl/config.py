@@ -76,6 +76,8 @@ class OptimSection:
 @attrs.define
 class BCSection:
     demos_per_task: int = 0  # scripted demonstrations for a warm start (0: none)
+    # a `ript demos` file to warm-start from instead of recording (demos_per_task ignored)
+    demos_file: str | None = None
     demo_init_states: str = "0:40"
     demo_noise: float = 0.0
     steps: int = 0
@@ -125,5 +127,7 @@ class TrainConfig:
             )
         if self.bc.demos_per_task and not self.bc.steps:
             problems.append("bc.demos_per_task > 0 but bc.steps == 0: set both or neither")
+        if self.bc.demos_file and not self.bc.steps:
+            problems.append("bc.demos_file is set but bc.steps == 0: set both or neither")
         if problems:
             raise ValueError("invalid training config:\n  " + "\n  ".join(problems))

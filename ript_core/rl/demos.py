@@ -3,11 +3,17 @@
 A backend's scripted expert (hook ``ript_scripted_expert``) is rolled out
 in-process; each step becomes a BC sample: the policy input at time t and the
 next ``chunk`` expert actions (padded past the episode's end, with a mask).
+
+Demos recorded once (``ript demos``) are kept in one on-disk format that the
+BC warm start reads back (``bc.demos_file``): see :func:`save_demos`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import attrs
 import numpy as np
@@ -124,3 +130,91 @@ def behaviour_clone(
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.4f}")
     return losses
+
+
+# ---- on-disk format -------------------------------------------------------------
+
+DEMO_FILE_FORMAT = 1
+
+
+def save_demos(demos: DemoSet, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``demos`` as one ``.npz`` file (uncompressed numpy arrays).
+
+    Keys (``N`` samples = steps of successful episodes, in episode order):
+
+    - ``format``: ``1``; ``meta``: a JSON string (backend, tasks, init states,
+      env options, ... whatever the recorder passed);
+    - ``state`` ``[N, S]`` float: the adapted (policy-side) proprio state;
+    - ``prompt`` ``[N]`` str; ``image/<slot>`` ``[N, H, W, 3]`` uint8 for every
+      policy camera slot (all samples carry the same slots);
+    - ``actions`` ``[N, D]`` float: the expert's env action at each step;
+      ``episode`` ``[N]`` int32: which episode the step belongs to;
+    - ``episodes``, ``successes``: the recording's episode counts.
+
+    Action *chunks* are not stored: :func:`load_demos` cuts them for the
+    policy's chunk size, so one file serves any chunk length.
+    """
+    if not demos.inputs:
+        raise ValueError("no demonstrations to save")
+    slots = sorted(demos.inputs[0].images)
+    for x in demos.inputs:
+        if sorted(x.images) != slots:
+            raise ValueError(
+                f"demo samples carry different camera slots: {slots} vs {sorted(x.images)}"
+            )
+    # the action at step t is the first row of step t's chunk; an episode's
+    # last step is the one whose chunk holds a single real action
+    if demos.is_pad.shape[1] < 2:
+        raise ValueError("demos recorded with chunk 1 carry no episode boundaries; use chunk >= 2")
+    last = demos.is_pad[:, 1]
+    episode = np.concatenate([[0], np.cumsum(last)[:-1]]).astype(np.int32)
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(DEMO_FILE_FORMAT),
+        "meta": np.array(json.dumps(meta or {}, sort_keys=True)),
+        "state": np.stack([x.state for x in demos.inputs]),  # dtype kept: a bit-exact reload
+        "prompt": np.array([x.prompt for x in demos.inputs]),
+        "actions": demos.chunks[:, 0],
+        "episode": episode,
+        "episodes": np.array(demos.episodes),
+        "successes": np.array(demos.successes),
+    }
+    for slot in slots:
+        arrays[f"image/{slot}"] = np.stack([x.images[slot] for x in demos.inputs])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
+        np.savez(f, **arrays)
+    return path
+
+
+def load_demos(path: str | Path, chunk: int) -> tuple[DemoSet, dict[str, Any]]:
+    """Read a :func:`save_demos` file, cutting ``chunk``-long action windows
+    exactly as :func:`record_demos` does. Returns ``(demos, meta)``."""
+    with np.load(path, allow_pickle=False) as f:
+        fmt = int(f["format"]) if "format" in f else None
+        if fmt != DEMO_FILE_FORMAT:
+            raise ValueError(
+                f"{path}: not a ript demo file of format {DEMO_FILE_FORMAT} (found {fmt}); "
+                "record it with `ript demos`"
+            )
+        meta = json.loads(str(f["meta"]))
+        state, prompt, actions, episode = f["state"], f["prompt"], f["actions"], f["episode"]
+        images = {k.removeprefix("image/"): f[k] for k in f.files if k.startswith("image/")}
+        episodes, successes = int(f["episodes"]), int(f["successes"])
+    inputs = [
+        PolicyInput(
+            images={slot: imgs[i] for slot, imgs in images.items()},
+            state=state[i],
+            prompt=str(prompt[i]),
+        )
+        for i in range(len(state))
+    ]
+    chunks, pads = [], []
+    for ep in np.unique(episode):
+        acts = actions[episode == ep]
+        for t in range(len(acts)):
+            window = acts[t : t + chunk]
+            pad = chunk - len(window)
+            chunks.append(np.concatenate([window, np.repeat(window[-1:], pad, 0)]))
+            pads.append(np.arange(chunk) >= len(window))
+    return DemoSet(inputs, np.stack(chunks), np.stack(pads), episodes, successes), meta

@@ -40,7 +40,14 @@ from ript_core.rl.checkpoint import (
     set_rng_state,
 )
 from ript_core.rl.config import TrainConfig, parse_range
-from ript_core.rl.demos import DemoSet, bc_loss_on, behaviour_clone, fit_stats, record_demos
+from ript_core.rl.demos import (
+    DemoSet,
+    bc_loss_on,
+    behaviour_clone,
+    fit_stats,
+    load_demos,
+    record_demos,
+)
 from ript_core.rl.evaluate import EvalResult, evaluate
 from ript_core.rl.loop import Decision, is_informative, leave_one_out_advantages, loop_update
 from ript_core.rl.metrics import MetricsLogger
@@ -291,23 +298,35 @@ class Trainer:
     # -- phases -----------------------------------------------------------------------
     def warm_start(self) -> None:
         bc = self.cfg.bc
-        if not bc.demos_per_task:
+        if not bc.demos_per_task and not bc.demos_file:
             return
         backend = self.cfg.env.backend
-        n = get_registry().task_info(backend, self.tasks[0]).n_init_states
-        init_states = parse_range(bc.demo_init_states, n)[: bc.demos_per_task]
         eval_ids = {c.init_state for c in self.eval_contexts}
-        if set(init_states) & eval_ids:
-            raise ValueError("bc.demo_init_states overlap env.eval_init_states: demos would leak")
-        self.demos = record_demos(
-            backend,
-            self.tasks,
-            init_states,
-            self.policy.chunk_size,
-            seed=self.cfg.seed,
-            noise=bc.demo_noise,
-            env_options=self.cfg.env.options,
-        )
+        if bc.demos_file:
+            self.demos, meta = load_demos(bc.demos_file, self.policy.chunk_size)
+            leaked = set(meta.get("init_states", [])) & eval_ids
+            if meta.get("backend") != backend or leaked:
+                raise ValueError(
+                    f"bc.demos_file {bc.demos_file}: recorded on backend {meta.get('backend')!r} "
+                    f"(this run: {backend!r}), init states overlapping env.eval_init_states: "
+                    f"{sorted(leaked)[:5]}"
+                )
+        else:
+            n = get_registry().task_info(backend, self.tasks[0]).n_init_states
+            init_states = parse_range(bc.demo_init_states, n)[: bc.demos_per_task]
+            if set(init_states) & eval_ids:
+                raise ValueError(
+                    "bc.demo_init_states overlap env.eval_init_states: demos would leak"
+                )
+            self.demos = record_demos(
+                backend,
+                self.tasks,
+                init_states,
+                self.policy.chunk_size,
+                seed=self.cfg.seed,
+                noise=bc.demo_noise,
+                env_options=self.cfg.env.options,
+            )
         if self.policy.stats.source == "identity":
             fit_stats(self.policy, self.demos)
         losses = behaviour_clone(
