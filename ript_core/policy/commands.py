@@ -77,3 +77,39 @@ def cmd_info(ns: argparse.Namespace) -> int:
     for line in lines:
         console.print(escape(line), highlight=False, soft_wrap=True)
     return 0
+
+
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "checkpoint", help="a checkpoint directory (transformers, lerobot, openpi, ript)"
+    )
+    p.add_argument("out", help="directory to write the ript checkpoint to")
+    p.add_argument(
+        "--openpi-config",
+        help="an openpi checkpoint's training config, e.g. pi0_libero (openpi does not store it)",
+    )
+    p.add_argument("--preset", help="architecture preset for lerobot/openpi layouts (default pi0)")
+    p.add_argument("--tokenizer", help="tokenizer.model / tokenizer.json, if not in the checkpoint")
+
+
+@command(
+    "convert",
+    "save any checkpoint as a ript checkpoint, its pipeline and stats included",
+    _convert_args,
+)
+def cmd_convert(ns: argparse.Namespace) -> int:
+    from ript_core.policy.checkpoint import CheckpointError, load_policy, save_policy
+
+    extra = {"tokenizer_path": ns.tokenizer} if ns.tokenizer else {}
+    try:
+        policy = load_policy(
+            ns.checkpoint, preset=ns.preset, openpi_config=ns.openpi_config, **extra
+        )
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise ValueError(str(exc)) from exc
+    out = save_policy(policy, ns.out)
+    console.print(
+        escape(f"wrote {out} (pipeline from {policy.pipeline.origin}); `ript info {out}` shows it"),
+        highlight=False,
+    )
+    return 0

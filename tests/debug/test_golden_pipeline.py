@@ -14,8 +14,8 @@ the pipeline is asserted against values computed independently in the test:
 - the checkpoint half is ript-core's own: resize-with-pad (vs PIL bilinear and
   hand-computed padding geometry), [-1, 1] scaling, token ids of a known
   prompt (literal golden ids), state normalisation and padding, action
-  un-normalisation, and the raw state that output transforms such as
-  openpi's ``pi0_libero`` delta need;
+  un-normalisation, and the raw state kept with the batch (openpi's
+  ``pi0_libero`` delta is tested in tests/policy/test_pipeline.py);
 - the recorder ties it together: the same stages as recorded.
 """
 
@@ -227,7 +227,7 @@ def test_images_state_and_pixels_after_preprocess():
     assert batch.state.shape == (1, 32)
     assert np.allclose(batch.state[0, :8].numpy(), want, atol=1e-5, rtol=1e-6)
     assert not batch.state[0, 8:].any()
-    # the raw state travels with the batch for output transforms (openpi pi0_libero delta)
+    # the raw state travels with the batch (for inspection)
     assert np.allclose(batch.raw_state[0].numpy(), raw.astype(np.float32))
     # model pixels: openpi's Observation.from_dict, x / 255 * 2 - 1 in float32
     pixels = policy.model_inputs(batch)["pixel_values"]

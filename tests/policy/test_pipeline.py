@@ -347,6 +347,7 @@ def test_checkpoint_without_stats_fails_before_reading_weights(tmp_path, monkeyp
 
 def write_openpi_checkpoint(policy: PI0Policy, directory) -> None:
     """An openpi PyTorch checkpoint as openpi's converter writes it."""
+    directory.mkdir(exist_ok=True)
     save_file(openpi_keys(policy.model.state_dict()), str(directory / "model.safetensors"))
     (directory / "config.json").write_text(
         json.dumps({"action_dim": 8, "action_horizon": 10, "paligemma_variant": "gemma_2b"})
@@ -384,6 +385,19 @@ def test_openpi_checkpoint_imports_its_configs_pipeline(tmp_path):
     )
     np.testing.assert_array_equal(loaded.postprocess(out.actions, batch), ref.astype(np.float32))
     np.testing.assert_array_equal(env_actions(loaded), env_actions(source))
+
+
+def test_convert_makes_an_openpi_checkpoint_a_ript_one(tmp_path, capsys):
+    source = libero_pipeline_policy(seed=2)
+    write_openpi_checkpoint(source, tmp_path / "openpi")
+    args = ["convert", str(tmp_path / "openpi"), str(tmp_path / "ript"), "--preset", "pi0-tiny"]
+    assert main(args) == 2  # no config name: refused, nothing written
+    assert "does not record its training config" in capsys.readouterr().out
+    assert not (tmp_path / "ript").exists()
+    assert main([*args, "--openpi-config", "pi0_libero"]) == 0
+    converted = load_policy(tmp_path / "ript")  # no openpi_config needed any more
+    assert converted.pipeline == OPENPI_CONFIGS["pi0_libero"].pipeline
+    np.testing.assert_array_equal(env_actions(converted), env_actions(source))
 
 
 def test_ript_info_prints_the_resolved_pipeline(tmp_path, capsys):
