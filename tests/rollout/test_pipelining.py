@@ -164,11 +164,11 @@ def test_one_step_sde_draws_its_step_from_the_per_episode_generators():
 
 # ---- the schedule's wall time ---------------------------------------------------------
 
-STEP_SLEEP_S = 0.010  # per env step, in the worker
-REPLAN = 5  # env steps per chunk: E = 50 ms
-PER_SAMPLE_S = 0.025  # policy stub: 25 ms per sample, so P(2) = E
+STEP_SLEEP_S = 0.020  # per env step, in the worker
+REPLAN = 5  # env steps per chunk: E = 100 ms
+PER_SAMPLE_S = 0.050  # policy stub: 50 ms per sample, so P(2) = E and P(4) = 2E
 N_WORKERS = 4
-MAX_STEPS = 30  # D = 6 decisions per episode
+MAX_STEPS = 20  # D = 4 decisions per episode
 
 
 class SleepingPolicy:
@@ -190,31 +190,36 @@ def slow_pool(fakesim):
         yield pool
 
 
-def analytic_wall_s(groups: int) -> float:
+def analytic_wall_s(groups: int, p_group: float, env: float) -> float:
     """G groups of N/G envs, D decisions each. The first round of inferences
     runs back to back; then each period is max(policy of all groups, one
     group's policy + its envs' chunk); the last group's last chunk ends it."""
     d = MAX_STEPS // REPLAN
-    p_group = PER_SAMPLE_S * N_WORKERS / groups
-    env = REPLAN * STEP_SLEEP_S
     period = max(groups * p_group, p_group + env)
     return groups * p_group + (d - 1) * period + env
 
 
 def test_analytic_schedule_is_max_for_two_groups_and_sum_for_lockstep():
     d, env, p_all = MAX_STEPS // REPLAN, REPLAN * STEP_SLEEP_S, PER_SAMPLE_S * N_WORKERS
-    assert analytic_wall_s(1) == pytest.approx(d * (p_all + env))  # policy + env
-    # G = 2, P(2) = E: each half period is max(policy, env) = 50 ms
-    assert analytic_wall_s(2) == pytest.approx((2 * d + 1) * max(p_all / 2, env))
+    assert analytic_wall_s(1, p_all, env) == pytest.approx(d * (p_all + env))  # policy + env
+    # G = 2, P(2) = E: each half period is max(policy, env)
+    assert analytic_wall_s(2, p_all / 2, env) == pytest.approx((2 * d + 1) * max(p_all / 2, env))
     # the planner's period model agrees with the schedule used here
     cost = InferenceCost(0.0, PER_SAMPLE_S)
     for g in (1, 2):
         o = pipeline_option(N_WORKERS, g, env, cost, replan_every=REPLAN)
-        assert o.period_s == pytest.approx(max(g * p_all / g, p_all / g + env))
+        assert o.period_s == pytest.approx(max(p_all, p_all / g + env))
 
 
 @pytest.mark.parametrize("groups", [1, 2])
 def test_wall_time_follows_the_analytic_schedule(slow_pool, groups):
+    """Lock-step takes policy + env per decision, G = 2 max(policy, env).
+
+    On a loaded machine a ``time.sleep`` oversleeps by a few ms per call, so
+    the analytic times use the costs the run really paid — the workers' own
+    step timing and the policy calls' measured seconds — and the check is on
+    the schedule: how those costs add up (or overlap) into the wall time.
+    """
     opts = {"step_sleep_s": STEP_SLEEP_S}
     runner = RolloutRunner(
         SleepingPolicy(PER_SAMPLE_S),
@@ -231,16 +236,23 @@ def test_wall_time_follows_the_analytic_schedule(slow_pool, groups):
     ).run(warm)
     reqs = [EpisodeRequest(i, "fakesim", "slow", i, seed=i) for i in range(N_WORKERS)]
     rollouts, stats = runner.run(reqs)
-    assert [r.length for r in rollouts] == [MAX_STEPS] * N_WORKERS
-    expected = analytic_wall_s(groups)
-    assert stats.wall_s == pytest.approx(expected, rel=0.15), (stats.wall_s, expected)
-    # busy fractions: the policy slept D × N × 25 ms, each env D × 50 ms
     d = MAX_STEPS // REPLAN
-    policy_total = d * N_WORKERS * PER_SAMPLE_S
-    env_each = d * REPLAN * STEP_SLEEP_S
+    assert [r.length for r in rollouts] == [MAX_STEPS] * N_WORKERS
+    assert stats.policy_calls == d * groups
+    # what the run paid: one chunk per worker per decision (resets cost ~0)
+    env = stats.env_busy_s / (N_WORKERS * d)
+    p_group = stats.policy_s / stats.policy_calls
+    # a sleep never ends early; a busy scheduler makes it end late (here up to
+    # ~4 ms per step at a load average of 9 on 2 cores)
+    assert REPLAN * STEP_SLEEP_S <= env < 1.5 * REPLAN * STEP_SLEEP_S
+    assert PER_SAMPLE_S * N_WORKERS / groups <= p_group < 1.5 * PER_SAMPLE_S * N_WORKERS / groups
+    expected = analytic_wall_s(groups, p_group, env)
+    assert stats.wall_s == pytest.approx(expected, rel=0.15), (stats.wall_s, expected)
+    # busy fractions: the policy all its calls, each env its d chunks
     m = stats.as_metrics()
-    assert m["rollout/policy_busy_frac"] == pytest.approx(policy_total / stats.wall_s, rel=0.15)
-    assert m["rollout/env_busy_frac"] == pytest.approx(env_each / stats.wall_s, rel=0.15)
+    assert m["rollout/policy_busy_frac"] == pytest.approx(stats.policy_s / stats.wall_s)
+    assert m["rollout/policy_busy_frac"] == pytest.approx(d * groups * p_group / expected, rel=0.15)
+    assert m["rollout/env_busy_frac"] == pytest.approx(d * env / expected, rel=0.15)
     assert m["rollout/pipeline_groups"] == groups
 
 
