@@ -24,8 +24,9 @@ on a GPU — trajectories may part after a near-tie).
 Columns: env steps/s and its ratio to G = 1; the fraction of the wall time
 the policy was busy (``act`` calls, which return host arrays, so GPU work is
 included) and the env workers were busy (timed inside the workers); the
-planner's prediction for the same G, from the policy cost fitted on the
-measured G = 1 calls and the env chunk time the workers measured.
+planner's prediction for the same G (``pipeline_option``), from the policy
+cost fitted on all timed calls, the env chunk time the workers measured, and
+``ceil(max_steps / replan_every)`` decisions per episode for the ramp.
 
 The wrapper backend (``slowtoy``) is registered through a temporary
 distribution on ``PYTHONPATH`` so that spawned workers discover it like any
@@ -287,9 +288,12 @@ def run_scenario(sc: Scenario, groups: list[int], actor: Any, args: argparse.Nam
     )
     print("|" + "---|" * 17)
     ref = [(r.length, r.success) for r in base_rollouts]
-    lock = pipeline_option(n, 1, chunk_s, cost, replan_every=sc.replan_every)
+    # decisions per episode, for the ramp: episodes that end early make fewer
+    decisions = -(-sc.max_steps // sc.replan_every)
+    kw = dict(replan_every=sc.replan_every, decisions=decisions)
+    lock = pipeline_option(n, 1, chunk_s, cost, **kw)
     for g, (rollouts, s) in results.items():
-        pred = pipeline_option(n, g, chunk_s, cost, replan_every=sc.replan_every)
+        pred = pipeline_option(n, g, chunk_s, cost, **kw)
         same = sum((r.length, r.success) == x for r, x in zip(rollouts, ref, strict=True))
         sizes = "/".join(str(k) for k in sorted(set(pred.group_sizes), reverse=True))
         print(
@@ -299,10 +303,10 @@ def run_scenario(sc: Scenario, groups: list[int], actor: Any, args: argparse.Nam
             f"| {1000 * s.policy_s / max(1, s.policy_calls):.1f} "
             f"| {100 * s.policy_busy_frac:.0f} | {100 * s.env_busy_frac:.0f} "
             f"| {100 * s.env_wait_s / s.wall_s:.0f} | {same}/{len(ref)} "
-            f"| {lock.period_s / pred.period_s:.2f} | {100 * pred.policy_util:.0f} "
+            f"| {lock.cost_s / pred.cost_s:.2f} | {100 * pred.policy_util:.0f} "
             f"| {100 * pred.env_util:.0f} |"
         )
-    pick = choose_pipeline(n, chunk_s, cost, replan_every=sc.replan_every)
+    pick = choose_pipeline(n, chunk_s, cost, **kw)
     print(
         f"\nThe planner, given these measured costs, picks G = {pick.groups} "
         f"(predicted {pick.speedup:.2f}× lock-step).\n",

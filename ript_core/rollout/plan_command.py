@@ -51,6 +51,12 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
         "--replan-every", type=int, default=5, help="env steps per action chunk (default 5)"
     )
     run.add_argument(
+        "--episode-steps",
+        type=int,
+        default=None,
+        help="env steps per episode: counts the pipeline's ramp (default: steady state)",
+    )
+    run.add_argument(
         "--train-batch",
         type=int,
         default=None,
@@ -173,7 +179,9 @@ def print_schedule(p: ParallelPlan) -> None:
     if pipe is None:
         return
     table = Table(title="rollout schedule (steady state; G = 1 is lock-step)")
-    for col in ("G", "envs/group", "period ms", "env steps/s", "policy busy", "envs busy", ""):
+    waves = pipe.options[0].wave_s is not None
+    cols = ["G", "envs/group", "period ms", *(["wave s"] if waves else [])]
+    for col in (*cols, "env steps/s", "policy busy", "envs busy", ""):
         table.add_column(col)
     for o in pipe.options:
         mark = (
@@ -183,6 +191,7 @@ def print_schedule(p: ParallelPlan) -> None:
             str(o.groups),
             "/".join(str(n) for n in sorted(set(o.group_sizes), reverse=True)),
             f"{o.period_s * 1e3:.4g}",
+            *([f"{o.wave_s:.3g}"] if waves else []),
             f"{o.steps_per_s:,.0f}",
             f"{o.policy_util:.0%}",
             f"{o.env_util:.0%}",
@@ -241,6 +250,7 @@ def cmd_plan(ns: argparse.Namespace) -> int:
         overrides=_overrides(ns),
         replan_every=ns.replan_every,
         inference_cost=_inference_cost(ns, machine, policy),
+        episode_steps=ns.episode_steps,
     )
     print_plan(result, machine, policy)
     return 0 if result.fits else 1

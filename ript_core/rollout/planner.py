@@ -723,6 +723,9 @@ class PipelineOption:
     ``period_s``: time between two decisions of the same env. ``policy_util``,
     ``env_util``: fraction of the period the policy, and each env worker, is
     busy. ``steps_per_s``: env steps per second over all workers.
+    ``wave_s``: with D decisions per episode known, one wave of episodes
+    including the ramp (the first round of inferences before every env
+    steps, the last chunk after the last one); ``steps_per_s`` then counts it.
     """
 
     groups: int
@@ -733,6 +736,12 @@ class PipelineOption:
     policy_util: float
     env_util: float
     steps_per_s: float
+    wave_s: float | None = None
+
+    @property
+    def cost_s(self) -> float:
+        """What the planner minimises: the wave if known, else the period."""
+        return self.period_s if self.wave_s is None else self.wave_s
 
 
 def group_sizes(n_env: int, groups: int) -> tuple[int, ...]:
@@ -748,6 +757,7 @@ def pipeline_option(
     *,
     inference_batch: int | None = None,
     replan_every: int = 5,
+    decisions: int | None = None,
 ) -> PipelineOption:
     """Steady-state period of the round-robin schedule with G groups.
 
@@ -756,7 +766,8 @@ def pipeline_option(
     serves the other groups, so the period is
     ``T = max(Σ_g P_g, max_g (P_g + E))``: policy-bound when the other groups'
     inference covers a chunk, env-bound otherwise. G = 1 gives lock-step,
-    ``T = P + E``.
+    ``T = P + E``. With ``decisions`` = D per episode, a wave of episodes
+    costs ``Σ_g P_g + (D − 1)·T + E``: short episodes pay the ramp.
     """
     if n_env < 1 or groups < 1:
         raise ValueError(f"need n_env >= 1 and groups >= 1, got {n_env}, {groups}")
@@ -769,6 +780,8 @@ def pipeline_option(
         per_group.append(full * cost.seconds(cap) + (cost.seconds(rest) if rest else 0.0))
     policy = sum(per_group)
     period = max(policy, max(pg + env_chunk_s for pg in per_group))
+    wave = None if decisions is None else policy + (decisions - 1) * period + env_chunk_s
+    steps = n_env * replan_every * (1 if wave is None else decisions)
     return PipelineOption(
         groups=groups,
         group_sizes=sizes,
@@ -777,7 +790,8 @@ def pipeline_option(
         period_s=period,
         policy_util=policy / period if period else 0.0,
         env_util=env_chunk_s / period if period else 0.0,
-        steps_per_s=n_env * replan_every / period if period else 0.0,
+        steps_per_s=steps / (period if wave is None else wave) if period else 0.0,
+        wave_s=wave,
     )
 
 
@@ -815,7 +829,7 @@ class PipelinePlan:
 
     @property
     def speedup(self) -> float:
-        return self.lockstep.period_s / self.chosen.period_s if self.chosen.period_s else 1.0
+        return self.lockstep.cost_s / self.chosen.cost_s if self.chosen.cost_s else 1.0
 
 
 def choose_pipeline(
@@ -827,19 +841,27 @@ def choose_pipeline(
     replan_every: int = 5,
     max_groups: int = 8,
     override: int | None = None,
+    decisions: int | None = None,
 ) -> PipelinePlan:
     """The G (1..``max_groups``, at most one group per env) with the shortest
-    predicted period; a larger G must win by :data:`PIPELINE_MIN_GAIN`."""
+    predicted period — or wave of episodes, when ``decisions`` per episode
+    are known; a larger G must win by :data:`PIPELINE_MIN_GAIN`."""
     top = max(1, min(n_env, max(max_groups, override or 1)))
     options = tuple(
         pipeline_option(
-            n_env, g, env_chunk_s, cost, inference_batch=inference_batch, replan_every=replan_every
+            n_env,
+            g,
+            env_chunk_s,
+            cost,
+            inference_batch=inference_batch,
+            replan_every=replan_every,
+            decisions=decisions,
         )
         for g in range(1, top + 1)
     )
     best = options[0]
     for o in options[1:]:
-        if o.period_s < best.period_s * (1 - PIPELINE_MIN_GAIN):
+        if o.cost_s < best.cost_s * (1 - PIPELINE_MIN_GAIN):
             best = o
     if override is not None:
         return PipelinePlan(min(override, top), env_chunk_s, cost, options, overridden=True)
@@ -1009,6 +1031,7 @@ def plan(
     overrides: Mapping[str, Any] | None = None,
     replan_every: int = 5,
     inference_cost: InferenceCost | None = None,
+    episode_steps: int | None = None,
 ) -> ParallelPlan:
     """Choose env workers, batch sizes, checkpointing and the rollout schedule.
 
@@ -1016,8 +1039,9 @@ def plan(
     default ``rollouts_per_update``. ``overrides`` maps any of
     :data:`PLAN_FIELDS` to the user's value: it wins, the dependent fields
     are re-derived around it, and the plan reports when it does not fit.
-    ``replan_every`` (env steps per chunk) and ``inference_cost`` (default:
-    :meth:`InferenceCost.estimate`) decide ``pipeline_groups``.
+    ``replan_every`` (env steps per chunk), ``inference_cost`` (default:
+    :meth:`InferenceCost.estimate`) and, when known, ``episode_steps`` (the
+    ramp of short episodes counts) decide ``pipeline_groups``.
     """
     if rollouts_per_update < 1:
         raise ValueError(f"rollouts_per_update must be >= 1, got {rollouts_per_update}")
@@ -1134,6 +1158,7 @@ def plan(
     # --- rollout schedule: how many worker groups overlap the policy -------------
     cost = inference_cost or InferenceCost.estimate(policy, machine)
     chunk_s = replan_every * backend.env_step_seconds
+    decisions = None if episode_steps is None else max(1, math.ceil(episode_steps / replan_every))
     pipe = choose_pipeline(
         n_env,
         chunk_s,
@@ -1141,6 +1166,7 @@ def plan(
         inference_batch=inf,
         replan_every=replan_every,
         override=overrides.get("pipeline_groups"),
+        decisions=decisions,
     )
     reasons.append(
         f"rollout schedule: one chunk of {replan_every} env steps ≈ {chunk_s * 1e3:.4g} ms per "
@@ -1154,13 +1180,19 @@ def plan(
     )
     if pipe.overridden:
         auto = choose_pipeline(
-            n_env, chunk_s, cost, inference_batch=inf, replan_every=replan_every
+            n_env,
+            chunk_s,
+            cost,
+            inference_batch=inf,
+            replan_every=replan_every,
+            decisions=decisions,
         ).groups
         reasons.append(f"override: pipeline_groups = {pipe.groups} (planner's choice: {auto})")
     elif pipe.groups == 1:
         reasons.append(
-            "pipeline_groups 1 (lock-step): no group count shortens the period by "
-            f"{PIPELINE_MIN_GAIN:.0%} or more"
+            f"pipeline_groups 1 (lock-step): no group count shortens the "
+            f"{'period' if decisions is None else f'wave of {decisions}-decision episodes'} "
+            f"by {PIPELINE_MIN_GAIN:.0%} or more"
         )
     else:
         reasons.append(

@@ -285,6 +285,20 @@ def test_planner_overlaps_when_inference_grows_with_the_batch():
     assert forced.groups == 2 and forced.overridden
 
 
+def test_short_episodes_pay_the_ramp_and_keep_lockstep():
+    # costs measured on the H100 (docs/benchmarks.md): 16 envs, 25-step chunks,
+    # 4 decisions per episode; G = 2 measured 0.94x of lock-step there
+    cost, env = InferenceCost(0.3107, 0.00993), 0.3738
+    assert choose_pipeline(16, env, cost, replan_every=25).groups == 2  # steady state
+    short = choose_pipeline(16, env, cost, replan_every=25, decisions=4)
+    assert short.groups == 1
+    lock, two = short.options[0], short.options[1]
+    assert lock.wave_s == pytest.approx(4 * lock.period_s)  # D × (P + E)
+    assert two.wave_s == pytest.approx(two.policy_s + 3 * two.period_s + env)
+    assert lock.wave_s / two.wave_s == pytest.approx(0.97, abs=0.01)
+    assert two.steps_per_s == pytest.approx(16 * 4 * 25 / two.wave_s)
+
+
 def test_inference_batch_splits_are_charged_per_call():
     # 8 envs, at most 4 per forward: lock-step makes two calls per period
     o = pipeline_option(8, 1, 0.05, InferenceCost(0.1, 0.01), inference_batch=4)
