@@ -178,8 +178,9 @@ def print_schedule(p: ParallelPlan) -> None:
     pipe = p.pipeline
     if pipe is None:
         return
-    table = Table(title="rollout schedule (steady state; G = 1 is lock-step)")
     waves = pipe.options[0].wave_s is not None
+    basis = "waves of episodes" if waves else "steady state"
+    table = Table(title=f"rollout schedule ({basis}; G = 1 is lock-step)")
     cols = ["G", "envs/group", "period ms", *(["wave s"] if waves else [])]
     for col in (*cols, "env steps/s", "policy busy", "envs busy", ""):
         table.add_column(col)
