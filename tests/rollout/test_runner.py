@@ -195,9 +195,12 @@ def test_bad_observation_stops_with_backend_and_key(fakesim, seeded_policy):
 
 
 def test_bad_context_fails_before_any_env_work(seeded_policy):
+    from ript_core.plugins import get_registry
+
+    n = get_registry().task_info("toy", "reach-red").n_init_states  # one past the last
     with InProcessEnvPool(1) as pool:
-        with pytest.raises(ValueError, match="init_state 50 not in"):
-            RolloutRunner(seeded_policy(), pool).run([EpisodeRequest(0, "toy", "reach-red", 50, 0)])
+        with pytest.raises(ValueError, match=f"init_state {n} not in"):
+            RolloutRunner(seeded_policy(), pool).run([EpisodeRequest(0, "toy", "reach-red", n, 0)])
         assert pool._hosts[0].env is None
 
 
