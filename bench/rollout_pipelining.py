@@ -178,6 +178,14 @@ def main() -> None:
     parser.add_argument("--task", default="reach-red")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--worker-timeout-s", type=float, default=300.0)
+    parser.add_argument(
+        "--stub-policy-ms",
+        type=float,
+        default=None,
+        metavar="MS_PER_SAMPLE",
+        help="replace PI0 by a stub that sleeps this long per sample: the schedule alone, "
+        "with an inference cost proportional to the batch",
+    )
     args = parser.parse_args()
 
     install_plugin()
@@ -193,6 +201,18 @@ def main() -> None:
         Scenario(args.workers or cores or 1, args.step_ms, args.replan_every, args.max_steps)
     ]
     task = get_registry().task_info(BACKEND, args.task)
+    groups = [int(g) for g in args.groups.split(",")]
+    if args.stub_policy_ms is not None:
+        print(
+            f"# Rollout pipelining: toy `{args.task}` + per-step cost ({args.step_cost}); "
+            f"STUB policy sleeping {args.stub_policy_ms:g} ms per sample (no model), "
+            f"{cores} usable cores, {args.episodes_per_worker} timed episodes per worker\n",
+            flush=True,
+        )
+        stub = StubActor(args.stub_policy_ms / 1000)
+        for sc in scenarios:
+            run_scenario(sc, groups, stub, args, torch.device("cpu"))
+        return
     t0 = time.perf_counter()
     policy = PI0Policy.from_preset(
         args.preset,
@@ -220,12 +240,29 @@ def main() -> None:
         f"torch {torch.__version__}, {args.episodes_per_worker} timed episodes per worker\n",
         flush=True,
     )
-    groups = [int(g) for g in args.groups.split(",")]
     for sc in scenarios:
-        run_scenario(sc, groups, actor, args)
+        run_scenario(sc, groups, actor, args, device)
 
 
-def run_scenario(sc: Scenario, groups: list[int], actor: Any, args: argparse.Namespace) -> None:
+class StubActor:
+    """Sleeps ``per_sample_s × batch`` and returns zero chunks: an inference
+    cost proportional to the batch, to see the schedule without a model."""
+
+    def __init__(self, per_sample_s: float) -> None:
+        self.per_sample_s = per_sample_s
+
+    def act(self, inputs: Any, seeds: Any) -> Any:
+        import numpy as np
+
+        from ript_core.rollout.runner import PolicyOutput
+
+        time.sleep(self.per_sample_s * len(inputs))
+        return PolicyOutput(np.zeros((len(inputs), 50, 3), np.float32), [{}] * len(inputs))
+
+
+def run_scenario(
+    sc: Scenario, groups: list[int], actor: Any, args: argparse.Namespace, device: Any
+) -> None:
     import torch
 
     from ript_core.rollout.planner import InferenceCost, choose_pipeline, pipeline_option
@@ -238,7 +275,6 @@ def run_scenario(sc: Scenario, groups: list[int], actor: Any, args: argparse.Nam
         "step_cost_spin": args.step_cost == "spin",
         "max_steps": sc.max_steps,  # the toy truncates at its own budget otherwise
     }
-    device = actor.policy.device
 
     def requests(count: int, first: int) -> list[Any]:
         return [
