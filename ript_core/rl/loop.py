@@ -13,6 +13,11 @@ Read top to bottom:
    gradients accumulated over the whole batch, summed across ranks, clipped,
    one AdamW step per mini-batch. A non-finite loss or gradient skips the
    step and leaves weights and optimizer state untouched.
+
+Under FSDP (``update.distributed="fsdp"``, :mod:`ript_core.rl.sharding`) the
+sharded parameters' gradients are summed inside backward; every rank then
+runs the same number of micro-batches (the short ones re-score a decision
+with zero weight) because each FSDP forward and backward is a collective.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import attrs
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from ript_core.rl.sharding import DistributedMode, clip_grad_norm, is_sharded
 
 
 def leave_one_out_advantages(rewards: np.ndarray) -> np.ndarray:
@@ -85,6 +92,10 @@ class UpdateConfig:
     mini_batches: int = 1  # optimizer steps per epoch
     max_grad_norm: float = 1.0
     normalize_advantages: bool = False
+    # how gradients cross ranks under torchrun: "ddp" replicates the policy and
+    # all-reduces; "fsdp" shards the big layers' weights, gradients and AdamW
+    # state; "auto" picks fsdp when the replicated plan does not fit a device
+    distributed: DistributedMode = "ddp"
 
 
 class NonFiniteError(RuntimeError):
@@ -101,6 +112,8 @@ def _all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
+    # FSDP already reduce-scattered the sharded ones during backward
+    params = [p for p in params if not is_sharded(p)]
     has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
     dist.all_reduce(has)
     live = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
@@ -117,12 +130,22 @@ def _all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
         offset += p.numel()
 
 
-def _global_count(n: int) -> int:
+def _global_count(n: int, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> int:
     if dist.is_available() and dist.is_initialized():
         t = torch.tensor([n], dtype=torch.long)
-        dist.all_reduce(t)
+        dist.all_reduce(t, op=op)
         return int(t.item())
     return n
+
+
+def _padding_decision(decisions: Sequence[Decision]) -> Decision | None:
+    """A decision for zero-weight padding micro-batches (FSDP): a local one, or,
+    when some rank has none at all, one borrowed from another rank (collective)."""
+    if _global_count(len(decisions), dist.ReduceOp.MIN) > 0:
+        return decisions[0] if decisions else None
+    theirs: list[Decision | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(theirs, decisions[0] if decisions else None)
+    return next((d for d in theirs if d is not None), None)
 
 
 def loop_update(
@@ -146,6 +169,8 @@ def loop_update(
     logs: dict[str, list[float]] = {}
     skipped = 0
     steps = 0
+    sharded = any(is_sharded(p) for p in params)
+    pad = _padding_decision(decisions) if sharded else None
     for _epoch in range(cfg.ppo_epochs):
         order = rng.permutation(len(decisions))
         for mini in np.array_split(order, cfg.mini_batches):
@@ -156,6 +181,10 @@ def loop_update(
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             micro = cfg.micro_batch or max(len(mini), 1)
+            n_micro = -(-len(mini) // micro)
+            # FSDP: the collectives inside forward/backward must pair up across
+            # ranks; agree on the longest rank's count before the first forward
+            n_pad = _global_count(n_micro, dist.ReduceOp.MAX) - n_micro if sharded else 0
             for start in range(0, len(mini), micro):
                 idx = mini[start : start + micro]
                 batch = [decisions[i] for i in idx]
@@ -168,12 +197,19 @@ def loop_update(
                 loss_sum += loss.item()
                 for k, v in stats.items():
                     logs.setdefault(k, []).append(v)
+            for _ in range(n_pad):  # zero-weight micro-batches: same collectives, no gradient
+                assert pad is not None  # total > 0: some rank has a decision
+                logp = log_prob([pad.policy_input], [pad.record])
+                (logp.float().cpu().sum() * 0.0).backward()
             if extra_loss is not None:
                 bc = extra_loss()
                 bc.backward()
                 logs.setdefault("bc_loss", []).append(bc.item())
             _all_reduce_grads(params)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if sharded:
+                grad_norm = clip_grad_norm(params, cfg.max_grad_norm)
+            else:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             if not (np.isfinite(loss_sum) and torch.isfinite(grad_norm)):
                 optimizer.zero_grad(set_to_none=True)
                 skipped += 1
