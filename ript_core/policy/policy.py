@@ -450,7 +450,7 @@ class PI0Policy(nn.Module):
         stochastic = mode == "sde" and level > 0.0
         one_step = stochastic and self.config.sde_scheme == "one"
         chosen = (
-            torch.randint(0, steps, (bsz,), generator=generator, device=device)
+            _randint(steps, bsz, generator, device)
             if one_step
             else None
         )

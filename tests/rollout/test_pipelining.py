@@ -132,12 +132,6 @@ def test_real_tiny_pi0_rollouts_do_not_depend_on_the_schedule():
             assert sa.record["log_prob"] == pytest.approx(sb.record["log_prob"], abs=1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="PI0Policy.sample (sde_scheme='one') passes the per-sample generator list "
-    "to torch.randint instead of using policy._randint: the actor crashes",
-)
 def test_one_step_sde_draws_its_step_from_the_per_episode_generators():
     """sde_scheme='one': the stochastic step index must come from each sample's
     own generator too, or a sample's chunk would depend on its batch mates."""
