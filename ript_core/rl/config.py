@@ -12,6 +12,7 @@ import attrs
 
 from ript_core.policy.config import PolicyConfig
 from ript_core.rl.loop import UpdateConfig
+from ript_core.rl.sharding import DISTRIBUTED_MODES
 
 
 def parse_range(spec: str, n: int) -> list[int]:
@@ -127,6 +128,10 @@ class TrainConfig:
             )
         if self.bc.demos_per_task and not self.bc.steps:
             problems.append("bc.demos_per_task > 0 but bc.steps == 0: set both or neither")
+        if self.update.distributed not in DISTRIBUTED_MODES:
+            problems.append(
+                f"update.distributed {self.update.distributed!r}: use one of {DISTRIBUTED_MODES}"
+            )
         if self.bc.demos_file and not self.bc.steps:
             problems.append("bc.demos_file is set but bc.steps == 0: set both or neither")
         if problems:

@@ -22,6 +22,7 @@ import torch
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.plugins import get_registry
 from ript_core.policy import NormStats, PI0Policy
+from ript_core.rl.sharding import clip_grad_norm
 
 
 @attrs.define
@@ -125,7 +126,7 @@ def behaviour_clone(
         loss = bc_loss_on(policy, demos, idx, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        clip_grad_norm(params, 1.0)  # torch's, or the global norm over FSDP shards
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.4f}")

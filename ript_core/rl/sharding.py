@@ -203,6 +203,8 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
     ``torch.nn.utils.clip_grad_norm_``: ``max_norm / (norm + 1e-6)``, capped at 1.
     """
     sharded = [p.grad for p in params if p.grad is not None and is_sharded(p.grad)]
+    if not sharded:  # nothing sharded: torch's own, bit for bit
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
     plain = [p.grad for p in params if p.grad is not None and not is_sharded(p.grad)]
     local = torch.zeros((), dtype=torch.float64)
     for g in sharded:
@@ -235,3 +237,23 @@ def save_full_policy(policy: Any, weights: Mapping[str, torch.Tensor], directory
         return save_policy(policy, directory)
     finally:
         del model.state_dict
+
+
+def sharded_trainable(model: nn.Module) -> int:
+    """Trainable parameters that :class:`Sharding` would shard (counted before sharding)."""
+    return sum(p.numel() for u in shard_units(model) for p in u.parameters() if p.requires_grad)
+
+
+def fsdp_footprint(footprint: Any, model: nn.Module, world: int) -> Any:
+    """The planner's footprint for one FSDP rank.
+
+    The planner charges gradients and AdamW state (+ the fp32 master copy)
+    per trainable parameter, so a rank's share is ``replicated + sharded /
+    world`` trainable parameters. The weights stay counted in full: rollouts
+    gather them (:meth:`Sharding.gathered`), and that is the rank's peak.
+    """
+    import attrs
+
+    shard = min(sharded_trainable(model), footprint.n_trainable)
+    per_rank = footprint.n_trainable - shard + -(-shard // world)
+    return attrs.evolve(footprint, n_trainable=per_rank)

@@ -18,6 +18,7 @@ resumed from its last checkpoint continues exactly as if uninterrupted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -52,6 +53,7 @@ from ript_core.rl.evaluate import EvalResult, evaluate
 from ript_core.rl.loop import Decision, is_informative, leave_one_out_advantages, loop_update
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.sampler import Context, ContextSampler
+from ript_core.rl.sharding import Sharding, fsdp_footprint, save_full_policy
 from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
 from ript_core.rollout.workers import InProcessEnvPool, make_pool
 
@@ -119,6 +121,10 @@ class Trainer:
         else:
             prompts = [catalogue[t].instruction for t in self.tasks]
             self.policy = PI0Policy.from_config(cfg.policy, prompts=prompts, seed=cfg.seed)
+        # the plan decides "auto"; FSDP shards the loaded weights before the
+        # optimizer sees them (it must hold the shards, not the full tensors)
+        self.distributed, self.plan = self._plan_distributed()
+        self.sharding = Sharding(self.policy.model) if self.distributed == "fsdp" else None
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params,
@@ -143,7 +149,6 @@ class Trainer:
         self.demos: DemoSet | None = None
         self.history: dict[str, Any] = {}
 
-        self.plan = self._plan()
         if not self.plan.fits:
             raise TrainingError(f"this run does not fit the machine:\n{self.plan.summary()}")
         self.micro_batch = cfg.update.micro_batch or self.plan.train_micro_batch
@@ -186,7 +191,27 @@ class Trainer:
             device=p.device,
         )
 
-    def _plan(self):
+    def _plan_distributed(self) -> tuple[str, Any]:
+        """``update.distributed`` resolved, and the plan for it.
+
+        ``auto`` replicates (DDP) when the replicated plan fits a device and
+        shards (FSDP) when it does not; one process never shards.
+        """
+        mode = self.cfg.update.distributed
+        if self.dist.world_size == 1:
+            return "ddp", self._plan()
+        if mode == "auto":
+            replicated = self._plan()
+            if replicated.fits:
+                return "ddp", replicated
+            mode = "fsdp"
+        return mode, self._plan(sharded=mode == "fsdp")
+
+    def _gathered(self) -> contextlib.AbstractContextManager[None]:
+        """Rollouts and evaluations: full weights on every rank under FSDP."""
+        return self.sharding.gathered() if self.sharding else contextlib.nullcontext()
+
+    def _plan(self, sharded: bool = False):
         """The memory-aware plan for this rank; the user's explicit settings win."""
         from ript_core.rollout import planner as P
 
@@ -209,6 +234,8 @@ class Trainer:
             dtype_bytes=2 if cfg.policy.dtype == "bfloat16" else 4,
             n_cameras=len(self.policy.arch.cameras),
         ).for_strategy("full" if cfg.policy.train_vlm else "expert")
+        if sharded:  # this rank's share of the sharded gradients and AdamW state
+            footprint = fsdp_footprint(footprint, self.policy.model, world)
         try:
             backend = P.BackendFootprint.named(cfg.env.backend)
         except ValueError:
@@ -248,7 +275,13 @@ class Trainer:
         }
         return {
             "iteration": self.iteration,
-            "optimizer": self.optimizer.state_dict(),
+            "distributed": self.distributed,
+            # under FSDP: gathered on rank 0, keyed by parameter name (collective)
+            "optimizer": (
+                self.sharding.full_optimizer_state(self.optimizer)
+                if self.sharding
+                else self.optimizer.state_dict()
+            ),
             "scheduler": self.scheduler.state_dict(),
             "ranks": D.gather_objects(own),
             "consecutive_skips": self.consecutive_skips,
@@ -264,8 +297,17 @@ class Trainer:
                 f"checkpoint {ckpt} was written by {len(state['ranks'])} ranks; resume it with "
                 f"the same --nproc_per_node (got {self.dist.world_size})"
             )
+        written = state.get("distributed", "ddp")
+        if written != self.distributed:
+            raise TrainingError(
+                f"checkpoint {ckpt} was written with update.distributed={written!r}; this run "
+                f"resolved to {self.distributed!r}: resume with update.distributed={written}"
+            )
         self.iteration = state["iteration"]
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharding:
+            self.sharding.load_optimizer_state(self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.consecutive_skips = state["consecutive_skips"]
         self.history = state["history"]
@@ -281,11 +323,17 @@ class Trainer:
 
     def checkpoint(self) -> None:
         state = self._state()  # collective: every rank takes part
+        # FSDP: the full weights, gathered onto rank 0 (collective)
+        weights = self.sharding.full_state_dict() if self.sharding else None
         if self.dist.is_main:
             save_checkpoint(
                 self.run_dir,
                 self.iteration,
-                lambda d: save_policy(self.policy, d),
+                lambda d: (
+                    save_policy(self.policy, d)
+                    if weights is None
+                    else save_full_policy(self.policy, weights, d)
+                ),
                 state,
                 keep=self.cfg.keep_checkpoints,
             )
@@ -329,15 +377,18 @@ class Trainer:
             )
         if self.policy.stats.source == "identity":
             fit_stats(self.policy, self.demos)
-        losses = behaviour_clone(
-            self.policy,
-            self.demos,
-            bc.steps,
-            bc.batch_size,
-            bc.lr,
-            self.cfg.seed,
-            self.progress and self.dist.is_main,
-        )
+        # every rank clones on the same demos and batches: under FSDP the
+        # reduce-scatter averages them, which equals one process's step
+        with self.sharding.averaged_gradients() if self.sharding else contextlib.nullcontext():
+            losses = behaviour_clone(
+                self.policy,
+                self.demos,
+                bc.steps,
+                bc.batch_size,
+                bc.lr,
+                self.cfg.seed,
+                self.progress and self.dist.is_main,
+            )
         self.say(
             f"BC warm start: {self.demos.successes}/{self.demos.episodes} expert demos, "
             f"{len(self.demos)} samples, {bc.steps} steps, loss {losses[0]:.3f} -> {np.mean(losses[-20:]):.3f}"
@@ -347,9 +398,10 @@ class Trainer:
     def evaluate(self, tag: str) -> EvalResult:
         ev = self.cfg.eval
         mine = self.eval_contexts[self.dist.rank :: self.dist.world_size]
-        result = evaluate(
-            self.eval_runner, mine, ev.episodes_per_init_state, seed=self.cfg.seed + 7
-        )
+        with self._gathered():
+            result = evaluate(
+                self.eval_runner, mine, ev.episodes_per_init_state, seed=self.cfg.seed + 7
+            )
         if D.active():
             parts = D.gather_objects([(t.task, t.successes, t.episodes) for t in result.tasks])
             merged: dict[str, list[int]] = {}
@@ -469,9 +521,14 @@ class Trainer:
             disable=not (self.progress and self.dist.is_main),
         )
         for _ in bar:
-            decisions, metrics = self.collect_groups()
+            with self._gathered():  # once per iteration: ranks sample for different rounds
+                decisions, metrics = self.collect_groups()
+            # under torchrun a rank without decisions still takes part: the update's
+            # collectives (gradient sums, FSDP's gathers) need every rank
             upd = (
-                self.update(decisions) if decisions else {"optimizer_steps": 0, "skipped_steps": 0}
+                self.update(decisions)
+                if decisions or D.active()
+                else {"optimizer_steps": 0, "skipped_steps": 0}
             )
             if upd["optimizer_steps"]:
                 self.scheduler.step()  # the schedule counts updates, not skipped ones

@@ -1,0 +1,118 @@
+"""FSDP (``update.distributed="fsdp"``) on CPU: two gloo ranks against one process.
+
+``tests/rl/fsdp_worker.py`` runs once alone (plain policy, all 8 decisions)
+and once under ``torchrun --nproc_per_node 2`` (policy sharded, the decisions
+split 7/1 so that the ranks run different numbers of micro-batches); both
+take one clipped AdamW step. The two runs share one module-scoped fixture
+because a torchrun launch is the slow part.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import torch
+
+from ript_core.policy import load_policy
+from ript_core.rl.sharding import DISTRIBUTED_MODES, clip_grad_norm, shard_units
+from tests.rl.fixtures import tiny_policy
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("fsdp")
+    env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
+    worker = "tests/rl/fsdp_worker.py"
+    subprocess.run(
+        [sys.executable, worker, str(out)], check=True, env=env, cwd=repo_root, timeout=300
+    )
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523",
+         worker, str(out)],
+        check=True, env=env, cwd=repo_root, timeout=300,
+    )  # fmt: skip
+    load = lambda tag: torch.load(out / tag / "result.pt", weights_only=False)  # noqa: E731
+    return {"one": load("one"), "two": load("two"), "dir": out}
+
+
+def test_fsdp_two_process_gradients_and_step_equal_one_process_on_the_whole_batch(runs):
+    one, two = runs["one"], runs["two"]
+    # the layers and the embedding were sharded; the leftovers were not
+    assert two["n_sharded"] > 50 and one["n_sharded"] == 0
+    g1, g2 = one["grads"], two["grads"]
+    assert g1.keys() == g2.keys() and len(g1) > 10
+    for k in g1:
+        torch.testing.assert_close(g2[k], g1[k], atol=1e-6, rtol=1e-5)
+    assert any(g.abs().sum() > 0 for g in g1.values())
+    # the global norm over shards + replicated grads; the clip (max 0.05) engaged
+    assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5)
+    assert one["grad_norm"] > 1.0
+    assert one["optimizer_steps"] == two["optimizer_steps"] == 1
+    # AdamW on the shards: same moments and weights. AdamW's first step is
+    # lr * g / (|g| + eps); a 1e-9 gradient difference can move a weight by
+    # up to 1e-7 (lr 1e-3, eps 1e-8), a wrong gradient by ~1e-3
+    for k in one["moments"]:
+        for m in one["moments"][k]:
+            torch.testing.assert_close(two["moments"][k][m], one["moments"][k][m])
+    for k in one["weights"]:
+        torch.testing.assert_close(two["weights"][k], one["weights"][k], atol=2e-6, rtol=1e-5)
+    # sampling under Sharding.gathered (ranks making different numbers of calls)
+    torch.testing.assert_close(two["chain"], one["chain"], atol=1e-5, rtol=1e-5)
+
+
+def test_fsdp_checkpoint_loads_into_a_plain_single_process_policy(runs):
+    one, two, out = runs["one"], runs["two"], runs["dir"]
+    policy = load_policy(out / "two" / "policy")
+    state = policy.model.state_dict()
+    reference = load_policy(out / "one" / "policy").model.state_dict()
+    assert state.keys() == reference.keys()
+    for k, v in state.items():
+        assert not hasattr(v, "full_tensor"), k  # plain tensors, not DTensor shards
+        torch.testing.assert_close(v, reference[k], atol=2e-6, rtol=1e-5)
+    for k, w in two["weights"].items():  # exactly what the ranks held, gathered
+        assert torch.equal(state[k], w), k
+    # the optimizer state: gathered, saved, loaded into a fresh optimizer on
+    # every rank, gathered again -> identical; keyed by parameter name
+    assert two["optim_roundtrip"]
+    saved = two["optim_state"]["state"]
+    assert "model.dit.layers.0.mlp.down_proj.weight" in saved
+    torch.testing.assert_close(
+        saved["model.dit.layers.0.mlp.down_proj.weight"]["exp_avg"],
+        one["moments"]["model.dit.layers.0.mlp.down_proj.weight"]["exp_avg"],
+    )
+
+
+def test_shard_units_are_the_layers_and_embedding_with_trainable_weights():
+    policy = tiny_policy()
+    model = policy.model
+    units = shard_units(model)
+    vlm = model.model.vlm
+    assert len(units) == 2 + 2 + 2 + 1
+    assert vlm.language_model.embed_tokens in units
+    policy.config = attrs.evolve(policy.config, train_vision=False)
+    policy.apply_trainable()
+    units = shard_units(model)
+    assert not any(u in units for u in vlm.vision_tower.encoder.layers)  # frozen: replicated
+    assert len(units) == 5
+    assert set(DISTRIBUTED_MODES) == {"ddp", "fsdp", "auto"}
+
+
+def test_clip_grad_norm_alone_matches_torch():
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(3)]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    for p, q in zip(a, b, strict=True):
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.clone()
+    b[1].grad = None  # a parameter without a gradient is left out of the norm
+    a[1].grad = None
+    n1 = torch.nn.utils.clip_grad_norm_(a, 0.5)
+    n2 = clip_grad_norm(b, 0.5)
+    torch.testing.assert_close(n2, n1)
+    for p, q in zip(a, b, strict=True):
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad)
