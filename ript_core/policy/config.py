@@ -71,6 +71,10 @@ class PolicyConfig:
     dtype: DType = "float32"
     device: str = "cpu"
     compile: bool = False
+    # On CUDA, sample through ript_core.policy.fast_sampler (static prefix KV
+    # cache, one CUDA graph per chunk; same numbers as the eager loop). False:
+    # the eager loop everywhere.
+    fast_sampler: bool = True
     # Drop a camera slot that is missing for every sample of a batch: its
     # tokens are masked anyway (mathematically inert), so this only saves a
     # camera's worth of SigLIP and prefix compute (a third for LIBERO pi0).

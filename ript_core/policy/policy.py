@@ -21,6 +21,7 @@ all True for the slots present in ``input_ids``.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ from transformers import PI0ForConditionalGeneration
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy.batch import PolicyBatch
 from ript_core.policy.config import PolicyConfig
+from ript_core.policy.fast_sampler import FastSampler
 from ript_core.policy.flow import StepCoefficients, euler_step, gaussian_log_prob, sde_mean
 from ript_core.policy.images import to_model_range
 from ript_core.policy.pipeline import Pipeline
@@ -49,6 +51,9 @@ from ript_core.policy.tokenizer import (
 )
 
 log = logging.getLogger(__name__)
+
+# policy -> its FastSampler; weak so a dropped policy frees its graphs
+_FAST_SAMPLERS: weakref.WeakKeyDictionary[PI0Policy, FastSampler] = weakref.WeakKeyDictionary()
 
 
 @attrs.frozen
@@ -446,6 +451,10 @@ class PI0Policy(nn.Module):
                 f"noise must be float32 (got {noise.dtype}); draw it with dtype=torch.float32"
             )
         x = noise.to(device=device, dtype=torch.float32)
+        fast = self.fast_sampler()
+        if fast is not None:
+            # same maths and RNG order, static KV cache, one CUDA graph per chunk
+            return fast.sample(batch, mode, generator, x, level, steps)
 
         stochastic = mode == "sde" and level > 0.0
         one_step = stochastic and self.config.sde_scheme == "one"
@@ -500,6 +509,20 @@ class PI0Policy(nn.Module):
             mode=mode,
             noise_level=level if mode == "sde" else 0.0,
         )
+
+    def fast_sampler(self) -> FastSampler | None:
+        """The static-cache CUDA-graph sampler (:mod:`.fast_sampler`) if
+        ``config.fast_sampler`` is on, the policy is on CUDA and its parameters
+        are plain tensors; else ``None`` (:meth:`sample` runs eagerly). Kept
+        outside the module's attributes: captured graphs are not state."""
+        if not self.config.fast_sampler or self.device.type != "cuda":
+            return None
+        if not FastSampler.supported(self):
+            return None
+        fast = _FAST_SAMPLERS.get(self)
+        if fast is None:
+            fast = _FAST_SAMPLERS[self] = FastSampler(self)
+        return fast
 
     # ---- re-scoring --------------------------------------------------------------
 

@@ -1,0 +1,427 @@
+"""The fast sampling path: a static prefix KV cache and one CUDA graph per chunk.
+
+What makes transformers' ``sample_actions`` (and the eager
+:meth:`PI0Policy.sample`) host-bound on a GPU is Python and kernel launches,
+not arithmetic: ~20 kernels per layer x (27 SigLIP + 18 Gemma + 10 x 18
+expert) layers, a ``DynamicCache`` that grows by the suffix and is cropped
+back every step, the block attention mask rebuilt every step, and host syncs
+(``cache.get_seq_length()``, mask shortcuts that call ``.all()``).
+
+Here one chunk is a pure tensor function of fixed-shape inputs
+(:meth:`FastSampler._chunk`):
+
+1. the prefix (SigLIP + Gemma) writes its keys/values straight into a
+   pre-allocated ``[B, kv_heads, P + S, head_dim]`` buffer per layer
+   (:class:`PrefixKVCache`, slots ``[0, P)``); its bidirectional
+   key-padding mask is built with tensor ops, so transformers' mask
+   factory (which may sync to test ``mask.all()``) never runs;
+2. each denoising step writes only the suffix's ``S = chunk + 1`` keys/values
+   into slots ``[P, P + S)`` and attends to the whole buffer: nothing grows,
+   nothing is cropped; the suffix block mask and RoPE positions are built
+   once per chunk;
+3. the float64 time embeddings of the grid (precision.py) are computed once,
+   when the graph is built (they depend only on the step count);
+4. the SDE noise (and, for ``sde_scheme="one"``, the stochastic step) is drawn
+   *outside* the graph, in exactly the order of the eager sampler, from the
+   caller's generator(s) -- per-sample generators keep per-sample streams.
+
+On CUDA that function is captured once per input signature in a
+``torch.cuda.CUDAGraph`` and each chunk is a few ``copy_`` into the static
+inputs plus one replay. On CPU (tests) the same function runs eagerly, so the
+maths is checked without a GPU. The eager path stays the reference:
+``PolicyConfig.fast_sampler=False`` or a non-CUDA device uses it.
+
+Graphs read parameters by address. In-place optimizer steps keep addresses
+(the graph sees new weights); anything that replaces a parameter tensor
+(``load_state_dict(assign=True)``, re-sharding) changes the fingerprint the
+sampler checks on every call and triggers a re-capture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from ript_core.policy.flow import StepCoefficients, gaussian_log_prob
+
+if TYPE_CHECKING:
+    from ript_core.policy.batch import PolicyBatch
+    from ript_core.policy.policy import PI0Policy, SampleOutput
+
+
+class PrefixKVCache:
+    """A fixed-size KV cache for one prefix and one suffix, duck-typing the
+    part of transformers' ``Cache`` the Gemma layers use (``update``,
+    ``get_seq_length``, ``is_initialized``).
+
+    ``offset`` selects where the next ``update`` writes: ``0`` while the VLM
+    encodes the prefix (returns slots ``[0, P)``), ``P`` during the expert
+    steps (writes ``[P, P + S)``, returns the whole buffer). Writes are
+    in-place ``copy_`` into pre-allocated storage, so shapes and addresses are
+    static -- what a CUDA graph needs. Inference only (no autograd through
+    the in-place writes).
+    """
+
+    def __init__(
+        self,
+        layers: int,
+        batch: int,
+        kv_heads: int,
+        prefix_len: int,
+        suffix_len: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        shape = (batch, kv_heads, prefix_len + suffix_len, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.prefix_len = prefix_len
+        self.offset = 0
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, **_: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.offset + key_states.shape[-2]
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        k[:, :, self.offset : end].copy_(key_states)
+        v[:, :, self.offset : end].copy_(value_states)
+        return k[:, :, :end], v[:, :, :end]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.offset
+
+
+def prefix_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, P, P]`` bool: PI0's prefix is one bidirectional block (all
+    ``token_type_ids`` 0), so a query attends to every valid key."""
+    valid = attention_mask.bool()
+    p = valid.shape[1]
+    return valid[:, None, None, :].expand(-1, 1, p, -1)
+
+
+def suffix_attention_mask(attention_mask: torch.Tensor, suffix_len: int) -> torch.Tensor:
+    """``[B, 1, S, P + S]`` bool: what transformers' ``PI0Model.forward``
+    builds with ``block_sequence_ids`` (prefix + state one block, the actions
+    a second): every suffix token sees the valid prefix and the state token;
+    only action tokens (rows ``1..S-1``) see the action tokens."""
+    valid = attention_mask.bool()
+    bsz = valid.shape[0]
+    rows = torch.arange(suffix_len, device=valid.device)
+    cols = torch.arange(suffix_len, device=valid.device)
+    # state column always visible; action columns visible from action rows
+    block = (cols[None, :] == 0) | ((rows[:, None] >= 1) & (cols[None, :] >= 1))
+    prefix = valid[:, None, None, :].expand(-1, 1, suffix_len, -1)
+    return torch.cat([prefix, block[None, None].expand(bsz, 1, -1, -1)], dim=-1)
+
+
+def _suffix_positions(attention_mask: torch.Tensor, suffix_len: int) -> torch.Tensor:
+    ones = torch.ones(
+        attention_mask.shape[0],
+        suffix_len,
+        dtype=attention_mask.dtype,
+        device=attention_mask.device,
+    )
+    full = torch.cat([attention_mask, ones], dim=1)
+    return (full.cumsum(1) - 1)[:, -suffix_len:]
+
+
+class _Graph:
+    """Static inputs/outputs of one chunk signature, its constants (``plan``)
+    and, on CUDA, the captured graph."""
+
+    def __init__(self, inputs: dict[str, torch.Tensor], plan: dict[str, Any]) -> None:
+        self.inputs = inputs
+        self.plan = plan
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+
+class FastSampler:
+    """Runs :meth:`PI0Policy.sample` through the static-cache chunk function,
+    captured in CUDA graphs when ``use_graphs`` (default: on CUDA)."""
+
+    def __init__(self, policy: PI0Policy, use_graphs: bool | None = None) -> None:
+        self.policy = policy
+        self.use_graphs = policy.device.type == "cuda" if use_graphs is None else use_graphs
+        self._graphs: dict[tuple[Any, ...], _Graph] = {}
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._time_embeds: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+
+    # ---- bookkeeping -------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Drop every captured graph and its memory pool."""
+        self._graphs.clear()
+        self._time_embeds.clear()
+        self._fingerprint = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _params_fingerprint(self) -> tuple[Any, ...]:
+        # addresses + dtypes: an in-place update keeps them (graphs stay valid);
+        # a replaced or re-cast parameter changes them (graphs must be rebuilt)
+        return tuple((p.data_ptr(), p.dtype) for p in self.policy.model.parameters())
+
+    @staticmethod
+    def supported(policy: PI0Policy) -> bool:
+        """The fast path drives plain tensors; sharded (DTensor) parameters
+        gather through hooks a graph cannot capture -- those use the eager path."""
+        try:
+            from torch.distributed.tensor import DTensor
+        except ImportError:  # pragma: no cover - torch without distributed
+            return True
+        return not any(isinstance(p, DTensor) for p in policy.model.parameters())
+
+    # ---- the chunk function --------------------------------------------------------
+
+    def _time_embed_table(self, steps: int, bsz: int, device: torch.device) -> torch.Tensor:
+        """``[steps, B, H]`` float64 sinusoidal embeddings of ``t_i = 1 + i*dt``
+        (as the eager loop's float64 ``t``), computed once per step count."""
+        key = (steps, bsz, device)
+        if key not in self._time_embeds:
+            coeffs = StepCoefficients.build(steps, 0.0)
+            emb = self.policy.model.embed_action_time.sinusoid_embeds
+            rows = [
+                emb(torch.full((bsz,), t, dtype=torch.float64, device=device)) for t in coeffs.t
+            ]
+            self._time_embeds[key] = torch.stack(rows)
+        return self._time_embeds[key]
+
+    def _action_time_embeds(
+        self, state: torch.Tensor, x: torch.Tensor, time_embeds: torch.Tensor
+    ) -> torch.Tensor:
+        """transformers' ``PI0ActionTimeEmbedding.forward`` with the sinusoid
+        given (precomputed); cast to the expert's dtype as precision.py's hook does."""
+        m = self.policy.model.embed_action_time
+        state_embeds = m.state_proj(state)
+        action_embeds = m.action_in_proj(x)
+        te = time_embeds[:, None, :].expand_as(action_embeds).to(dtype=action_embeds.dtype)
+        merged = m.action_time_mlp_out(
+            F.silu(m.action_time_mlp_in(torch.cat([action_embeds, te], 2)))
+        )
+        out = torch.cat([state_embeds[:, None, :], merged], dim=1)
+        return out.to(self.policy.dtype)
+
+    def _chunk(self, s: dict[str, torch.Tensor], plan: dict[str, Any]) -> None:
+        """One chunk, reading and writing only the tensors of ``s`` (static
+        buffers under a graph): prefix into the static cache, then the steps."""
+        pol, model = self.policy, self.policy.model
+        cache: PrefixKVCache = plan["cache"]
+        steps, coeffs, mode = plan["steps"], plan["coeffs"], plan["mode"]
+        attention_mask = s["attention_mask"]
+
+        # 1. prefix: SigLIP + Gemma, keys/values straight into slots [0, P)
+        cache.offset = 0
+        embeds = model.model.embed_prefix(
+            s["input_ids"], s["pixel_values"], s["pixel_attention_mask"]
+        )
+        model.model.vlm(
+            inputs_embeds=embeds,
+            attention_mask=prefix_attention_mask(attention_mask),
+            position_ids=attention_mask.cumsum(-1) - 1,
+            cache=cache,
+            use_cache=True,
+        )
+
+        # 2. the steps against the fixed prefix; mask/positions built once
+        cache.offset = cache.prefix_len
+        suffix_len = pol.chunk_size + 1
+        mask = suffix_attention_mask(attention_mask, suffix_len)
+        positions = _suffix_positions(attention_mask, suffix_len)
+        x = s["noise"]
+        s["chain"][:, 0].copy_(x)
+        logp = torch.zeros_like(s["logp"])
+        region, noise_region = plan["region"], plan["noise_region"]
+        chosen = s.get("chosen")
+        for i in range(steps):
+            emb = self._action_time_embeds(s["state"], x, plan["time_embeds"][i])
+            hidden = model.model.dit(
+                inputs_embeds=emb,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+            ).last_hidden_state
+            v = model.action_out_proj(hidden[:, -pol.chunk_size :]).to(torch.float32)
+            x_ode = x + coeffs.dt * v  # flow.euler_step, as written there
+            if mode == "ode":
+                x = x_ode
+            else:
+                # 0-d float32 views of tables made before capture: the same
+                # values StepCoefficients.column gives the eager path
+                omt, drift = plan["one_minus_t"][i], plan["drift"][i]
+                std = plan["std"][i].expand(x.shape[0])[:, None, None]
+                mean = x_ode - drift * (x + omt * v)
+                x_sde = torch.where(noise_region, mean + std * s["eps"][i], x_ode)
+                if plan["stochastic"]:
+                    step_logp = gaussian_log_prob(x_sde, mean, std, region)
+                else:
+                    step_logp = torch.zeros_like(logp)
+                if chosen is not None:
+                    here = chosen == i
+                    x = torch.where(here[:, None, None], x_sde, x_ode)
+                    logp = logp + torch.where(here, step_logp, torch.zeros_like(step_logp))
+                else:
+                    x = x_sde
+                    logp = logp + step_logp
+            s["chain"][:, i + 1].copy_(x)
+        s["logp"].copy_(logp)
+
+    # ---- entry point --------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch: PolicyBatch,
+        mode: str,
+        generator: torch.Generator | Sequence[torch.Generator] | None,
+        noise: torch.Tensor | None,
+        level: float,
+        steps: int,
+    ) -> SampleOutput:
+        from ript_core.policy.policy import SampleOutput, _randint, _randn
+
+        pol = self.policy
+        bsz, device = len(batch), batch.device
+        shape = (bsz, pol.chunk_size, pol.max_action_dim)
+        # RNG draws in the eager sampler's order: x_1, the chosen step, eps per step
+        if noise is None:
+            noise = _randn(shape, generator, device)
+        x1 = noise.to(device=device, dtype=torch.float32)
+        stochastic = mode == "sde" and level > 0.0
+        one_step = stochastic and pol.config.sde_scheme == "one"
+        chosen = _randint(steps, bsz, generator, device) if one_step else None
+        eps = (
+            torch.stack([_randn(shape, generator, device) for _ in range(steps)])
+            if mode == "sde"
+            else None
+        )
+        inputs = pol.model_inputs(batch)
+        step_inputs: dict[str, torch.Tensor] = {
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+            "pixel_values": inputs["pixel_values"],
+            "pixel_attention_mask": inputs["pixel_attention_mask"],
+            "state": inputs["state"],
+            "noise": x1,
+        }
+        if eps is not None:
+            step_inputs["eps"] = eps
+        if chosen is not None:
+            step_inputs["chosen"] = chosen
+
+        key = (
+            mode,
+            level,
+            steps,
+            one_step,
+            pol.config.sde_noise_region,
+            pol.logp_horizon,
+            pol.logp_action_dims,
+            *((k, tuple(v.shape), v.dtype) for k, v in step_inputs.items()),
+        )
+        fingerprint = self._params_fingerprint() if self.use_graphs else None
+        if fingerprint != self._fingerprint:
+            self._graphs.clear()
+            self._fingerprint = fingerprint
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._build(step_inputs, mode, level, steps, stochastic, bsz, device)
+            self._graphs[key] = entry
+        s = entry.inputs
+        if entry.graph is not None:
+            for k, v in step_inputs.items():
+                s[k].copy_(v, non_blocking=True)
+            entry.graph.replay()
+        else:
+            s.update(step_inputs)
+            self._run(entry)
+        # the buffers are reused by the next chunk of this signature
+        chain, logp = s["chain"].clone(), s["logp"].clone()
+        return SampleOutput(
+            actions=chain[:, -1],
+            chain=chain,
+            log_prob=logp.to(torch.float32),
+            stochastic_step=chosen,
+            mode=mode,
+            noise_level=level if mode == "sde" else 0.0,
+        )
+
+    def _run(self, entry: _Graph) -> None:
+        self._chunk(entry.inputs, entry.plan)
+
+    def _build(
+        self,
+        step_inputs: dict[str, torch.Tensor],
+        mode: str,
+        level: float,
+        steps: int,
+        stochastic: bool,
+        bsz: int,
+        device: torch.device,
+    ) -> _Graph:
+        pol = self.policy
+        vlm_cfg = pol.model.config.vlm_config.text_config
+        dit_cfg = pol.model.config.dit_config
+        if (
+            vlm_cfg.num_hidden_layers != dit_cfg.num_hidden_layers
+            or vlm_cfg.num_key_value_heads != dit_cfg.num_key_value_heads
+            or vlm_cfg.head_dim != dit_cfg.head_dim
+        ):
+            raise ValueError("the fast sampler needs the VLM and expert KV layouts to match")
+        prefix_len = step_inputs["input_ids"].shape[1]
+        cache = PrefixKVCache(
+            dit_cfg.num_hidden_layers,
+            bsz,
+            dit_cfg.num_key_value_heads,
+            prefix_len,
+            pol.chunk_size + 1,
+            dit_cfg.head_dim,
+            pol.dtype,
+            device,
+        )
+        region = pol.scored_region(device)
+        coeffs = StepCoefficients.build(steps, level if mode == "sde" else 0.0)
+        plan = {
+            "cache": cache,
+            "steps": steps,
+            "mode": mode,
+            "coeffs": coeffs,
+            "stochastic": stochastic,
+            "region": region,
+            "noise_region": region
+            if pol.config.sde_noise_region == "scored"
+            else torch.ones_like(region),
+            "time_embeds": self._time_embed_table(steps, bsz, device),
+            **{
+                # float64 table -> float32, exactly as StepCoefficients.column
+                name: torch.tensor(getattr(coeffs, name), dtype=torch.float64, device=device).to(
+                    torch.float32
+                )
+                for name in ("one_minus_t", "drift", "std")
+            },
+        }
+        s = {k: v.clone() for k, v in step_inputs.items()}
+        s["chain"] = torch.zeros(
+            bsz, steps + 1, pol.chunk_size, pol.max_action_dim, dtype=torch.float32, device=device
+        )
+        s["logp"] = torch.zeros(bsz, dtype=torch.float64, device=device)
+        entry = _Graph(s, plan)
+        if not self.use_graphs:
+            return entry
+        # warm up on a side stream (cuBLAS/cuDNN workspaces, lazy inits), then capture
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._chunk(s, plan)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._chunk(s, plan)
+        entry.graph = graph
+        return entry
