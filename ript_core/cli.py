@@ -101,6 +101,7 @@ def _load_command_modules() -> None:
         "ript_core.rl.commands",
         "ript_core.debug.commands",
         "ript_core.policy.commands",
+        "ript_core.policy.export_command",
     ):
         try:
             importlib.import_module(module)

@@ -40,10 +40,10 @@ import attrs
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import PI0Config
+from transformers import PI0Config, PI0ForConditionalGeneration
 
 from ript_core.config import structure, unstructure
-from ript_core.policy.config import PolicyConfig
+from ript_core.policy.config import LoraSettings, PolicyConfig
 from ript_core.policy.pipeline import (
     OPENPI_CONFIGS,
     PIPELINE_FILE,
@@ -54,6 +54,15 @@ from ript_core.policy.pipeline import openpi_config as get_openpi_config
 from ript_core.policy.policy import PI0Policy, build_model, drop_unused_expert_embedding
 from ript_core.policy.presets import Architecture, resolve_architecture
 from ript_core.policy.stats import STATS_FILE, FeatureStats, NormStats
+from ript_core.policy.strategies import (
+    STRATEGY_FILE,
+    StrategyError,
+    load_trainable,
+    plain_state_dict,
+    resolve_base,
+    save_trainable,
+    write_strategy_file,
+)
 from ript_core.policy.tokenizer import JSON_FILE, SP_FILE, PromptTokenizer, load_tokenizer
 
 POLICY_FILE = "policy.json"
@@ -311,14 +320,29 @@ def _foreign_overrides(layout: str, config: Mapping[str, Any]) -> dict[str, Any]
 
 
 def save_policy(policy: PI0Policy, directory: str | Path) -> Path:
-    """Write weights (safetensors), configs, stats, pipeline and tokenizer to ``directory``."""
+    """Write weights (safetensors), configs, stats, pipeline and tokenizer to ``directory``.
+
+    ``expert`` / ``lora`` policies (:mod:`.strategies`) write only what trains
+    plus ``strategy.json`` naming ``policy.base_checkpoint``, whose frozen
+    weights :func:`load_policy` reads back; with no base checkpoint on disk
+    yet the frozen base weights go into ``directory`` itself.
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     policy.arch.pi0_config.to_json_file(str(out / "config.json"))
-    weights = {k: v.detach().contiguous().cpu() for k, v in policy.model.state_dict().items()}
-    save_file(
-        weights, str(out / WEIGHTS_FILE), metadata={"format": "pt", "layout": "transformers-pi0"}
-    )
+    delta = policy.config.strategy != "full"
+    if delta:
+        files = save_trainable(policy, out)
+        write_strategy_file(out, policy.config.strategy, policy.base_checkpoint, files)
+    if not delta or policy.base_checkpoint is None:
+        weights = {
+            k: v.detach().contiguous().cpu() for k, v in plain_state_dict(policy.model).items()
+        }
+        save_file(
+            weights,
+            str(out / WEIGHTS_FILE),
+            metadata={"format": "pt", "layout": "transformers-pi0"},
+        )
     config = unstructure(policy.config)
     config["tokenizer_path"] = None  # the tokenizer now lives in the directory
     (out / POLICY_FILE).write_text(json.dumps({"policy": config}, indent=2))
@@ -474,6 +498,10 @@ def load_policy(
     overrides the checkpoint's transforms; ``overrides`` are
     :class:`PolicyConfig` fields (device, dtype, SDE settings, ...).
     """
+    if (Path(directory) / STRATEGY_FILE).is_file():
+        return _load_delta(
+            Path(directory), stats=stats, tokenizer=tokenizer, pipeline=pipeline, **overrides
+        )
     res = resolve_checkpoint(
         directory,
         preset=preset,
@@ -483,11 +511,72 @@ def load_policy(
         pipeline=pipeline,
         **overrides,
     )
-    raw = read_safetensors(res.path)
-    weights, _dropped = to_transformers_keys(raw, res.layout)
+    policy = PI0Policy(
+        res.config,
+        _base_model(res.path, res.arch),
+        res.arch,
+        res.tokenizer,
+        res.stats,
+        res.pipeline,
+    )
+    if policy.config.strategy != "full":
+        # this checkpoint's weights are the frozen base of what trains from here
+        policy.base_checkpoint = res.path.resolve()
+    return policy
+
+
+def _base_model(path: Path, arch: Architecture) -> PI0ForConditionalGeneration:
+    raw = read_safetensors(path)
+    layout = detect_layout(path, list(raw))
+    weights, _dropped = to_transformers_keys(raw, layout)
     # Built on CPU in float32 so that bf16 or fp32 checkpoints load exactly;
     # PI0Policy then applies the configured dtype and device.
-    model = build_model(res.arch, PolicyConfig(device="cpu"))
+    model = build_model(arch, PolicyConfig(device="cpu"))
     drop_unused_expert_embedding(model)
-    load_weights_strict(model, weights, str(res.path), res.layout)
-    return PI0Policy(res.config, model, res.arch, res.tokenizer, res.stats, res.pipeline)
+    load_weights_strict(model, weights, str(path), layout)
+    return model
+
+
+def _load_delta(
+    path: Path,
+    *,
+    stats: NormStats | None,
+    tokenizer: PromptTokenizer | None,
+    pipeline: Pipeline | None,
+    **overrides: Any,
+) -> PI0Policy:
+    """A checkpoint holding only what an ``expert`` / ``lora`` strategy trains:
+    the base checkpoint's weights, then the saved trainable tensors on top."""
+    info = json.loads((path / STRATEGY_FILE).read_text())
+    strategy = info["strategy"]
+    original = json.loads((path / POLICY_FILE).read_text())["policy"]
+    saved = {**original, **overrides}
+    if isinstance(saved.get("lora"), LoraSettings):
+        saved["lora"] = unstructure(saved["lora"])
+    if saved.get("strategy") != strategy or (
+        strategy == "lora" and saved.get("lora") != original.get("lora")
+    ):
+        raise CheckpointError(
+            f"{path}: holds {strategy} tensors; it can only be loaded with the strategy and "
+            f"policy.lora settings it was trained with. To change strategy, first write a "
+            f"plain checkpoint: ript export --merge {path} OUT"
+        )
+    cfg = structure(PolicyConfig, saved, source=str(path / POLICY_FILE))
+    arch = resolve_architecture(cfg, PI0Config.from_json_file(str(path / "config.json")))
+    try:
+        base = resolve_base(path, info)
+    except StrategyError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if stats is None:
+        stats = NormStats.load(path)
+    if pipeline is None:
+        pipeline = Pipeline.load(path) if (path / PIPELINE_FILE).is_file() else Pipeline()
+    if tokenizer is None:
+        tokenizer = load_tokenizer(path)
+    policy = PI0Policy(cfg, _base_model(base, arch), arch, tokenizer, stats, pipeline)
+    try:
+        load_trainable(policy, path, str(path))
+    except StrategyError as exc:
+        raise CheckpointError(str(exc)) from exc
+    policy.base_checkpoint = base if info["base"]["relative"] != "." else None
+    return policy

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -105,6 +106,9 @@ class PI0Policy(nn.Module):
         model.to(resolve_device(config.device))
         self.stats = stats if stats is not None else self._identity_stats()
         self._check_stats(self.stats)
+        # the checkpoint whose weights a lora/expert checkpoint's frozen part
+        # is (ript_core.policy.strategies); None: not on disk yet
+        self.base_checkpoint: Path | None = None
         self.apply_trainable()
         if config.compile:
             # Optional: compiles the two transformer stacks; sampling/log-prob
@@ -253,15 +257,13 @@ class PI0Policy(nn.Module):
             )
 
     def apply_trainable(self) -> None:
-        """``requires_grad`` per the config: the expert and the action/state/time
-        projections always; the VLM if ``train_vlm``; its vision tower and
-        projector only if ``train_vision`` too."""
-        self.model.requires_grad_(True)
-        vlm = self.model.model.vlm
-        vlm.requires_grad_(self.config.train_vlm)
-        if not (self.config.train_vlm and self.config.train_vision):
-            vlm.vision_tower.requires_grad_(False)
-            vlm.multi_modal_projector.requires_grad_(False)
+        """``requires_grad`` (and LoRA adapters) per ``config.strategy``, see
+        :mod:`ript_core.policy.strategies`. ``full``: the expert and the
+        action/state/time projections always; the VLM if ``train_vlm``; its
+        vision tower and projector only if ``train_vision`` too."""
+        from ript_core.policy.strategies import apply_strategy
+
+        apply_strategy(self)
 
     def _vlm_needs_grad(self) -> bool:
         return torch.is_grad_enabled() and any(
@@ -458,11 +460,7 @@ class PI0Policy(nn.Module):
 
         stochastic = mode == "sde" and level > 0.0
         one_step = stochastic and self.config.sde_scheme == "one"
-        chosen = (
-            _randint(steps, bsz, generator, device)
-            if one_step
-            else None
-        )
+        chosen = _randint(steps, bsz, generator, device) if one_step else None
         region = self.scored_region(device)
         noise_region = (
             region if self.config.sde_noise_region == "scored" else torch.ones_like(region)
