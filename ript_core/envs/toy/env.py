@@ -34,7 +34,7 @@ class ToyReachEnv(gym.Env):
         self,
         target: str = "red",
         *,
-        n_init_states: int = 50,
+        n_init_states: int = 200,
         max_steps: int = 30,
         image_size: int = 64,
         step_size: float = 0.08,

@@ -9,7 +9,7 @@ from ript_core.envs.catalogue import Availability, TaskInfo
 from ript_core.hookspecs import hookimpl
 
 NAME = "toy"
-N_INIT_STATES = 50
+N_INIT_STATES = 200
 MAX_STEPS = 30
 ENV_OPTIONS = {"image_size", "step_size", "grasp_radius", "max_steps", "wrist_view", "block_half"}
 

@@ -56,8 +56,8 @@ def test_init_states_differ_and_are_a_pure_function_of_the_index():
     assert len(np.unique(targets.round(6), axis=0)) >= 12
     again = ToyReachEnv("green").init_layout(11)
     np.testing.assert_array_equal(again[1], layouts[11][1])
-    with pytest.raises(ValueError, match="init_state 50 out of range"):
-        env.reset(options={"init_state": 50})
+    with pytest.raises(ValueError, match="init_state 200 out of range"):
+        env.reset(options={"init_state": 200})
 
 
 @pytest.mark.parametrize("task", TASKS)
