@@ -116,3 +116,29 @@ def test_clip_grad_norm_alone_matches_torch():
     for p, q in zip(a, b, strict=True):
         if p.grad is not None:
             torch.testing.assert_close(q.grad, p.grad)
+
+
+def test_fsdp_training_resumed_from_its_checkpoint_equals_an_uninterrupted_run(
+    tmp_path: Path, repo_root: Path
+):
+    from tests.rl.test_trainer import final_weights, metric_lines
+
+    env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29524",
+         "tests/rl/fsdp_train_worker.py", str(tmp_path)],
+        check=True, env=env, cwd=repo_root, timeout=300,
+    )  # fmt: skip
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    lines = metric_lines(ref)
+    assert any(d.get("update/optimizer_steps") for d in lines)  # it did train
+    # the cut run's first leg ended with its final evaluation at iteration 1
+    cut_lines = [d for d in metric_lines(cut) if not (d.get("eval/final") and d["iteration"] == 1)]
+    assert cut_lines == lines
+    ref_w, cut_w = final_weights(ref), final_weights(cut)
+    assert ref_w.keys() == cut_w.keys()
+    for k in ref_w:
+        torch.testing.assert_close(cut_w[k], ref_w[k], atol=1e-6, rtol=0)
+    # the checkpoints are plain single-process policies that moved away from the start
+    first = load_policy(ref / "checkpoints" / "iter_000000" / "policy").model.state_dict()
+    assert any(not torch.equal(first[k], v) for k, v in ref_w.items() if k in first)
