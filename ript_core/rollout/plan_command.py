@@ -14,24 +14,37 @@ import attrs
 from rich.table import Table
 
 from ript_core.cli import command, console
+from ript_core.policy.config import LoraSettings
 from ript_core.rollout.planner import (
     GB,
+    STRATEGY_PREFERENCE,
     BackendFootprint,
     InferenceCost,
     MachineSpec,
     ParallelPlan,
     PolicyFootprint,
+    StrategyCost,
     detect_machine,
     fmt_gb,
     plan,
+    strategy_costs,
 )
 
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
     pol = p.add_argument_group("policy")
     pol.add_argument("--preset", choices=("pi0", "pi0-tiny"), default="pi0-tiny")
-    pol.add_argument("--strategy", default="full", help="full | expert | lora (default full)")
+    pol.add_argument(
+        "--strategy",
+        default="full",
+        help="full | expert | lora (default full); every strategy's costs are printed too",
+    )
     pol.add_argument("--lora-rank", type=int, default=32)
+    pol.add_argument(
+        "--lora-targets",
+        default="vlm,expert",
+        help="stacks with LoRA adapters, comma-separated: vlm, expert (default both)",
+    )
     pol.add_argument(
         "--dtype",
         choices=("bfloat16", "float32"),
@@ -133,7 +146,12 @@ def _policy(ns: argparse.Namespace, machine: MachineSpec) -> PolicyFootprint:
             fp = attrs.evolve(fp, n_cameras=ns.cameras)
     if ns.logp_steps is not None:
         fp = attrs.evolve(fp, logp_steps=ns.logp_steps)
-    return fp.for_strategy(ns.strategy, lora_rank=ns.lora_rank)
+    return fp.for_strategy(ns.strategy, lora=_lora(ns))
+
+
+def _lora(ns: argparse.Namespace) -> LoraSettings:
+    targets = [t.strip() for t in ns.lora_targets.split(",") if t.strip()]
+    return LoraSettings(rank=ns.lora_rank, alpha=float(ns.lora_rank), targets=targets)
 
 
 def _backend(ns: argparse.Namespace) -> BackendFootprint:
@@ -238,6 +256,53 @@ def print_plan(p: ParallelPlan, machine: MachineSpec, policy: PolicyFootprint) -
         console.print(f"  - {r}", soft_wrap=True, highlight=False, markup=False)
 
 
+def print_strategies(costs: list[StrategyCost], chosen: str, recommended: str | None) -> None:
+    """Every strategy's memory side by side: what trains, what is frozen, the
+    update's extra state, activations, the prefix cache, and whether it fits."""
+    table = Table(
+        title="strategies (planner's own plan for each; per sample = per micro-batch of 1)"
+    )
+    cols = (
+        "strategy",
+        "trainable",
+        "trainable / frozen weights",
+        "grads",
+        "AdamW state",
+        "activations/sample (ckpt)",
+        "prefix cache/sample",
+        "update peak",
+        "micro-batch",
+        "fits",
+        "",
+    )
+    for col in cols:
+        table.add_column(col)
+    for c in costs:
+        p = c.plan
+        mark = ", ".join(
+            m
+            for m, on in (
+                ("chosen", c.strategy == chosen),
+                ("recommended", c.strategy == recommended),
+            )
+            if on
+        )
+        table.add_row(
+            c.strategy,
+            f"{c.n_trainable / 1e6:,.4g}M",
+            f"{fmt_gb(c.trainable_weight_bytes)} / {fmt_gb(c.frozen_weight_bytes)}",
+            fmt_gb(c.grad_bytes),
+            fmt_gb(c.optimizer_bytes),
+            f"{fmt_gb(c.activations_per_sample)} ({fmt_gb(c.activations_per_sample_ckpt)})",
+            fmt_gb(c.prefix_cache_per_sample),
+            fmt_gb(p.peak_bytes["update"]),
+            f"{p.train_micro_batch}{' ckpt' if p.activation_checkpointing else ''}",
+            "[green]yes[/green]" if p.fits else "[red]NO[/red]",
+            mark,
+        )
+    console.print(table)
+
+
 @command("plan", "choose env workers, batch sizes, checkpointing and rollout schedule", _plan_args)
 def cmd_plan(ns: argparse.Namespace) -> int:
     machine = _machine(ns)
@@ -254,4 +319,21 @@ def cmd_plan(ns: argparse.Namespace) -> int:
         episode_steps=ns.episode_steps,
     )
     print_plan(result, machine, policy)
+    if ns.strategy in STRATEGY_PREFERENCE:
+        costs = strategy_costs(
+            machine,
+            policy,
+            _backend(ns),
+            rollouts_per_update=ns.rollouts_per_update,
+            train_batch=ns.train_batch,
+            replan_every=ns.replan_every,
+            lora=_lora(ns),
+        )
+        print_strategies(costs, ns.strategy, result.recommended_strategy)
+    if result.recommended_strategy is not None:
+        console.print(
+            f"recommendation: --strategy {result.recommended_strategy} "
+            f"(policy.strategy: {result.recommended_strategy} in the training config)",
+            highlight=False,
+        )
     return 0 if result.fits else 1

@@ -152,11 +152,22 @@ class TransformerDims:
 
     def linear_shapes(self) -> list[tuple[int, int]]:
         """(in, out) of the linear layers LoRA adapts in one layer."""
+        return list(self.named_linear_shapes().values())
+
+    def named_linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of each linear of one layer, by its module name (Gemma's
+        names for a gated stack, SigLIP's for a plain one)."""
         w, q, kv = self.width, self.heads * self.head_dim, self.kv_heads * self.head_dim
-        shapes = [(w, q), (w, kv), (w, kv), (q, w)]
+        attn = {"q_proj": (w, q), "k_proj": (w, kv), "v_proj": (w, kv)}
         if self.gated_mlp:
-            return shapes + [(w, self.mlp), (w, self.mlp), (self.mlp, w)]
-        return shapes + [(w, self.mlp), (self.mlp, w)]
+            return {
+                **attn,
+                "o_proj": (q, w),
+                "gate_proj": (w, self.mlp),
+                "up_proj": (w, self.mlp),
+                "down_proj": (self.mlp, w),
+            }
+        return {**attn, "out_proj": (q, w), "fc1": (w, self.mlp), "fc2": (self.mlp, w)}
 
 
 @attrs.frozen
@@ -192,6 +203,9 @@ class PolicyFootprint:
     grads_through_vlm: bool = True
     logp_steps: int | None = None
     n_adapter_params: int = 0  # LoRA adapters included in n_params
+    # False when no SigLIP/projector tensor trains (expert, lora): autograd
+    # records nothing there, so the vision tower stores no activations
+    grads_through_vision: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.dtype_bytes not in (2, 4):
@@ -410,32 +424,57 @@ class PolicyFootprint:
         stack = self.expert.layers * self.expert.layer_params() + self.expert.width
         return max(self.n_expert_params - stack, 0)
 
-    def lora_params(self, rank: int = 32) -> int:
-        """Trainable parameters of the ``lora`` strategy: rank-``rank`` adapters on
-        every attention and MLP linear of the Gemma-2B and expert stacks (openpi's
-        pi0 LoRA targets) plus the projections, which are trained in full."""
+    def lora_params(
+        self,
+        rank: int = 32,
+        *,
+        targets: Sequence[str] = ("vlm", "expert"),
+        modules: Sequence[str] | None = None,
+        train_projections: bool = True,
+    ) -> int:
+        """Trainable parameters of the ``lora`` strategy: rank-``rank`` adapters
+        (``rank × (in + out)`` each) on the ``modules`` linears (default all
+        attention and MLP linears, openpi's pi0 LoRA targets) of every layer of
+        the ``targets`` stacks (``vlm``: Gemma-2B, ``expert``: Gemma-300M), plus
+        the projections, trained in full unless ``train_projections=False``."""
+        stacks = {"vlm": self.text, "expert": self.expert}
         adapters = 0
-        for dims in (self.text, self.expert):
-            adapters += dims.layers * sum(rank * (i + o) for i, o in dims.linear_shapes())
-        return adapters + self.projection_params()
+        for target in targets:
+            dims = stacks[target]
+            shapes = dims.named_linear_shapes()
+            names = list(shapes) if modules is None else list(modules)
+            adapters += dims.layers * sum(rank * sum(shapes[n]) for n in names)
+        return adapters + (self.projection_params() if train_projections else 0)
 
-    def for_strategy(self, strategy: Strategy, *, lora_rank: int = 32) -> PolicyFootprint:
+    def for_strategy(
+        self, strategy: Strategy, *, lora_rank: int = 32, lora: Any | None = None
+    ) -> PolicyFootprint:
         """The same policy trained with ``full`` / ``expert`` / ``lora``.
 
         ``expert``: the VLM is frozen, its prefix runs without gradients (only
         its KV cache is kept for the expert's backward). ``lora``: base weights
-        frozen, small adapters — gradients still flow through the VLM, so its
-        activations are stored; the adapters are added to ``n_params``.
+        frozen, small adapters; with adapters on the VLM gradients flow through
+        its Gemma layers (their activations are stored, SigLIP's are not); the
+        adapters are added to ``n_params``. ``lora`` is a
+        :class:`~ript_core.policy.config.LoraSettings` (rank, targets, modules,
+        train_projections); without it ``lora_rank`` on both stacks.
         Other strategies: build with ``attrs.evolve`` (see class docstring).
         """
         base = self.n_params - self.n_adapter_params
+        vision = True
         if strategy == "full":
             trainable, adapters, through_vlm = self.n_vlm_params + self.n_expert_params, 0, True
         elif strategy == "expert":
-            trainable, adapters, through_vlm = self.n_expert_params, 0, False
+            trainable, adapters, through_vlm, vision = self.n_expert_params, 0, False, False
         elif strategy == "lora":
-            trainable = self.lora_params(lora_rank)
-            adapters, through_vlm = trainable - self.projection_params(), True
+            rank = lora.rank if lora is not None else lora_rank
+            targets = tuple(lora.targets) if lora is not None else ("vlm", "expert")
+            kw: dict[str, Any] = {"targets": targets}
+            if lora is not None:
+                kw.update(modules=lora.modules, train_projections=lora.train_projections)
+            trainable = self.lora_params(rank, **kw)
+            adapters = self.lora_params(rank, **{**kw, "train_projections": False})
+            through_vlm, vision = "vlm" in targets, False
         else:
             raise ValueError(
                 f"unknown strategy {strategy!r}: use full, expert or lora, or build a footprint "
@@ -448,6 +487,7 @@ class PolicyFootprint:
             n_trainable=trainable,
             n_adapter_params=adapters,
             grads_through_vlm=through_vlm,
+            grads_through_vision=vision,
         )
 
 
@@ -614,10 +654,11 @@ def update_activation_bytes(policy: PolicyFootprint, micro_batch: int, checkpoin
     extra = 0
     if policy.grads_through_vlm:
         parts.append((policy.text.layers, p * policy.text.width, _saved_elems(policy.text, p, p)))
-        vis_layer = policy.n_cameras * _saved_elems(policy.vision, img, img)
-        parts.append(
-            (policy.vision.layers, policy.n_cameras * img * policy.vision.width, vis_layer)
-        )
+        if policy.grads_through_vision:
+            vis_layer = policy.n_cameras * _saved_elems(policy.vision, img, img)
+            parts.append(
+                (policy.vision.layers, policy.n_cameras * img * policy.vision.width, vis_layer)
+            )
     else:
         extra = kv_cache_bytes(policy) // policy.dtype_bytes  # no-grad prefix, cache kept
         extra += _working_elems(policy.text, p, p)  # its transient (one layer)
@@ -901,6 +942,8 @@ class ParallelPlan:
     strategy: Strategy
     overridden: tuple[str, ...] = ()
     pipeline: PipelinePlan | None = None
+    #: when the plan does not fit: the strategy that would (see recommend_strategy)
+    recommended_strategy: Strategy | None = None
 
     @property
     def pipeline_groups(self) -> int:
@@ -1277,8 +1320,13 @@ def plan(
             f"fits: peak {fmt_gb(max(peaks.values()))} (rollout {fmt_gb(peaks['rollout'])}, "
             f"update {fmt_gb(peaks['update'])}) leaves {fmt_gb(headroom)} of the usable budget"
         )
-    else:
+    recommended = None
+    if not fits:
         reasons.extend(_what_would_fit(machine, policy, backend, overrides, rollouts_per_update))
+        rec = recommend_strategy(machine, policy, backend)
+        if rec is not None and rec[0] != policy.strategy:
+            recommended = rec[0]
+            reasons.append(rec[1])
 
     return ParallelPlan(
         n_env_workers=n_env,
@@ -1297,7 +1345,108 @@ def plan(
         strategy=policy.strategy,
         overridden=tuple(k for k in PLAN_FIELDS if k in overrides),
         pipeline=pipe,
+        recommended_strategy=recommended,
     )
+
+
+#: Fall-back order when a strategy does not fit: the one giving up least first.
+#: ``lora`` before ``expert``: its adapters still change the VLM's features
+#: (RIPT-VLA's recipe); ``expert`` leaves the VLM exactly as pre-trained.
+STRATEGY_PREFERENCE: tuple[Strategy, ...] = ("full", "lora", "expert")
+
+
+def recommend_strategy(
+    machine: MachineSpec,
+    policy: PolicyFootprint,
+    backend: BackendFootprint,
+    *,
+    lora: Any | None = None,
+) -> tuple[Strategy, str] | None:
+    """The cheapest change that fits: the first of :data:`STRATEGY_PREFERENCE`
+    (most to least trainable) whose smallest plan (1 env, batch 1,
+    micro-batch 1, checkpointing) fits the device, and why in one sentence;
+    ``None`` when none does (a bigger device or bf16 is then the fix)."""
+    usable = usable_device_bytes(machine)
+    peaks = {
+        s: _min_peak(machine, policy.for_strategy(s, lora=lora), backend)
+        for s in STRATEGY_PREFERENCE
+    }
+    fitting = [s for s in STRATEGY_PREFERENCE if peaks[s] <= usable]
+    if not fitting:
+        return None
+    best = fitting[0]
+    fp = policy.for_strategy(best, lora=lora)
+    worse = [s for s in STRATEGY_PREFERENCE[: STRATEGY_PREFERENCE.index(best)]]
+    why = "; ".join(f"{s} needs ≥ {fmt_gb(peaks[s])} even at its smallest plan" for s in worse)
+    what = {
+        "full": "every weight trains",
+        "lora": (
+            f"{fp.n_adapter_params / 1e6:.4g}M adapter parameters on frozen base weights"
+            + (" (the VLM prefix still back-propagates)" if fp.grads_through_vlm else "")
+        ),
+        "expert": (
+            "the action expert and projections train, the VLM is frozen and its prefix runs "
+            "without gradients"
+        ),
+    }[best]
+    return best, (
+        f"recommended: strategy {best} — {why + '; ' if why else ''}{best} trains "
+        f"{fp.n_trainable / 1e6:.4g}M parameters ({what}) and its smallest plan peaks at "
+        f"{fmt_gb(peaks[best])} of {fmt_gb(usable)} usable; it is the first of "
+        f"{' → '.join(STRATEGY_PREFERENCE)} (most to least trainable) that fits"
+    )
+
+
+@attrs.frozen
+class StrategyCost:
+    """One strategy's memory, itemised for ``ript plan`` (bytes)."""
+
+    strategy: Strategy
+    n_trainable: int
+    trainable_weight_bytes: int
+    frozen_weight_bytes: int
+    grad_bytes: int
+    optimizer_bytes: int
+    activations_per_sample: int
+    activations_per_sample_ckpt: int
+    prefix_cache_per_sample: int
+    plan: ParallelPlan
+
+
+def strategy_costs(
+    machine: MachineSpec,
+    policy: PolicyFootprint,
+    backend: BackendFootprint,
+    *,
+    rollouts_per_update: int,
+    lora: Any | None = None,
+    **plan_kwargs: Any,
+) -> list[StrategyCost]:
+    """Every built-in strategy on this machine: parameters, weights split into
+    trainable / frozen, gradients, AdamW state, update activations per sample
+    with and without checkpointing, the rollout-time prefix KV cache per
+    sample, and the planner's own plan for it (no overrides)."""
+    out: list[StrategyCost] = []
+    for s in STRATEGY_PREFERENCE:
+        fp = policy.for_strategy(s, lora=lora)
+        trainable_w = fp.n_trainable * fp.dtype_bytes
+        out.append(
+            StrategyCost(
+                strategy=s,
+                n_trainable=fp.n_trainable,
+                trainable_weight_bytes=trainable_w,
+                frozen_weight_bytes=model_bytes(fp) - trainable_w,
+                grad_bytes=grad_bytes(fp),
+                optimizer_bytes=optimizer_state_bytes(fp),
+                activations_per_sample=update_activation_bytes(fp, 1, False),
+                activations_per_sample_ckpt=update_activation_bytes(fp, 1, True),
+                prefix_cache_per_sample=kv_cache_bytes(fp),
+                plan=plan(
+                    machine, fp, backend, rollouts_per_update=rollouts_per_update, **plan_kwargs
+                ),
+            )
+        )
+    return out
 
 
 def _show(value: int | bool) -> str:

@@ -367,3 +367,105 @@ def test_cli_plan_tiny_on_a_cpu_machine(capsys):
     assert "env workers: 2 = min(cores: 2" in out
     assert main(["plan", "--device", "cpu", "--cores", "2", "--strategy", "half"]) == 2
     assert "unknown strategy" in capsys.readouterr().out
+
+
+# --- trainable-parameter strategies (issue 12) -------------------------------------------
+
+GPUS = {24: MachineSpec.gpu(24 * GB, 8, 64 * GB), 48: MachineSpec.gpu(48 * GB, 8, 64 * GB)}
+GPUS[80] = MachineSpec.gpu(80 * GB, 8, 64 * GB)
+
+
+def test_lora_footprint_follows_its_settings():
+    from ript_core.policy.config import LoraSettings
+
+    fp = PolicyFootprint.pi0()
+    both = fp.for_strategy("lora", lora=LoraSettings(rank=32))
+    expert_only = fp.for_strategy("lora", lora=LoraSettings(rank=32, targets=["expert"]))
+    r8 = fp.for_strategy("lora", lora=LoraSettings(rank=8))
+    # rank × (in + out) per adapted linear; Gemma-2B layer: q 2048→2048, k/v 2048→256,
+    # o 2048→2048, gate/up 2048→16384, down 16384→2048
+    per_text_layer = 32 * (4096 + 2304 + 2304 + 4096 + 18432 * 3)
+    assert both.n_adapter_params - expert_only.n_adapter_params == 18 * per_text_layer
+    assert r8.n_adapter_params * 4 == both.n_adapter_params
+    assert both.grads_through_vlm and not expert_only.grads_through_vlm
+    no_proj = fp.for_strategy("lora", lora=LoraSettings(train_projections=False))
+    assert no_proj.n_trainable == no_proj.n_adapter_params
+    # adapters on the frozen VLM's Gemma layers still store their activations, never SigLIP's
+    full_act = update_activation_bytes(fp, 1, False)
+    lora_act = update_activation_bytes(both, 1, False)
+    expert_act = update_activation_bytes(expert_only, 1, False)
+    assert expert_act < lora_act < full_act
+
+
+@pytest.mark.parametrize("gb", [24, 48, 80])
+def test_strategies_on_fake_gpus_and_the_recommendation_fits(gb):
+    from ript_core.rollout.planner import recommend_strategy, strategy_costs
+
+    m = GPUS[gb]
+    fp = PolicyFootprint.pi0(dtype_bytes=2)
+    costs = {
+        c.strategy: c
+        for c in strategy_costs(m, fp, BackendFootprint.libero(), rollouts_per_update=64)
+    }
+    assert set(costs) == {"full", "lora", "expert"}
+    for c in costs.values():
+        p = c.plan
+        # every prediction is itemised and adds up
+        assert c.trainable_weight_bytes + c.frozen_weight_bytes == p.breakdown["update"]["weights"]
+        assert p.breakdown["update"]["gradients"] == c.grad_bytes
+        assert p.breakdown["update"]["optimizer_state"] == c.optimizer_bytes
+        assert c.activations_per_sample_ckpt < c.activations_per_sample
+        assert c.prefix_cache_per_sample == kv_cache_bytes(fp)
+    # cheaper strategies hold less training state
+    assert (
+        costs["lora"].optimizer_bytes
+        < costs["expert"].optimizer_bytes
+        < costs["full"].optimizer_bytes
+    )
+    assert costs["full"].plan.fits is (gb == 80)  # ≈ 59 GB of weights + state before activations
+    assert costs["lora"].plan.fits and costs["expert"].plan.fits
+    rec = recommend_strategy(m, fp.for_strategy("full"), BackendFootprint.libero())
+    assert rec is not None
+    best, why = rec
+    assert costs[best].plan.fits
+    assert best == ("full" if gb == 80 else "lora")
+    if gb != 80:
+        # the user's full choice does not fit: the plan names the recommendation and why
+        p = costs["full"].plan
+        assert p.recommended_strategy == "lora"
+        text = "\n".join(p.reasons)
+        assert "recommended: strategy lora — full needs ≥" in text and "that fits" in text
+    else:
+        assert costs["full"].plan.recommended_strategy is None
+
+
+def test_expert_recommended_when_lora_does_not_fit_either():
+    from ript_core.policy.config import LoraSettings
+    from ript_core.rollout.planner import recommend_strategy
+
+    fp = PolicyFootprint.pi0(dtype_bytes=2)
+    huge = LoraSettings(rank=1024)  # adapters as big as the VLM: lora no longer saves memory
+    rec = recommend_strategy(GPUS[24], fp, BackendFootprint.libero(), lora=huge)
+    assert rec is not None and rec[0] == "expert"
+    assert "lora needs ≥" in rec[1] and "VLM is frozen" in rec[1]
+    expert = plan(
+        GPUS[24], fp.for_strategy("expert"), BackendFootprint.libero(), rollouts_per_update=64
+    )
+    assert expert.fits
+    none = recommend_strategy(MachineSpec.gpu(4 * GB, 8, 64 * GB), fp, BackendFootprint.toy())
+    assert none is None  # 6.5 GB of bf16 weights: no strategy helps
+
+
+def test_cli_plan_strategy_table_and_recommendation(capsys, monkeypatch):
+    from ript_core.cli import console
+
+    monkeypatch.setattr(console, "width", 250)  # the strategy table is wide
+    argv = ["plan", "--preset", "pi0", "--device-memory-gb", "48", "--cores", "8"]
+    rc = main([*argv, "--cpu-ram-gb", "64", "--backend-footprint", "libero"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "strategies" in out and "AdamW state" in out and "prefix cache/sample" in out
+    assert "recommendation: --strategy lora" in out
+    rc = main([*argv, "--cpu-ram-gb", "64", "--strategy", "lora", "--lora-targets", "expert"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "recommendation:" not in out and "chosen" in out
