@@ -21,6 +21,7 @@ def train(name: str, iterations: int, resume: bool) -> str:
         update={"distributed": "fsdp", "micro_batch": 4},
         ript={"iterations": iterations},
         eval={"episodes_per_init_state": 1},
+        keep_checkpoints=10,
     )
     with Trainer(cfg, resume=resume, progress=False) as trainer:
         trainer.run()

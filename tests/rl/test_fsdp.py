@@ -139,6 +139,22 @@ def test_fsdp_training_resumed_from_its_checkpoint_equals_an_uninterrupted_run(
     assert ref_w.keys() == cut_w.keys()
     for k in ref_w:
         torch.testing.assert_close(cut_w[k], ref_w[k], atol=1e-6, rtol=0)
-    # the checkpoints are plain single-process policies that moved away from the start
-    first = load_policy(ref / "checkpoints" / "iter_000000" / "policy").model.state_dict()
-    assert any(not torch.equal(first[k], v) for k, v in ref_w.items() if k in first)
+    # RIPT moved the weights away from the post-BC checkpoint 0
+    first = load_policy(ref / "checkpoints" / "iter_000000" / "policy").state_dict()
+    assert first.keys() == ref_w.keys()
+    assert any(not torch.equal(first[k], v) for k, v in ref_w.items())
+
+
+def test_fsdp_footprint_charges_a_rank_its_share_of_gradients_and_adamw_state():
+    from ript_core.rl.sharding import fsdp_footprint, sharded_trainable
+    from ript_core.rollout import planner as P
+
+    policy = tiny_policy()
+    fp = P.PolicyFootprint.from_hf_config(policy.arch.pi0_config, dtype_bytes=4, n_cameras=2)
+    shard = sharded_trainable(policy.model)
+    assert 0.5 * fp.n_trainable < shard < fp.n_trainable  # layers + embedding: most of it
+    two = fsdp_footprint(fp, policy.model, 2)
+    assert two.n_trainable == fp.n_trainable - shard + (shard + 1) // 2
+    assert two.n_params == fp.n_params  # weights stay whole: rollouts gather them
+    assert P.optimizer_state_bytes(two) < P.optimizer_state_bytes(fp)
+    assert P.grad_bytes(two) < P.grad_bytes(fp)
