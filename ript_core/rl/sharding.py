@@ -13,7 +13,7 @@ holds most of the weights becomes its own FSDP unit:
   through ``get_input_embeddings()``).
 
 The small leftovers (patch/position embeddings, final norms, projector, the
-action/state/time projections and the action head: ~1 % of pi0) stay
+action/state/time projections and the action head: 6.6M of 3.24B in pi0) stay
 ordinary replicated tensors whose gradients ``loop._all_reduce_grads`` sums,
 exactly as under DDP. Sharded gradients are reduce-scattered (summed: the
 PPO loss is already divided by the global decision count) inside backward.
