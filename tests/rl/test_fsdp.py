@@ -158,3 +158,12 @@ def test_fsdp_footprint_charges_a_rank_its_share_of_gradients_and_adamw_state():
     assert two.n_params == fp.n_params  # weights stay whole: rollouts gather them
     assert P.optimizer_state_bytes(two) < P.optimizer_state_bytes(fp)
     assert P.grad_bytes(two) < P.grad_bytes(fp)
+
+
+def test_update_distributed_defaults_to_ddp_and_rejects_unknown_modes():
+    from ript_core.rl.config import TrainConfig
+    from ript_core.rl.loop import UpdateConfig
+
+    assert TrainConfig().update.distributed == "ddp"
+    with pytest.raises(ValueError, match="update.distributed 'zero3'"):
+        TrainConfig(update=UpdateConfig(distributed="zero3")).check()  # type: ignore[arg-type]
