@@ -319,18 +319,20 @@ def _foreign_overrides(layout: str, config: Mapping[str, Any]) -> dict[str, Any]
 # ---- public API ------------------------------------------------------------------------
 
 
-def save_policy(policy: PI0Policy, directory: str | Path) -> Path:
+def save_policy(policy: PI0Policy, directory: str | Path, *, as_base: bool = False) -> Path:
     """Write weights (safetensors), configs, stats, pipeline and tokenizer to ``directory``.
 
     ``expert`` / ``lora`` policies (:mod:`.strategies`) write only what trains
     plus ``strategy.json`` naming ``policy.base_checkpoint``, whose frozen
     weights :func:`load_policy` reads back; with no base checkpoint on disk
-    yet the frozen base weights go into ``directory`` itself.
+    yet the frozen base weights go into ``directory`` itself. ``as_base``:
+    write the frozen base alone (every weight, adapters left out, strategy
+    ``full``) -- what later delta checkpoints reference.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     policy.arch.pi0_config.to_json_file(str(out / "config.json"))
-    delta = policy.config.strategy != "full"
+    delta = policy.config.strategy != "full" and not as_base
     if delta:
         files = save_trainable(policy, out)
         write_strategy_file(out, policy.config.strategy, policy.base_checkpoint, files)
@@ -345,6 +347,8 @@ def save_policy(policy: PI0Policy, directory: str | Path) -> Path:
         )
     config = unstructure(policy.config)
     config["tokenizer_path"] = None  # the tokenizer now lives in the directory
+    if as_base:
+        config["strategy"] = "full"
     (out / POLICY_FILE).write_text(json.dumps({"policy": config}, indent=2))
     policy.stats.save(out)
     policy.pipeline.save(out)

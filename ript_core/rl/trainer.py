@@ -31,6 +31,7 @@ import torch
 from ript_core.config import unstructure
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
+from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl import distributed as D
 from ript_core.rl.actor import PI0Actor
 from ript_core.rl.checkpoint import (
@@ -124,8 +125,24 @@ class Trainer:
         # the plan decides "auto"; FSDP shards the loaded weights before the
         # optimizer sees them (it must hold the shards, not the full tensors)
         self.distributed, self.plan = self._plan_distributed()
+        if self.distributed == "fsdp" and cfg.policy.strategy != "full":
+            raise TrainingError(
+                f"policy.strategy={cfg.policy.strategy!r} with update.distributed=fsdp is not "
+                "supported; set update.distributed: ddp (the expert/lora strategies exist to fit "
+                "one device, so replicating them is the intended set-up)"
+            )
         self.sharding = Sharding(self.policy.model) if self.distributed == "fsdp" else None
-        self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        if cfg.policy.strategy != "full" and self.policy.base_checkpoint is None:
+            # a fresh (random-init) policy: write its frozen base once, so that
+            # every checkpoint stores only what trains and references it
+            base = self.run_dir / "base_policy"
+            if self.dist.is_main:
+                save_policy(self.policy, base, as_base=True)
+            D.barrier()
+            self.policy.base_checkpoint = base.resolve()
+        # the strategy's trainable parameters only: frozen tensors never reach
+        # the optimizer, so they stay bit-identical (ript_core.policy.strategies)
+        self.params = trainable_parameters(self.policy)
         self.optimizer = torch.optim.AdamW(
             self.params,
             lr=cfg.optim.lr,
@@ -188,6 +205,8 @@ class Trainer:
             logp_horizon=p.logp_horizon,
             logp_action_dims=p.logp_action_dims,
             train_vlm=p.train_vlm,
+            strategy=p.strategy,
+            lora=unstructure(p.lora),
             device=p.device,
         )
 
@@ -233,7 +252,12 @@ class Trainer:
             self.policy.arch.pi0_config,
             dtype_bytes=2 if cfg.policy.dtype == "bfloat16" else 4,
             n_cameras=len(self.policy.arch.cameras),
-        ).for_strategy("full" if cfg.policy.train_vlm else "expert")
+        ).for_strategy(
+            cfg.policy.strategy
+            if cfg.policy.strategy != "full" or cfg.policy.train_vlm
+            else "expert",
+            lora=cfg.policy.lora,
+        )
         if sharded:  # this rank's share of the sharded gradients and AdamW state
             footprint = fsdp_footprint(footprint, self.policy.model, world)
         try:
