@@ -1,0 +1,216 @@
+"""Peak GPU memory of one RIPT update per trainable-parameter strategy (issue 12).
+
+Usage::
+
+    python bench/strategies_memory.py --out bench/results/strategies.json   # GPU, full pi0
+    python bench/strategies_memory.py --preset pi0-tiny --device cpu        # code path only
+
+For each strategy (``full``, ``lora``, ``expert``) on the full-size preset in
+bf16 with random weights: build the policy, sample SDE chains for a
+micro-batch (no grad, as a rollout does), then run two update steps --
+``-(adv · log_prob).mean()`` backward + fused AdamW step -- and record
+``torch.cuda.max_memory_allocated`` over the second one (optimizer state,
+weights, gradients and activations all alive: the steady state). The
+micro-batch is the planner's for this GPU (capped at ``--max-micro``); the
+planner's predicted update peak for that micro-batch (no activation
+checkpointing: the policy does not implement it yet) is printed beside it.
+Then, for 24 / 48 / 80 GB, the largest micro-batch that fits under
+``torch.cuda.set_per_process_memory_fraction`` (doubling, then bisection).
+Writes a JSON file; ``--budget-s`` stops the searches early (partial results
+are kept and marked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from ript_core.envs.interfaces import PolicyInput
+from ript_core.policy import PI0Policy
+from ript_core.policy.config import LoraSettings
+from ript_core.policy.strategies import trainable_parameters
+from ript_core.rollout import planner as P
+
+GB = 1_000_000_000
+STRATEGIES = ("full", "lora", "expert")
+
+
+def make_inputs(policy: PI0Policy, n: int, seed: int = 0) -> list[PolicyInput]:
+    rng = np.random.default_rng(seed)
+    size = policy.arch.image_size
+    return [
+        PolicyInput(
+            images={
+                s: rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                for s in policy.arch.cameras
+            },
+            state=rng.normal(size=policy.state_dim).astype(np.float32),
+            prompt="pick up the red block and put it in the basket",
+        )
+        for _ in range(n)
+    ]
+
+
+def build(preset: str, strategy: str, dtype: str, device: str) -> PI0Policy:
+    return PI0Policy.from_preset(
+        preset,
+        prompts=["pick up the red block and put it in the basket"],
+        seed=0,
+        strategy=strategy,
+        lora=LoraSettings(),
+        dtype=dtype,
+        device=device,
+        action_dim=7,
+        state_dim=8,
+        logp_horizon=5,
+        fast_sampler=False,
+    )
+
+
+def footprint(policy: PI0Policy, strategy: str) -> P.PolicyFootprint:
+    return P.PolicyFootprint.from_hf_config(
+        policy.arch.pi0_config,
+        dtype_bytes=2 if policy.config.dtype == "bfloat16" else 4,
+        n_cameras=len(policy.arch.cameras),
+        text_tokens=policy.arch.max_token_len,
+    ).for_strategy(strategy, lora=policy.config.lora)
+
+
+def update_peak(policy: PI0Policy, micro: int, steps: int = 2) -> int:
+    """Peak bytes allocated over the last of ``steps`` update steps at ``micro``."""
+    cuda = policy.device.type == "cuda"
+    batch = policy.preprocess(make_inputs(policy, micro))
+    out = policy.sample(batch, "sde", generator=torch.Generator(policy.device).manual_seed(0))
+    adv = torch.linspace(-1, 1, micro, device=policy.device)
+    params = trainable_parameters(policy)
+    opt = torch.optim.AdamW(params, lr=1e-6, fused=cuda)
+    peak = 0
+    try:
+        for _ in range(steps):
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            loss = -(adv * policy.log_prob(batch, out.chain, out.stochastic_step)).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.synchronize()
+                peak = torch.cuda.max_memory_allocated()
+    finally:
+        # the next trial starts from the weights alone
+        opt.zero_grad(set_to_none=True)
+        del opt, out, batch
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    return peak
+
+
+def fits(policy: PI0Policy, micro: int) -> bool:
+    try:
+        update_peak(policy, micro)
+        return True
+    except torch.OutOfMemoryError:
+        gc.collect()
+        torch.cuda.empty_cache()
+        return False
+
+
+def largest_micro(policy: PI0Policy, cap: int, limit: int, deadline: float) -> tuple[int, bool]:
+    """Largest micro-batch <= limit fitting under the cap; (n, complete)."""
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(cap / total, 1.0))
+    try:
+        lo, hi = 0, None
+        m = 1
+        while m <= limit:  # doubling
+            if time.time() > deadline:
+                return lo, False
+            if fits(policy, m):
+                lo, m = m, m * 2
+            else:
+                hi = m
+                break
+        hi = hi or limit + 1
+        while hi - lo > 1:  # bisection
+            if time.time() > deadline:
+                return lo, False
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(policy, mid) else (lo, mid)
+        return lo, True
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="pi0")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--caps-gb", default="24,48,80")
+    ap.add_argument("--max-micro", type=int, default=16)
+    ap.add_argument("--budget-s", type=float, default=280.0)
+    ap.add_argument("--out", default=None)
+    ns = ap.parse_args()
+    start = time.time()
+    deadline = start + ns.budget_s
+    cuda = ns.device == "cuda"
+    machine = P.detect_machine()
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "preset": ns.preset,
+        "dtype": ns.dtype,
+        "torch": torch.__version__,
+        "strategies": {},
+    }
+    for strategy in ns.strategies.split(","):
+        policy = build(ns.preset, strategy, ns.dtype, ns.device)
+        fp = footprint(policy, strategy)
+        plan = P.plan(machine, fp, P.BackendFootprint.libero(), rollouts_per_update=64)
+        micro = max(1, min(plan.train_micro_batch, ns.max_micro))
+        weights = torch.cuda.memory_allocated() if cuda else 0
+        row: dict[str, Any] = {
+            "n_trainable": sum(p.numel() for p in trainable_parameters(policy)),
+            "planner_n_trainable": fp.n_trainable,
+            "weights_bytes": weights,
+            "micro_batch": micro,
+            "planner_micro_batch": plan.train_micro_batch,
+            "planner_checkpointing": plan.activation_checkpointing,
+        }
+        pred = P._phases(machine, fp, P.BackendFootprint.libero(), 0, 1, micro, False).update
+        row["predicted_update_peak_bytes"] = sum(pred.values())
+        row["predicted_breakdown"] = pred
+        try:
+            measured = update_peak(policy, micro)
+        except torch.OutOfMemoryError:
+            measured = None
+        row["measured_update_peak_bytes"] = measured
+        if measured:
+            row["predicted_over_measured"] = row["predicted_update_peak_bytes"] / measured
+        if cuda:
+            row["largest_micro_batch"] = {}
+            for cap in (float(c) for c in ns.caps_gb.split(",")):
+                n, complete = largest_micro(policy, int(cap * GB), ns.max_micro * 4, deadline)
+                row["largest_micro_batch"][f"{cap:g}"] = {"micro_batch": n, "complete": complete}
+        results["strategies"][strategy] = row
+        print(json.dumps({strategy: row}, default=str), flush=True)
+        del policy
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    results["wall_s"] = time.time() - start
+    if ns.out:
+        with open(ns.out, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
