@@ -11,6 +11,7 @@ communicated), and the optimizer state goes through the checkpoint path:
 gathered, saved, loaded into a fresh optimizer on every rank, gathered again.
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 from ript_core.rl import distributed as D
 from ript_core.rl.actor import PI0Actor
 from ript_core.rl.loop import UpdateConfig, loop_update
-from ript_core.rl.sharding import Sharding, is_sharded, save_full_policy
+from ript_core.rl.sharding import Sharding, clip_grad_norm, is_sharded, save_full_policy
 from tests.rl.fixtures import fixed_decisions, tiny_policy
 
 MAX_GRAD_NORM = 0.05  # below the gradient's norm: the clip must engage
@@ -76,6 +77,17 @@ else:
             actor.act(inputs[1:], seeds=[6])
     assert all(is_sharded(p) for p in sharding.units[0].parameters())  # resharded after
 
+# BC warm start: every rank computes the same loss on the same batch; under
+# averaged_gradients the reduce-scatter means them (replicated leftovers are
+# identical without any reduce), so the clipped gradient equals one process's
+opt.zero_grad(set_to_none=True)
+with sharding.averaged_gradients() if sharding else contextlib.nullcontext():
+    batch = policy.preprocess([d.policy_input for d in decisions[:4]])
+    actions = torch.linspace(-1, 1, 4 * policy.chunk_size * 3).reshape(4, policy.chunk_size, 3)
+    policy.bc_loss(batch, actions, generator=torch.Generator().manual_seed(3)).backward()
+bc_norm = float(clip_grad_norm(params, 0.5))
+bc_grads = {names[id(p)]: full(p.grad) for p in params if p.grad is not None}
+
 tag = out / ("two" if sharding else "one")
 tag.mkdir(parents=True, exist_ok=True)
 if sharding is None:
@@ -109,6 +121,8 @@ if info.is_main:
             "weights": weights,
             "moments": moments,
             "grad_norm": metrics["grad_norm"],
+            "bc_grads": bc_grads,
+            "bc_norm": bc_norm,
             "optimizer_steps": metrics["optimizer_steps"],
             "chain": chain,
             "n_sharded": n_sharded,

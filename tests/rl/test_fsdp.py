@@ -60,6 +60,11 @@ def test_fsdp_two_process_gradients_and_step_equal_one_process_on_the_whole_batc
             torch.testing.assert_close(two["moments"][k][m], one["moments"][k][m])
     for k in one["weights"]:
         torch.testing.assert_close(two["weights"][k], one["weights"][k], atol=2e-6, rtol=1e-5)
+    # BC under averaged_gradients (identical batches on both ranks) = one process
+    assert two["bc_norm"] == pytest.approx(one["bc_norm"], rel=1e-5) and one["bc_norm"] > 0.5
+    assert two["bc_grads"].keys() == one["bc_grads"].keys()
+    for k in one["bc_grads"]:
+        torch.testing.assert_close(two["bc_grads"][k], one["bc_grads"][k], atol=1e-6, rtol=1e-5)
     # sampling under Sharding.gathered (ranks making different numbers of calls)
     torch.testing.assert_close(two["chain"], one["chain"], atol=1e-5, rtol=1e-5)
 
