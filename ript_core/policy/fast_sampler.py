@@ -39,6 +39,7 @@ sampler checks on every call and triggers a re-capture.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ import torch
 import torch.nn.functional as F
 
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ript_core.policy.batch import PolicyBatch
@@ -144,14 +147,48 @@ class FastSampler:
     """Runs :meth:`PI0Policy.sample` through the static-cache chunk function,
     captured in CUDA graphs when ``use_graphs`` (default: on CUDA)."""
 
-    def __init__(self, policy: PI0Policy, use_graphs: bool | None = None) -> None:
+    def __init__(
+        self, policy: PI0Policy, use_graphs: bool | None = None, compile_layers: bool = False
+    ) -> None:
         self.policy = policy
         self.use_graphs = policy.device.type == "cuda" if use_graphs is None else use_graphs
+        self.compile_layers = compile_layers
+        self._compiled = False
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._fingerprint: tuple[Any, ...] | None = None
         self._time_embeds: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        self.capture_error: str | None = None
 
     # ---- bookkeeping -------------------------------------------------------------
+
+    def _compile_layers(self) -> None:
+        """Regional ``torch.compile`` of every transformer layer (SigLIP, Gemma,
+        expert), in place. Under a graph the per-kernel cost is no longer the
+        launch but the kernel itself, and transformers' layers run ~40 small
+        kernels each (float32 RMSNorm, rotary, GELU pieces); inductor fuses
+        them. Identical layers share one compiled graph (parameters are graph
+        inputs), so compile time is per layer *type* and shape, not per layer.
+        Changes numerics at bf16 rounding level (fusion); off by default."""
+        if self._compiled:
+            return
+        import torch._dynamo
+
+        # one entry per (layer type, batch, prefix/suffix shape): the default
+        # limit of 8 would silently fall back to eager
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            torch._dynamo.config.accumulated_cache_size_limit, 4096
+        )
+        vlm = self.policy.model.model.vlm
+        stacks = [
+            vlm.vision_tower.encoder.layers,
+            vlm.language_model.layers,
+            self.policy.model.model.dit.layers,
+        ]
+        for layers in stacks:
+            for layer in layers:
+                layer.compile(dynamic=False)
+        self._compiled = True
 
     def clear(self) -> None:
         """Drop every captured graph and its memory pool."""
@@ -411,6 +448,8 @@ class FastSampler:
         )
         s["logp"] = torch.zeros(bsz, dtype=torch.float64, device=device)
         entry = _Graph(s, plan)
+        if self.compile_layers:
+            self._compile_layers()
         if not self.use_graphs:
             return entry
         # warm up on a side stream (cuBLAS/cuDNN workspaces, lazy inits), then capture
@@ -421,7 +460,17 @@ class FastSampler:
                 self._chunk(s, plan)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._chunk(s, plan)
+        try:
+            with torch.cuda.graph(graph):
+                self._chunk(s, plan)
+        except RuntimeError as exc:
+            # e.g. a module (an adapter, a newer transformers) that syncs with
+            # the host: keep the static-cache path, eagerly, and say so once
+            self.capture_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "CUDA graph capture failed, running the static-cache sampler eagerly: %s", exc
+            )
+            torch.cuda.synchronize(device)
+            return entry
         entry.graph = graph
         return entry

@@ -1,0 +1,55 @@
+"""bench/gpu_policy.py's code paths on CPU with pi0-tiny (no timing assertions):
+the same correctness checks, timing rows, update rows and JSON files the GPU
+run produces, so the bench cannot rot between device calls."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_policy.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("gpu_policy_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_bench_runs_on_cpu_tiny(bench, tmp_path):
+    result = bench.main(
+        [
+            "--preset", "pi0-tiny", "--dtype", "fp32", "--device", "cpu",
+            "--batch-sizes", "2", "--iters", "1", "--warmup", "0",
+            "--update-iters", "1", "--update-micro", "2", "--workers", "1",
+            "--rollouts", "2", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    policy_json = json.loads((tmp_path / "gpu_policy.json").read_text())
+    rows = policy_json["rows"]
+    assert {(r["impl"], r["mode"]) for r in rows} == {
+        ("transformers", "ode"),
+        ("ript", "ode"),
+        ("ript", "sde"),
+    }
+    for r in rows:
+        for key in ("median_ms", "p90_ms", "chunks_per_s", "tflops", "floor_ms"):
+            assert r[key] > 0 and math.isfinite(r[key]), (key, r)
+        assert "max_abs_diff_vs_reference" in r and "TFLOP" in r["floor_arithmetic"]
+    (check,) = policy_json["checks"]
+    # the static-cache path is the eager loop's arithmetic on CPU fp32
+    assert check["ode_vs_eager"] <= 1e-5 and check["sde_chain_vs_eager"] <= 1e-5
+    assert check["ode_vs_transformers"] <= 1e-4 and check["finite"]
+    update = json.loads((tmp_path / "gpu_update.json").read_text())["rows"]
+    plain = [u for u in update if not u["checkpointing"]]
+    assert plain and all(u["samples_per_s"] > 0 and u["logp_vs_recorded"] <= 1e-4 for u in plain)
+    memory = json.loads((tmp_path / "memory_plan.json").read_text())["rows"]
+    assert {m["phase"] for m in memory} == {"rollout", "update"}
+    assert all(m["predicted_gb"] > 0 for m in memory)
+    assert result["gpu_policy"]["meta"]["cuda_graphs"] is False
