@@ -148,10 +148,20 @@ class FastSampler:
     captured in CUDA graphs when ``use_graphs`` (default: on CUDA)."""
 
     def __init__(
-        self, policy: PI0Policy, use_graphs: bool | None = None, compile_layers: bool = False
+        self,
+        policy: PI0Policy,
+        use_graphs: bool | None = None,
+        compile_layers: bool = False,
+        bucket_batches: bool | None = None,
     ) -> None:
         self.policy = policy
         self.use_graphs = policy.device.type == "cuda" if use_graphs is None else use_graphs
+        # A rollout's batch is the number of envs waiting for a decision, so
+        # it varies call to call; one graph (capture + memory pool) per exact
+        # size would pile up. With buckets a batch is padded to the next power
+        # of two (pad rows copy row 0, results are sliced off): <= log2(B)+1
+        # graphs. Default: on with graphs.
+        self.bucket_batches = self.use_graphs if bucket_batches is None else bucket_batches
         self.compile_layers = compile_layers
         self._compiled = False
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
@@ -350,6 +360,17 @@ class FastSampler:
             step_inputs["eps"] = eps
         if chosen is not None:
             step_inputs["chosen"] = chosen
+        padded = 1 << (bsz - 1).bit_length() if self.bucket_batches else bsz
+        if padded > bsz:
+            rows = torch.cat(
+                [
+                    torch.arange(bsz, device=device),
+                    torch.zeros(padded - bsz, dtype=torch.long, device=device),
+                ]
+            )
+            step_inputs = {
+                k: v.index_select(1 if k == "eps" else 0, rows) for k, v in step_inputs.items()
+            }
 
         key = (
             mode,
@@ -367,7 +388,7 @@ class FastSampler:
             self._fingerprint = fingerprint
         entry = self._graphs.get(key)
         if entry is None:
-            entry = self._build(step_inputs, mode, level, steps, stochastic, bsz, device)
+            entry = self._build(step_inputs, mode, level, steps, stochastic, padded, device)
             self._graphs[key] = entry
         s = entry.inputs
         if entry.graph is not None:
@@ -378,7 +399,7 @@ class FastSampler:
             s.update(step_inputs)
             self._run(entry)
         # the buffers are reused by the next chunk of this signature
-        chain, logp = s["chain"].clone(), s["logp"].clone()
+        chain, logp = s["chain"][:bsz].clone(), s["logp"][:bsz].clone()
         return SampleOutput(
             actions=chain[:, -1],
             chain=chain,

@@ -146,3 +146,19 @@ def test_reused_buffers_do_not_leak_between_chunks(policy):
 def test_policy_uses_eager_path_off_cuda(policy):
     assert policy.config.fast_sampler is True
     assert policy.fast_sampler() is None  # CPU: eager loop (graphs need CUDA)
+
+
+def test_batch_buckets_pad_and_slice(policy):
+    """A batch of 3 runs in the bucket of 4 (pad rows copy row 0) and gives
+    the eager loop's chunks; a later batch of 4 reuses that signature."""
+    sampler = FastSampler(policy, use_graphs=False, bucket_batches=True)
+    batch = policy.preprocess(make_inputs(3, seed=5))
+    level, steps = policy.config.noise_level, policy.num_steps
+    fast = sampler.sample(batch, "sde", _gens(3, 50), None, level, steps)
+    eager = policy.sample(batch, "sde", generator=_gens(3, 50))
+    assert fast.chain.shape[0] == 3 and fast.log_prob.shape == (3,)
+    assert (fast.chain - eager.chain).abs().max().item() <= 1e-5
+    assert (fast.log_prob - eager.log_prob).abs().max().item() <= 1e-3
+    four = policy.preprocess(make_inputs(4, seed=6))
+    sampler.sample(four, "sde", _gens(4, 60), None, level, steps)
+    assert len(sampler._graphs) == 1
