@@ -1,6 +1,7 @@
 """Resuming a LoRA run continues exactly as an uninterrupted one (issue 12),
 the same guarantee the full fine-tuning kill-9 test gives, in-process: the run
-is stopped right after its iteration-2 checkpoint, then resumed to 4."""
+is stopped right after its iteration-2 checkpoint, then resumed to 3. Kept
+cheap: one evaluation init state per task, one sampling round."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ript_core.rl.trainer import Trainer
 
 TIMING = ("_per_s", "_frac", "occupancy")
 LORA = {"strategy": "lora", "lora": {"rank": 4, "alpha": 8.0}}
+CHEAP = {"env": {"eval_init_states": "40:41"}, "bc": {"steps": 3}}
 
 
 class _Stop(Exception):
@@ -33,8 +35,9 @@ def _weights(run_dir):
 
 
 def test_resume_from_a_lora_checkpoint_continues_exactly(tiny_cfg, tmp_path, monkeypatch):
-    iterations = 4
-    ref_cfg = tiny_cfg(run_dir=str(tmp_path / "ref"), ript={"iterations": iterations}, policy=LORA)
+    iterations = 3
+    ript = {"iterations": iterations, "max_sampling_rounds": 1}
+    ref_cfg = tiny_cfg(run_dir=str(tmp_path / "ref"), ript=ript, policy=LORA, **CHEAP)
     with Trainer(ref_cfg, progress=False) as t:
         base_before = {
             k: v.clone() for k, v in t.policy.model.state_dict().items() if ".lora_" not in k
@@ -53,7 +56,7 @@ def test_resume_from_a_lora_checkpoint_continues_exactly(tiny_cfg, tmp_path, mon
     assert "model.safetensors" not in files  # only what trains; the base is referenced
     assert (tmp_path / "ref" / "base_policy" / "model.safetensors").is_file()
 
-    cut_cfg = tiny_cfg(run_dir=str(tmp_path / "cut"), ript={"iterations": iterations}, policy=LORA)
+    cut_cfg = tiny_cfg(run_dir=str(tmp_path / "cut"), ript=ript, policy=LORA, **CHEAP)
     original = Trainer.checkpoint
 
     def stop_after_two(self):
