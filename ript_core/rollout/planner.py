@@ -59,6 +59,14 @@ MASTER_BYTES_PER_TRAINABLE = 4
 #: activation checkpointing on (≈ +33 % compute) to reach it.
 MIN_EFFICIENT_MICRO_BATCH = 8
 
+#: Whether the policy can run its update with activation checkpointing. Not
+#: yet: transformers' own checkpointing turns PI0's KV cache off in training
+#: mode, which the expert needs (measured on the H100, docs/benchmarks.md).
+#: Until a checkpointed update exists the planner never chooses it, so every
+#: plan it makes is one the trainer can run; the "with checkpointing"
+#: figures stay in the report as what it would save.
+ACTIVATION_CHECKPOINTING_AVAILABLE = False
+
 Strategy = str  # "full" | "expert" | "lora" | any name a plug-in strategy gives
 PLAN_FIELDS = (
     "n_env_workers",
@@ -1054,9 +1062,11 @@ def _largest_fitting(limit: int, fits) -> int:
 
 
 def _min_peak(machine: MachineSpec, policy: PolicyFootprint, backend: BackendFootprint) -> int:
-    """Smallest possible device peak: 1 env (on CPU), batch 1, micro-batch 1, checkpointing."""
+    """Smallest possible device peak: 1 env (on CPU), batch 1, micro-batch 1, checkpointing
+    if the update has it."""
     n_env = 1 if machine.device == "cpu" else 0
-    return max(_phases(machine, policy, backend, n_env, 1, 1, True).peaks().values())
+    ckpt = ACTIVATION_CHECKPOINTING_AVAILABLE
+    return max(_phases(machine, policy, backend, n_env, 1, 1, ckpt).peaks().values())
 
 
 def _needed_device_total(machine: MachineSpec, peak: int) -> int:
@@ -1250,12 +1260,24 @@ def plan(
     with_ckpt = _largest_fitting(train_batch, lambda m: fits_update(m, True))
     act1 = update_activation_bytes(policy, 1, False)
     act1c = update_activation_bytes(policy, 1, True)
+    if overrides.get("activation_checkpointing") and not ACTIVATION_CHECKPOINTING_AVAILABLE:
+        raise ValueError(
+            "override activation_checkpointing=on: the PI0 update has no activation "
+            "checkpointing yet; drop the override and lower the micro-batch instead"
+        )
     if "activation_checkpointing" in overrides:
         ckpt = bool(overrides["activation_checkpointing"])
         auto_micro = with_ckpt if ckpt else no_ckpt
         reasons.append(
             f"override: activation_checkpointing = {'on' if ckpt else 'off'} "
             f"(activations {fmt_gb(act1c if ckpt else act1)} per sample)"
+        )
+    elif not ACTIVATION_CHECKPOINTING_AVAILABLE:
+        ckpt, auto_micro = False, no_ckpt
+        reasons.append(
+            f"activation checkpointing off (not implemented for the PI0 update yet): "
+            f"micro-batch {no_ckpt} fits without it ({fmt_gb(act1)} of activations per sample; "
+            f"with it {fmt_gb(act1c)} per sample and micro-batch {with_ckpt} would fit)"
         )
     elif no_ckpt >= want:
         ckpt, auto_micro = False, no_ckpt

@@ -31,6 +31,15 @@ GPU_24GB_8C = MachineSpec.gpu(24 * GB, 8, 32 * GB)
 MACHINES = {"cpu24-2c": CPU_24GB_2C, "gpu80-16c": GPU_80GB_16C, "gpu24-8c": GPU_24GB_8C}
 
 
+@pytest.fixture
+def checkpointing_policy(monkeypatch):
+    """Plans for a policy whose update can checkpoint activations: the planner's
+    checkpointing logic, tested ahead of the PI0 update that will use it."""
+    from ript_core.rollout import planner
+
+    monkeypatch.setattr(planner, "ACTIVATION_CHECKPOINTING_AVAILABLE", True)
+
+
 def _pi0(machine: MachineSpec, strategy: str = "full") -> PolicyFootprint:
     dtype = 2 if machine.device == "cuda" else 4  # bf16 on GPU, fp32 on CPU
     return PolicyFootprint.pi0(dtype_bytes=dtype).for_strategy(strategy)
@@ -138,7 +147,7 @@ TABLE = [
 
 
 @pytest.mark.parametrize(("machine", "preset", "strategy", "backend", "fits", "n_env"), TABLE)
-def test_machine_table(machine, preset, strategy, backend, fits, n_env):
+def test_machine_table(machine, preset, strategy, backend, fits, n_env, checkpointing_policy):
     m = MACHINES[machine]
     tiny = PolicyFootprint.pi0_tiny()
     fp = _pi0(m, strategy) if preset == "pi0" else tiny.for_strategy(strategy)
@@ -186,7 +195,7 @@ def test_full_strategy_on_24gb_gpu_recommends_expert_or_lora():
     assert expert.fits and expert.peak_bytes["update"] <= expert.usable_bytes
 
 
-def test_full_strategy_on_80gb_gpu_needs_checkpointing():
+def test_full_strategy_on_80gb_gpu_needs_checkpointing(checkpointing_policy):
     p = plan(GPU_80GB_16C, _pi0(GPU_80GB_16C), BackendFootprint.libero(), rollouts_per_update=64)
     assert p.fits and p.activation_checkpointing
     assert p.train_micro_batch >= 8
@@ -244,7 +253,7 @@ def test_env_workers_bounded_by_ram_and_rollouts():
     assert big_env.n_env_workers < tiny_env.n_env_workers
 
 
-def test_model_is_counted_once_whatever_the_number_of_envs():
+def test_model_is_counted_once_whatever_the_number_of_envs(checkpointing_policy):
     fp = PolicyFootprint.pi0(dtype_bytes=2).for_strategy("lora")
     cpu = MachineSpec.cpu_only(64 * GB, 32)
     fixed = {"inference_batch": 1, "train_micro_batch": 1, "activation_checkpointing": True}
@@ -344,7 +353,7 @@ def test_detect_machine_reads_this_machine():
         assert m.device_total_bytes == m.cpu_ram_bytes
 
 
-def test_cli_plan_for_a_24gb_gpu_prints_phases_and_reasons(capsys):
+def test_cli_plan_for_a_24gb_gpu_prints_phases_and_reasons(capsys, checkpointing_policy):
     argv = ["plan", "--preset", "pi0", "--device-memory-gb", "24", "--cores", "8"]
     rc = main([*argv, "--cpu-ram-gb", "32", "--backend-footprint", "libero"])
     out = capsys.readouterr().out
@@ -469,3 +478,21 @@ def test_cli_plan_strategy_table_and_recommendation(capsys, monkeypatch):
     rc = main([*argv, "--cpu-ram-gb", "64", "--strategy", "lora", "--lora-targets", "expert"])
     out = capsys.readouterr().out
     assert rc == 0 and "recommendation:" not in out and "chosen" in out
+
+
+def test_without_checkpointing_in_the_policy_no_plan_relies_on_it():
+    """The PI0 update has no activation checkpointing yet: every plan the trainer
+    gets must run without it, and asking for it is refused with the fix."""
+    p = plan(GPU_80GB_16C, _pi0(GPU_80GB_16C), BackendFootprint.libero(), rollouts_per_update=64)
+    assert not p.activation_checkpointing
+    assert p.fits and p.train_micro_batch >= 1
+    assert p.peak_bytes["update"] <= p.usable_bytes  # the micro-batch fits without it
+    assert any("not implemented" in r for r in p.reasons)
+    with pytest.raises(ValueError, match="no activation checkpointing yet"):
+        plan(
+            GPU_80GB_16C,
+            _pi0(GPU_80GB_16C),
+            BackendFootprint.libero(),
+            rollouts_per_update=64,
+            overrides={"activation_checkpointing": True},
+        )
