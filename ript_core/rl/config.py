@@ -112,6 +112,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     tensorboard: bool = True
     wandb_project: str | None = None
+    # Intra-op CPU threads for torch (None: torch's default, the machine's
+    # cores). CPU results depend on it (reduction order), so a run that must
+    # reproduce the same numbers on any machine pins it.
+    torch_threads: int | None = None
 
     def check(self) -> None:
         """Cheap sanity checks, run before any env or model is built."""
@@ -134,5 +138,7 @@ class TrainConfig:
             )
         if self.bc.demos_file and not self.bc.steps:
             problems.append("bc.demos_file is set but bc.steps == 0: set both or neither")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            problems.append(f"torch_threads must be >= 1 or null, got {self.torch_threads}")
         if problems:
             raise ValueError("invalid training config:\n  " + "\n  ".join(problems))

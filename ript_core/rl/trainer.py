@@ -72,6 +72,8 @@ def episode_seed(*parts: int) -> int:
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
         cfg.check()
+        if cfg.torch_threads is not None:
+            torch.set_num_threads(cfg.torch_threads)
         self.cfg = cfg
         self.progress = progress
         self.dist = D.DistInfo.init_from_env()

@@ -183,3 +183,14 @@ def test_the_trainer_builds_the_policy_once_whatever_the_number_of_env_workers(
         assert trainer.pool.n == 2  # two env processes really ran the rollouts
     assert summary["iterations"] == 1
     assert len(built) == 1  # ...and one policy served them all
+
+
+def test_torch_threads_is_validated_and_applied(tiny_cfg):
+    with pytest.raises(ValueError, match="torch_threads must be >= 1"):
+        Trainer(tiny_cfg(torch_threads=0))
+    before = torch.get_num_threads()
+    try:
+        with Trainer(tiny_cfg(torch_threads=1), progress=False):
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
