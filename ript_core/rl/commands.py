@@ -35,6 +35,10 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
         summary = trainer.run()
     if trainer.dist.is_main:
         (Path(cfg.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()  # a torchrun rank that exits with it alive can abort
     return 0
 
 
