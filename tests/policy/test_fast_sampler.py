@@ -19,6 +19,7 @@ from ript_core.policy.fast_sampler import (
     suffix_attention_mask,
 )
 from tests.policy.conftest import make_inputs, tiny_policy
+from tests.policy.test_sampling import reference_actions
 
 
 def _fast(policy, batch, mode, generator=None, noise=None, level=None):
@@ -90,15 +91,7 @@ def test_ode_equals_eager_and_transformers(policy):
     assert (fast.actions - eager.actions).abs().max().item() <= 1e-5
     assert (fast.chain - eager.chain).abs().max().item() <= 1e-5
     assert torch.count_nonzero(fast.log_prob) == 0
-    kw = policy.model_inputs(batch)
-    ref = policy.model.sample_actions(
-        kw["state"],
-        kw["input_ids"],
-        kw["pixel_values"],
-        noise=noise,
-        attention_mask=kw["attention_mask"],
-        pixel_attention_mask=kw["pixel_attention_mask"],
-    )
+    ref = reference_actions(policy, batch, noise)
     # transformers embeds float32 t; ours float64 (precision.py): close, not equal
     assert (fast.actions - ref).abs().max().item() <= 1e-4
 
