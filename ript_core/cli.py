@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (fn, add_args, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # argparse %-formats help strings (not descriptions): "95% c..." would crash --help
+        p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         add_args(p)
         p.set_defaults(func=fn)
     return parser

@@ -18,3 +18,14 @@ def test_tasks_and_unknown_backend(capsys):
 def test_expert_command_prints_success_rate(capsys):
     assert main(["expert", "--episodes-per-task", "5"]) == 0
     assert "scripted expert success rate: 100.0% (20/20)" in capsys.readouterr().out
+
+
+def test_help_lists_every_command(capsys):
+    # a "%" in a command's help text (e.g. "95% confidence") once crashed `ript --help`
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "95%" in out and "demos" in out
