@@ -8,7 +8,8 @@ Usage::
 For each strategy (``full``, ``lora``, ``expert``) on the full-size preset in
 bf16 with random weights: build the policy, sample SDE chains for a
 micro-batch (no grad, as a rollout does), then run two update steps --
-``-(adv · log_prob).mean()`` backward + fused AdamW step -- and record
+``-(adv · log_prob).mean()`` backward + the trainer's optimizer step (fused
+AdamW on float32 master copies of the bf16 weights, ``make_adamw``) -- and record
 ``torch.cuda.max_memory_allocated`` over the second one (optimizer state,
 weights, gradients and activations all alive: the steady state). The
 micro-batch is the planner's for this GPU without activation checkpointing
@@ -35,6 +36,7 @@ from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy
 from ript_core.policy.config import LoraSettings
 from ript_core.policy.strategies import trainable_parameters
+from ript_core.rl.optimizer import make_adamw
 from ript_core.rollout import planner as P
 
 GB = 1_000_000_000
@@ -88,8 +90,7 @@ def update_peak(policy: PI0Policy, micro: int, steps: int = 2) -> int:
     batch = policy.preprocess(make_inputs(policy, micro))
     out = policy.sample(batch, "sde", generator=torch.Generator(policy.device).manual_seed(0))
     adv = torch.linspace(-1, 1, micro, device=policy.device)
-    params = trainable_parameters(policy)
-    opt = torch.optim.AdamW(params, lr=1e-6, fused=cuda)
+    opt, _ = make_adamw(trainable_parameters(policy), lr=1e-6)  # as the trainer
     peak = 0
     try:
         for _ in range(steps):

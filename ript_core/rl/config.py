@@ -136,6 +136,15 @@ class TrainConfig:
             problems.append(
                 f"update.distributed {self.update.distributed!r}: use one of {DISTRIBUTED_MODES}"
             )
+        if self.update.distributed == "fsdp" and self.policy.dtype == "bfloat16":
+            # bf16 training needs float32 master weights (ript_core.rl.optimizer),
+            # which the FSDP path does not keep for its sharded parameters
+            problems.append(
+                "update.distributed 'fsdp' with policy.dtype 'bfloat16' is not supported "
+                "(the sharded AdamW would step bf16 weights and round small updates away): use "
+                "update.distributed 'ddp' (with policy.strategy 'expert' or 'lora' to fit a "
+                "device) or policy.dtype 'float32' with fsdp"
+            )
         if self.bc.demos_file and not self.bc.steps:
             problems.append("bc.demos_file is set but bc.steps == 0: set both or neither")
         if self.torch_threads is not None and self.torch_threads < 1:

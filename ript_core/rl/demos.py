@@ -22,6 +22,7 @@ import torch
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.plugins import get_registry
 from ript_core.policy import NormStats, PI0Policy
+from ript_core.rl.optimizer import make_adamw
 from ript_core.rl.sharding import clip_grad_norm
 
 
@@ -115,8 +116,10 @@ def behaviour_clone(
     """Plain flow-matching BC with AdamW; returns the loss curve."""
     from tqdm.auto import tqdm
 
-    params = [p for p in policy.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    # float32 master weights for a bf16 policy (ript_core.rl.optimizer)
+    opt, params = make_adamw(
+        [p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0
+    )
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     losses = []

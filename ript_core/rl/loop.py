@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ript_core.rl.optimizer import collect_grads
+from ript_core.rl.commtime import CommTimer
 from ript_core.rl.sharding import DistributedMode, clip_grad_norm, is_sharded
 
 
@@ -96,22 +98,39 @@ class UpdateConfig:
     # all-reduces; "fsdp" shards the big layers' weights, gradients and AdamW
     # state; "auto" picks fsdp when the replicated plan does not fit a device
     distributed: DistributedMode = "ddp"
+    # time the gradient collectives (ript_core.rl.commtime; the trainer logs
+    # time/update_comm_*): synchronises CUDA around the all-reduce, so it is
+    # for benchmarks, off by default
+    time_comm: bool = False
 
 
 class NonFiniteError(RuntimeError):
     pass
 
 
-def _all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+def _all_reduce_grads(params: list[torch.nn.Parameter], timer: CommTimer | None = None) -> None:
     """Sum gradients over ranks (what DDP does; done by hand so that the policy's
     own ``log_prob`` method, not ``forward``, can drive the backward pass).
 
     A parameter that got no gradient on any rank keeps ``grad = None`` (so
     AdamW skips it exactly as it would in one process); one that got a
     gradient on some rank gets zeros on the others before the sum.
+
+    With a ``timer``: a barrier first (timed as ``wait``: slower ranks still in
+    backward), then the reduce (timed as ``all_reduce``), CUDA synchronised.
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
+    if timer is None:
+        _sum_grads(params)
+        return
+    with timer.wall("wait"):
+        dist.barrier()
+    with timer.wall("all_reduce"):
+        _sum_grads(params)
+
+
+def _sum_grads(params: list[torch.nn.Parameter]) -> None:
     # FSDP already reduce-scattered the sharded ones during backward
     params = [p for p in params if not is_sharded(p)]
     has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
@@ -156,12 +175,14 @@ def loop_update(
     cfg: UpdateConfig,
     rng: np.random.Generator,
     extra_loss: Callable[[], torch.Tensor] | None = None,
+    comm_timer: CommTimer | None = None,
 ) -> dict[str, float]:
     """Run the PPO epochs over ``decisions``; returns averaged metrics.
 
     ``log_prob(inputs, records)`` recomputes the decisions' chunk log-probs
     with gradients. ``extra_loss`` (e.g. a BC term) is added once per
-    optimizer step.
+    optimizer step. ``comm_timer`` (``cfg.time_comm``) times the gradient
+    all-reduce; the caller reads it.
     """
     adv = np.array([d.advantage for d in decisions], dtype=np.float32)
     if cfg.normalize_advantages and len(adv) > 1:
@@ -205,7 +226,8 @@ def loop_update(
                 bc = extra_loss()
                 bc.backward()
                 logs.setdefault("bc_loss", []).append(bc.item())
-            _all_reduce_grads(params)
+            collect_grads(optimizer)  # bf16 -> float32 master gradients (rl/optimizer.py)
+            _all_reduce_grads(params, comm_timer)
             if sharded:
                 grad_norm = clip_grad_norm(params, cfg.max_grad_norm)
             else:

@@ -53,6 +53,7 @@ from ript_core.rl.demos import (
 from ript_core.rl.evaluate import EvalResult, evaluate
 from ript_core.rl.loop import Decision, is_informative, leave_one_out_advantages, loop_update
 from ript_core.rl.metrics import MetricsLogger
+from ript_core.rl.optimizer import make_adamw
 from ript_core.rl.sampler import Context, ContextSampler
 from ript_core.rl.sharding import Sharding, fsdp_footprint, save_full_policy
 from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
@@ -144,9 +145,10 @@ class Trainer:
             self.policy.base_checkpoint = base.resolve()
         # the strategy's trainable parameters only: frozen tensors never reach
         # the optimizer, so they stay bit-identical (ript_core.policy.strategies)
-        self.params = trainable_parameters(self.policy)
-        self.optimizer = torch.optim.AdamW(
-            self.params,
+        # bf16 parameters get float32 master copies (ript_core.rl.optimizer);
+        # self.params are the tensors whose gradients the update clips and sums
+        self.optimizer, self.params = make_adamw(
+            trainable_parameters(self.policy),
             lr=cfg.optim.lr,
             betas=tuple(cfg.optim.betas),
             weight_decay=cfg.optim.weight_decay,
@@ -216,14 +218,15 @@ class Trainer:
         """``update.distributed`` resolved, and the plan for it.
 
         ``auto`` replicates (DDP) when the replicated plan fits a device and
-        shards (FSDP) when it does not; one process never shards.
+        shards (FSDP) when it does not; one process, or a bf16 policy, never shards.
         """
         mode = self.cfg.update.distributed
         if self.dist.world_size == 1:
             return "ddp", self._plan()
         if mode == "auto":
             replicated = self._plan()
-            if replicated.fits:
+            # bf16 never shards: FSDP keeps no float32 master weights (RunConfig.check)
+            if replicated.fits or self.cfg.policy.dtype == "bfloat16":
                 return "ddp", replicated
             mode = "fsdp"
         return mode, self._plan(sharded=mode == "fsdp")

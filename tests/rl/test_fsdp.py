@@ -172,3 +172,18 @@ def test_update_distributed_defaults_to_ddp_and_rejects_unknown_modes():
     assert TrainConfig().update.distributed == "ddp"
     with pytest.raises(ValueError, match="update.distributed 'zero3'"):
         TrainConfig(update=UpdateConfig(distributed="zero3")).check()  # type: ignore[arg-type]
+
+
+def test_fsdp_with_a_bf16_policy_is_refused_before_anything_is_built():
+    # the sharded AdamW would step bf16 weights: no float32 masters there
+    from ript_core.policy.config import PolicyConfig
+    from ript_core.rl.config import TrainConfig
+    from ript_core.rl.loop import UpdateConfig
+
+    cfg = TrainConfig(
+        policy=PolicyConfig(dtype="bfloat16"), update=UpdateConfig(distributed="fsdp")
+    )
+    with pytest.raises(ValueError, match="'fsdp' with policy.dtype 'bfloat16'.*use"):
+        cfg.check()
+    attrs_ok = TrainConfig(policy=PolicyConfig(dtype="bfloat16"))
+    attrs_ok.check()  # ddp (the default) is fine

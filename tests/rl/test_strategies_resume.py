@@ -13,6 +13,7 @@ import torch
 from ript_core.policy import load_policy
 from ript_core.policy.strategies import ADAPTER_WEIGHTS, STRATEGY_FILE, TRAINABLE_FILE
 from ript_core.rl.checkpoint import latest_checkpoint
+from ript_core.rl.optimizer import MasterWeightAdamW
 from ript_core.rl.trainer import Trainer
 
 TIMING = ("_per_s", "_frac", "occupancy")
@@ -56,7 +57,17 @@ def test_resume_from_a_lora_checkpoint_continues_exactly(tiny_cfg, tmp_path, mon
     assert "model.safetensors" not in files  # only what trains; the base is referenced
     assert (tmp_path / "ref" / "base_policy" / "model.safetensors").is_file()
 
-    cut_cfg = tiny_cfg(run_dir=str(tmp_path / "cut"), ript=ript, policy=LORA, **CHEAP)
+    _cut_and_resume(tiny_cfg, tmp_path, monkeypatch, ript, LORA)
+    ref_w, cut_w = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
+    assert ref_w.keys() == cut_w.keys() and any(".lora_" in k for k in ref_w)
+    for k in ref_w:
+        torch.testing.assert_close(cut_w[k], ref_w[k], atol=1e-6, rtol=0)
+
+
+def _cut_and_resume(tiny_cfg, tmp_path, monkeypatch, ript, policy):
+    """Run ``cut`` to its iteration-2 checkpoint, stop, resume it to the end;
+    its metrics must equal the uninterrupted ``ref`` run's."""
+    cut_cfg = tiny_cfg(run_dir=str(tmp_path / "cut"), ript=ript, policy=policy, **CHEAP)
     original = Trainer.checkpoint
 
     def stop_after_two(self):
@@ -71,9 +82,26 @@ def test_resume_from_a_lora_checkpoint_continues_exactly(tiny_cfg, tmp_path, mon
     with Trainer(cut_cfg, resume=True, progress=False) as t:
         assert t.iteration == 2
         t.run()
-
     assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "ref")
+
+
+def test_a_bf16_run_trains_float32_masters_and_resumes_exactly(tiny_cfg, tmp_path, monkeypatch):
+    """bf16 weights, float32 master copies in the optimizer (rl/optimizer.py):
+    the masters, with the low bits bf16 drops, travel with the checkpoint."""
+    ript = {"iterations": 3, "max_sampling_rounds": 1}
+    policy = {"dtype": "bfloat16"}
+    ref_cfg = tiny_cfg(run_dir=str(tmp_path / "ref"), ript=ript, policy=policy, **CHEAP)
+    with Trainer(ref_cfg, progress=False) as t:
+        assert isinstance(t.optimizer, MasterWeightAdamW)
+        assert all(p.dtype == torch.float32 for p in t.params)
+        t.run()
+        masters = {id(p): m for p, m in zip(t.optimizer.model_params, t.params, strict=True)}
+        bf16 = [p for p in t.optimizer.model_params if p.dtype == torch.bfloat16]
+        assert bf16
+        for p in bf16:  # the model computes with its master, rounded to nearest
+            assert torch.equal(p, masters[id(p)].to(torch.bfloat16))
+        assert any(not torch.equal(masters[id(p)], p.float()) for p in bf16)
+    _cut_and_resume(tiny_cfg, tmp_path, monkeypatch, ript, policy)
     ref_w, cut_w = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
-    assert ref_w.keys() == cut_w.keys() and any(".lora_" in k for k in ref_w)
-    for k in ref_w:
-        torch.testing.assert_close(cut_w[k], ref_w[k], atol=1e-6, rtol=0)
+    assert ref_w.keys() == cut_w.keys()
+    assert all(torch.equal(cut_w[k], ref_w[k]) for k in ref_w)

@@ -1,0 +1,121 @@
+"""float32 master weights for bf16 parameters (ript_core.rl.optimizer)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ript_core.rl.optimizer import MasterWeightAdamW, collect_grads, make_adamw
+
+LR = 1e-4  # RIPT's scale: far below a bf16 weight's spacing at magnitude ~1
+
+
+def _bf16_param(seed: int = 0, n: int = 64) -> nn.Parameter:
+    g = torch.Generator().manual_seed(seed)
+    return nn.Parameter((torch.rand(n, generator=g) + 0.5).to(torch.bfloat16))
+
+
+def _direction(seed: int, n: int = 64) -> torch.Tensor:
+    return torch.randn(n, generator=torch.Generator().manual_seed(seed))
+
+
+def _backward(p: nn.Parameter, c: torch.Tensor) -> None:
+    # d/dp of sum(p * c) is c, rounded to p's dtype by autograd
+    (p.float() * c).sum().backward()
+
+
+def test_master_weights_follow_a_float32_adamw_that_bf16_adamw_cannot():
+    p = _bf16_param()
+    opt, params = make_adamw([p], lr=LR, weight_decay=0.0)
+    assert isinstance(opt, MasterWeightAdamW) and params[0].dtype == torch.float32
+    # the independent reference: plain AdamW on a float32 copy, fed the same
+    # (bf16-rounded) gradients
+    ref = nn.Parameter(p.detach().float().clone())
+    ref_opt = torch.optim.AdamW([ref], lr=LR, weight_decay=0.0)
+    # what the trainer did before: AdamW stepping the bf16 tensor itself
+    naive = nn.Parameter(p.detach().clone())
+    naive_opt = torch.optim.AdamW([naive], lr=LR, weight_decay=0.0)
+    start = p.detach().clone()
+    for step in range(20):
+        c = _direction(step).abs() + 0.5  # one sign: the steps add up
+        for param, o in ((p, opt), (naive, naive_opt)):
+            o.zero_grad()
+            _backward(param, c)
+            o.step()
+        ref_opt.zero_grad()
+        ref.grad = c.to(torch.bfloat16).float()
+        ref_opt.step()
+    assert torch.equal(params[0], ref)  # the master is the float32 run, bit for bit
+    assert torch.equal(p, ref.to(torch.bfloat16))  # the model computes with it, rounded
+    # 20 steps of ~1e-4 on weights in [0.5, 1.5] (bf16 spacing 2e-3 to 8e-3):
+    # the float32 run moved ~2e-3, the bf16 AdamW rounded (almost) every step away
+    moved = (ref - start.float()).abs().mean()
+    assert moved > 1e-3
+    assert (naive.float() - start.float()).abs().mean() < moved / 4
+
+
+def test_gradients_accumulate_in_float32_and_the_bf16_ones_are_freed():
+    p = _bf16_param(1)
+    opt, (master,) = make_adamw([p], lr=LR)
+    c1, c2 = _direction(10), _direction(11)
+    _backward(p, c1)
+    assert p.grad is None  # moved by the hook: no bf16 gradient stays alive
+    _backward(p, c2)
+    expected = c1.to(torch.bfloat16).float() + c2.to(torch.bfloat16).float()
+    assert master.grad.dtype == torch.float32 and torch.equal(master.grad, expected)
+    # a gradient assigned directly (not through autograd) is picked up too
+    p.grad = torch.ones_like(p)
+    collect_grads(opt)
+    assert p.grad is None and torch.equal(master.grad, expected + 1)
+    opt.zero_grad()
+    assert master.grad is None
+
+
+def test_float32_parameters_are_their_own_masters():
+    w32 = nn.Parameter(torch.ones(3))
+    opt, params = make_adamw([w32], lr=LR)
+    assert type(opt) is torch.optim.AdamW and params[0] is w32
+    w16 = nn.Parameter(torch.ones(3, dtype=torch.bfloat16))
+    opt, params = make_adamw([w32, w16], lr=LR)
+    assert params[0] is w32 and params[1] is not w16 and params[1].dtype == torch.float32
+
+
+def test_state_dict_keeps_the_low_bits_a_resume_needs():
+    def run(steps, start=None, state=None):
+        p = nn.Parameter(start.clone()) if start is not None else _bf16_param(2)
+        opt, (master,) = make_adamw([p], lr=LR)
+        if state is not None:
+            opt.load_state_dict(state)
+        for step in steps:
+            opt.zero_grad()
+            _backward(p, _direction(100 + step))
+            opt.step()
+        return p, master, opt
+
+    p_ref, m_ref, _ = run(range(10))
+    p_a, m_a, opt_a = run(range(5))
+    assert not torch.equal(m_a, p_a.float())  # the master holds bits bf16 lost
+    state = opt_a.state_dict()
+    p_b, m_b, _ = run(range(5, 10), start=p_a.detach(), state=state)
+    assert torch.equal(m_b, m_ref) and torch.equal(p_b, p_ref)
+
+
+def test_a_second_optimizer_on_the_same_weights_hands_them_back():
+    """The trainer's optimizer exists before the BC warm start's: BC must get
+    the gradients while it trains, and the trainer's masters must start from
+    the BC-trained weights, not from the ones they were copied from."""
+    p = _bf16_param(3)
+    trainer_opt, (trainer_master,) = make_adamw([p], lr=LR)
+    bc_opt, (bc_master,) = make_adamw([p], lr=1e-2)
+    for step in range(3):
+        bc_opt.zero_grad()
+        _backward(p, _direction(200 + step))
+        assert trainer_master.grad is None and bc_master.grad is not None
+        bc_opt.step()
+    after_bc = p.detach().clone()
+    assert not torch.equal(trainer_master, after_bc.float())
+    del bc_opt, bc_master  # the warm start is over
+    trainer_opt.zero_grad()
+    assert torch.equal(trainer_master, after_bc.float())
+    _backward(p, _direction(300))
+    assert torch.equal(trainer_master.grad, _direction(300).to(torch.bfloat16).float())
