@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ript_core.rl.optimizer import collect_grads
 from ript_core.rl.commtime import CommTimer
+from ript_core.rl.optimizer import collect_grads
 from ript_core.rl.sharding import DistributedMode, clip_grad_norm, is_sharded
 
 
