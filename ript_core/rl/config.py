@@ -63,6 +63,10 @@ class RiptSection:
     solved_window: int = 2
     solved_weight: float = 0.1
     max_consecutive_skips: int = 5  # non-finite updates in a row before the run stops
+    # Benchmarks only: keep groups whose K rewards are all equal (zero advantage,
+    # zero gradient, same update cost), so every iteration updates on exactly
+    # groups_per_iteration groups even with a random-weight policy
+    keep_uninformative_groups: bool = False
 
 
 @attrs.define
@@ -108,7 +112,7 @@ class TrainConfig:
     optim: OptimSection = attrs.Factory(OptimSection)
     bc: BCSection = attrs.Factory(BCSection)
     eval: EvalSection = attrs.Factory(EvalSection)
-    checkpoint_every: int = 5
+    checkpoint_every: int = 5  # 0: never write a checkpoint (benchmarks; no resume)
     keep_checkpoints: int = 2
     tensorboard: bool = True
     wandb_project: str | None = None
@@ -147,6 +151,10 @@ class TrainConfig:
             )
         if self.bc.demos_file and not self.bc.steps:
             problems.append("bc.demos_file is set but bc.steps == 0: set both or neither")
+        if self.checkpoint_every < 0:
+            problems.append(
+                f"checkpoint_every must be >= 0 (0: never), got {self.checkpoint_every}"
+            )
         if self.torch_threads is not None and self.torch_threads < 1:
             problems.append(f"torch_threads must be >= 1 or null, got {self.torch_threads}")
         if problems:

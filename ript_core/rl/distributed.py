@@ -31,7 +31,9 @@ class DistInfo:
         if world == 1:
             return cls()
         if not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            # on GPUs: NCCL for CUDA tensors, gloo for the CPU ones (the update's
+            # counts, metric sums, object gathers), which NCCL alone cannot reduce
+            backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend)
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if torch.cuda.is_available():

@@ -47,6 +47,8 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from ript_core.rl.commtime import CommTimer, TimedAllGather, TimedReduceScatter
+
 DistributedMode = Literal["ddp", "fsdp", "auto"]
 DISTRIBUTED_MODES = ("ddp", "fsdp", "auto")
 
@@ -118,6 +120,22 @@ class Sharding:
             for u, reshard in zip(self.units, self._reshard_after_forward, strict=True):
                 u.reshard()
                 u.set_reshard_after_forward(reshard, recurse=False)
+
+    # -- benchmarks -----------------------------------------------------------------
+    def time_collectives(self, timer: CommTimer) -> bool:
+        """Route every unit's all-gather and reduce-scatter through timed copies
+        of FSDP's default ones (:mod:`ript_core.rl.commtime`). False, nothing
+        installed, on a torch without FSDP2's custom-comm API (before 2.9)."""
+        if not all(
+            hasattr(u, "set_custom_all_gather") and hasattr(u, "set_custom_reduce_scatter")
+            for u in self.units
+        ):
+            return False
+        gather, scatter = TimedAllGather(timer), TimedReduceScatter(timer)
+        for u in self.units:
+            u.set_custom_all_gather(gather)
+            u.set_custom_reduce_scatter(scatter)
+        return True
 
     # -- gradients ------------------------------------------------------------------
     @contextlib.contextmanager

@@ -19,8 +19,10 @@ resumed from its last checkpoint continues exactly as if uninterrupted.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from ript_core.rl.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import TrainConfig, parse_range
 from ript_core.rl.demos import (
     DemoSet,
@@ -170,9 +173,16 @@ class Trainer:
         self.demos: DemoSet | None = None
         self.history: dict[str, Any] = {}
 
+        self.micro_batch = cfg.update.micro_batch or self.plan.train_micro_batch
+        # update.time_comm (benchmarks): the update's collectives timed, FSDP's
+        # own all-gathers and reduce-scatters included (ript_core.rl.commtime)
+        self.comm_timer = CommTimer(self.policy.device) if cfg.update.time_comm else None
+        self.fsdp_comm_timed = bool(
+            self.sharding and self.comm_timer and self.sharding.time_collectives(self.comm_timer)
+        )
+        self._write_plan()  # before the fit check: a refused plan is worth reading too
         if not self.plan.fits:
             raise TrainingError(f"this run does not fit the machine:\n{self.plan.summary()}")
-        self.micro_batch = cfg.update.micro_batch or self.plan.train_micro_batch
         if cfg.rollout.n_workers == 0:
             self.pool = InProcessEnvPool(cfg.rollout.in_process_envs)
         else:
@@ -284,6 +294,59 @@ class Trainer:
             overrides=overrides,
             replan_every=cfg.env.replan_every,
         )
+
+    def _write_plan(self) -> None:
+        """``<run_dir>/plan.json``: what the planner chose on every rank (collective).
+
+        Each rank plans for its share of the host (cores, RAM; on CPU also the
+        memory) and its own device, so the plans may differ; benchmarks and
+        post-mortems read them here rather than from the logs.
+        """
+        cfg, plan, device = self.cfg, self.plan, self.policy.device
+        mine = {
+            "rank": self.dist.rank,
+            "local_rank": self.dist.local_rank,
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            **plan.settings(),
+            "micro_batch": self.micro_batch,
+            "env_workers": plan.n_env_workers if cfg.rollout.n_workers != 0 else 0,
+            "in_process_envs": cfg.rollout.in_process_envs if cfg.rollout.n_workers == 0 else 0,
+            "overridden": list(plan.overridden),
+            "predicted_peak_gb": {k: v / 1e9 for k, v in plan.peak_bytes.items()},
+            "usable_gb": plan.usable_bytes / 1e9,
+            "fits": plan.fits,
+            "torch_threads": torch.get_num_threads(),
+        }
+        ranks = D.gather_objects(mine)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            summary = {
+                "world_size": self.dist.world_size,
+                "distributed_requested": cfg.update.distributed,
+                "distributed": self.distributed,
+                "strategy": cfg.policy.strategy,
+                "dtype": cfg.policy.dtype,
+                "time_comm": cfg.update.time_comm,
+                "fsdp_comm_timed": self.fsdp_comm_timed,
+                "ranks": ranks,
+            }
+            (self.run_dir / "plan.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    def _clock(self) -> float:
+        """``perf_counter``; with ``update.time_comm`` after a CUDA synchronise, so
+        that a phase's time includes its queued GPU work."""
+        if self.comm_timer is not None:
+            self.comm_timer.sync()
+        return time.perf_counter()
+
+    def _comm_times(self, phase: str, kinds: tuple[str, ...] | None = None) -> dict[str, float]:
+        assert self.comm_timer is not None
+        return {
+            f"time/{phase}_comm_{k}_s": v
+            for k, v in self.comm_timer.collect().items()
+            if kinds is None or k in kinds
+        }
 
     def _lr_factor(self, it: int) -> float:
         o = self.cfg.optim
@@ -476,7 +539,10 @@ class Trainer:
                 successes += int(sum(rewards))
                 episodes += len(rewards)
                 self.sampler.record(context, rewards)
-                if not is_informative(rewards) or kept >= r.groups_per_iteration:
+                # keep_uninformative_groups (benchmarks): a fixed amount of update
+                # work per iteration; such a group's advantages are all zero
+                informative = r.keep_uninformative_groups or is_informative(rewards)
+                if not informative or kept >= r.groups_per_iteration:
                     dropped += 1
                     log.debug(
                         "iteration %d: dropped group %s rewards %s",
@@ -530,6 +596,7 @@ class Trainer:
             attrs.evolve(self.cfg.update, micro_batch=self.micro_batch),
             self.update_rng,
             extra_loss=extra,
+            comm_timer=self.comm_timer,
         )
 
     def run(self) -> dict[str, Any]:
@@ -539,7 +606,8 @@ class Trainer:
             before = self.evaluate("before RIPT")
             self.history["eval_before"] = before.rate
             self.logger.log(0, before.metrics())
-            self.checkpoint()
+            if cfg.checkpoint_every:
+                self.checkpoint()
         from tqdm.auto import tqdm
 
         bar = tqdm(
@@ -550,8 +618,18 @@ class Trainer:
             disable=not (self.progress and self.dist.is_main),
         )
         for _ in bar:
+            start = time.perf_counter()
             with self._gathered():  # once per iteration: ranks sample for different rounds
                 decisions, metrics = self.collect_groups()
+            times = {"time/rollout_s": self._clock() - start}
+            if self.comm_timer is not None:
+                times.update(self._comm_times("rollout", ("all_gather",)))  # FSDP's gather
+                # wait for the slowest rank's rollouts here, not inside the update's
+                # first collective, so that time/update_s is the update's own
+                waited = time.perf_counter()
+                D.barrier()
+                times["time/rollout_wait_s"] = time.perf_counter() - waited
+            updating = self._clock()
             # under torchrun a rank without decisions still takes part: the update's
             # collectives (gradient sums, FSDP's gathers) need every rank
             upd = (
@@ -559,6 +637,9 @@ class Trainer:
                 if decisions or D.active()
                 else {"optimizer_steps": 0, "skipped_steps": 0}
             )
+            times["time/update_s"] = self._clock() - updating
+            if self.comm_timer is not None:
+                times.update(self._comm_times("update"))
             if upd["optimizer_steps"]:
                 self.scheduler.step()  # the schedule counts updates, not skipped ones
             if upd["skipped_steps"] and not upd["optimizer_steps"]:
@@ -576,9 +657,13 @@ class Trainer:
             self.iteration += 1
             metrics.update({f"update/{k}": v for k, v in upd.items()})
             metrics["optim/lr"] = self.scheduler.get_last_lr()[0]
-            keys = sorted(k for k in metrics if k.startswith(("train/", "ript/")))
+            metrics.update(times)
+            keys = sorted(k for k in metrics if k.startswith(("train/", "ript/", "time/")))
             totals = D.sum_floats([float(metrics[k]) for k in keys])
             metrics.update({k: v / self.dist.world_size for k, v in zip(keys, totals, strict=True)})
+            # rank 0's wall time from sampling to here, evaluations and checkpoints
+            # excluded; the reduction above is a collective, so every rank ends about now
+            metrics["time/iteration_s"] = time.perf_counter() - start
             if (
                 cfg.eval.every
                 and self.iteration % cfg.eval.every == 0
@@ -589,7 +674,9 @@ class Trainer:
             bar.set_postfix(
                 success=f"{metrics['train/success_rate']:.2f}", kept=metrics["ript/kept_groups"]
             )
-            if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.ript.iterations:
+            if cfg.checkpoint_every and (
+                self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.ript.iterations
+            ):
                 self.checkpoint()
         after = self.evaluate("after RIPT")
         self.history["eval_after"] = after.rate
