@@ -27,7 +27,10 @@ class _Stop(Exception):
 
 def _metrics(run_dir):
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in d.items() if not k.endswith(TIMING)} for d in lines]
+    return [
+        {k: v for k, v in d.items() if not (k.endswith(TIMING) or k.startswith("time/"))}
+        for d in lines
+    ]
 
 
 def _weights(run_dir):

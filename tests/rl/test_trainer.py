@@ -23,7 +23,10 @@ TIMING = ("_per_s", "_frac", "occupancy")
 
 def metric_lines(run_dir):
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in d.items() if not k.endswith(TIMING)} for d in lines]
+    return [
+        {k: v for k, v in d.items() if not (k.endswith(TIMING) or k.startswith("time/"))}
+        for d in lines
+    ]
 
 
 def final_weights(run_dir):
