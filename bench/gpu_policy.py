@@ -388,7 +388,8 @@ def memory_rows(
     """Predicted vs measured peak per phase. The bench allocates no optimizer:
     the prediction here leaves out the planner's optimizer state and fp32
     master copy (kept across phases) and counts gradients in the model dtype
-    (what plain autograd allocates), so the two sides cover the same tensors."""
+    (what plain autograd allocates), so the two sides cover the same tensors.
+    The update accumulates two micro-batches, as the trainer does."""
     device = policy.device
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
@@ -430,7 +431,10 @@ def memory_rows(
                 fast.clear()
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
-                policy.log_prob(batch, out.chain, out.stochastic_step).sum().backward()
+                # two accumulated micro-batches, as the trainer runs them: the
+                # second one's activations meet the first one's gradients
+                for _ in range(2):
+                    policy.log_prob(batch, out.chain, out.stochastic_step).sum().backward()
                 policy.zero_grad(set_to_none=True)
             else:
                 fast.clear()

@@ -7,11 +7,13 @@ Usage::
 
 For each strategy (``full``, ``lora``, ``expert``) on the full-size preset in
 bf16 with random weights: build the policy, sample SDE chains for a
-micro-batch (no grad, as a rollout does), then run two update steps --
-``-(adv · log_prob).mean()`` backward + the trainer's optimizer step (fused
-AdamW on float32 master copies of the bf16 weights, ``make_adamw``) -- and record
-``torch.cuda.max_memory_allocated`` over the second one (optimizer state,
-weights, gradients and activations all alive: the steady state). The
+micro-batch (no grad, as a rollout does), then run two update steps, each
+accumulating two micro-batches of ``-(adv · log_prob).mean()`` backward
+before the trainer's optimizer step (fused AdamW on float32 master copies of
+the bf16 weights, ``make_adamw``), and record ``torch.cuda.max_memory_allocated``
+over the second one (optimizer state, weights, the first micro-batch's
+gradients and the second one's activations all alive: the steady state). The
+activations one forward keeps are measured separately. The
 micro-batch is the planner's for this GPU without activation checkpointing
 (the policy does not implement it yet), capped at ``--max-micro``; the
 planner's predicted update peak for that micro-batch is recorded beside it.
@@ -84,8 +86,12 @@ def footprint(policy: PI0Policy, strategy: str) -> P.PolicyFootprint:
     ).for_strategy(strategy, lora=policy.config.lora)
 
 
-def update_peak(policy: PI0Policy, micro: int, steps: int = 2) -> int:
-    """Peak bytes allocated over the last of ``steps`` update steps at ``micro``."""
+def update_peak(policy: PI0Policy, micro: int, steps: int = 2, accumulate: int = 2) -> int:
+    """Peak bytes allocated over the last of ``steps`` optimizer steps at
+    ``micro``, each accumulating ``accumulate`` micro-batches as the trainer
+    does when a mini-batch holds more decisions than one micro-batch: the
+    second micro-batch's activations then coexist with the first one's
+    gradients (what the planner's update peak adds up)."""
     cuda = policy.device.type == "cuda"
     batch = policy.preprocess(make_inputs(policy, micro))
     out = policy.sample(batch, "sde", generator=torch.Generator(policy.device).manual_seed(0))
@@ -97,10 +103,11 @@ def update_peak(policy: PI0Policy, micro: int, steps: int = 2) -> int:
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-            loss = -(adv * policy.log_prob(batch, out.chain, out.stochastic_step)).mean()
-            loss.backward()
-            opt.step()
             opt.zero_grad(set_to_none=True)
+            for _ in range(accumulate):
+                logp = policy.log_prob(batch, out.chain, out.stochastic_step)
+                (-(adv * logp).mean() / accumulate).backward()
+            opt.step()
             if cuda:
                 torch.cuda.synchronize()
                 peak = torch.cuda.max_memory_allocated()
@@ -112,6 +119,22 @@ def update_peak(policy: PI0Policy, micro: int, steps: int = 2) -> int:
         if cuda:
             torch.cuda.empty_cache()
     return peak
+
+
+def activation_bytes(policy: PI0Policy, micro: int) -> int:
+    """Bytes the forward of one micro-batch keeps for backward (allocated
+    after ``log_prob`` minus before it; no optimizer, no gradients yet)."""
+    batch = policy.preprocess(make_inputs(policy, micro))
+    out = policy.sample(batch, "sde", generator=torch.Generator(policy.device).manual_seed(0))
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    logp = policy.log_prob(batch, out.chain, out.stochastic_step)
+    torch.cuda.synchronize()
+    kept = torch.cuda.memory_allocated() - before
+    del logp, out, batch
+    gc.collect()
+    torch.cuda.empty_cache()
+    return kept
 
 
 def fits(policy: PI0Policy, micro: int) -> bool:
@@ -201,6 +224,9 @@ def main() -> None:
         except torch.OutOfMemoryError:
             measured = None
         row["measured_update_peak_bytes"] = measured
+        row["accumulated_micro_batches"] = 2
+        if cuda:
+            row["measured_activation_bytes"] = activation_bytes(policy, micro)
         if measured:
             row["predicted_over_measured"] = row["predicted_update_peak_bytes"] / measured
         if cuda:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ript_core.policy.attention import attention_backends
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,19 @@ class FastSampler:
 
     @torch.no_grad()
     def sample(
+        self,
+        batch: PolicyBatch,
+        mode: str,
+        generator: torch.Generator | Sequence[torch.Generator] | None,
+        noise: torch.Tensor | None,
+        level: float,
+        steps: int,
+    ) -> SampleOutput:
+        # the policy's attention kernels (attention.py), also when called directly
+        with attention_backends(self.policy.device):
+            return self._sample(batch, mode, generator, noise, level, steps)
+
+    def _sample(
         self,
         batch: PolicyBatch,
         mode: str,

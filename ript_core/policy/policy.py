@@ -34,6 +34,7 @@ from torch import nn
 from transformers import PI0ForConditionalGeneration
 
 from ript_core.envs.interfaces import PolicyInput
+from ript_core.policy.attention import with_attention_backends
 from ript_core.policy.batch import PolicyBatch
 from ript_core.policy.config import PolicyConfig
 from ript_core.policy.fast_sampler import FastSampler
@@ -413,6 +414,7 @@ class PI0Policy(nn.Module):
         return region
 
     @torch.no_grad()
+    @with_attention_backends
     def sample(
         self,
         batch: PolicyBatch,
@@ -524,6 +526,7 @@ class PI0Policy(nn.Module):
 
     # ---- re-scoring --------------------------------------------------------------
 
+    @with_attention_backends
     def log_prob(
         self,
         batch: PolicyBatch,
@@ -598,6 +601,7 @@ class PI0Policy(nn.Module):
             beta = dist.sample((bsz,)).to(self.device, torch.float32)
         return beta * cfg.time_sampling_scale + cfg.time_sampling_offset
 
+    @with_attention_backends
     def bc_loss(
         self,
         batch: PolicyBatch,

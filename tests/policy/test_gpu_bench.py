@@ -53,3 +53,26 @@ def test_gpu_bench_runs_on_cpu_tiny(bench, tmp_path):
     assert {m["phase"] for m in memory} == {"rollout", "update"}
     assert all(m["predicted_gb"] > 0 for m in memory)
     assert result["gpu_policy"]["meta"]["cuda_graphs"] is False
+
+
+def test_gpu_profile_bench_splits_a_chunk_into_prefix_and_steps_on_cpu(tmp_path):
+    """bench/gpu_profile.py on CPU, pi0-tiny: the split adds back up to the
+    chunk and the profiler table holds real op counts."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "profile.json"
+    script = BENCH.parent / "gpu_profile.py"
+    subprocess.run(
+        [sys.executable, str(script), "--preset", "pi0-tiny", "--device", "cpu",
+         "--dtype", "float32", "--batch-sizes", "1", "--iters", "2", "--out", str(out)],
+        check=True, timeout=300, capture_output=True,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    steps = result["meta"]["steps"]
+    assert row["prefix_ms"] + steps * row["step_ms"] == pytest.approx(row["chunk_ms"])
+    assert row["graphs"] is False  # no CUDA here
+    table = row["eager_kernels"]
+    assert table["kernels"] > 0 and table["kernel_ms"] > 0
+    assert any(r["kernel"] == "aten::scaled_dot_product_attention" for r in table["top"])

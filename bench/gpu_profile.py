@@ -1,0 +1,160 @@
+"""Where the time of one fast-sampler chunk goes (issue 13): prefix vs denoising
+steps, and which kernels.
+
+Usage::
+
+    python bench/gpu_profile.py --out bench/results/gpu_profile.json     # GPU, full pi0, bf16
+    python bench/gpu_profile.py --preset pi0-tiny --device cpu          # code path only
+
+Two measurements, both on the CUDA-graph path that rollouts use:
+
+1. Graph-replay time of an ODE chunk with 1 and with N denoising steps per
+   batch size: ``step = (T_N - T_1) / (N - 1)`` and ``prefix = T_1 - step``
+   (SigLIP + Gemma into the static cache, plus the input copies).
+2. ``torch.profiler`` over the same chunk function run eagerly (no graph: the
+   profiler cannot see inside a replay): number of kernels and GPU time per
+   kernel name. Under a graph the launch gaps vanish but each kernel still
+   runs; their sum is what a replay cannot go below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+from ript_core.policy import PI0Policy
+from ript_core.policy.fast_sampler import FastSampler
+
+PROMPT = "pick up the red block and put it in the basket"
+
+
+def replay_ms(policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iters: int) -> float:
+    noise = torch.randn(len(batch), policy.chunk_size, policy.max_action_dim)
+    level = policy.config.noise_level
+
+    def call() -> None:
+        fast.sample(batch, "ode", None, noise.to(policy.device), level, steps)
+
+    for _ in range(3):
+        call()
+    out = []
+    for _ in range(iters):
+        if policy.device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        call()
+        if policy.device.type == "cuda":
+            torch.cuda.synchronize()
+        out.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(out)
+
+
+def kernel_table(policy: PI0Policy, batch: Any, steps: int) -> dict[str, Any]:
+    """Kernels of one eager static-cache chunk: count, total GPU ms, top names."""
+    from torch.profiler import ProfilerActivity, profile
+
+    eager = FastSampler(policy, use_graphs=False)
+    noise = torch.randn(len(batch), policy.chunk_size, policy.max_action_dim).to(policy.device)
+    level = policy.config.noise_level
+    for _ in range(2):
+        eager.sample(batch, "ode", None, noise, level, steps)
+    cuda = policy.device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        eager.sample(batch, "ode", None, noise, level, steps)
+        if cuda:
+            torch.cuda.synchronize()
+    per_name: dict[str, list[float]] = defaultdict(list)
+    for e in prof.events():
+        if cuda and e.device_type.name == "CUDA":
+            per_name[e.name].append(e.device_time / 1e3)  # us -> ms
+        elif not cuda and e.device_type.name == "CPU" and e.name.startswith("aten::"):
+            per_name[e.name].append(e.cpu_time / 1e3)
+    rows = sorted(
+        ({"kernel": k[:120], "count": len(v), "ms": sum(v)} for k, v in per_name.items()),
+        key=lambda r: -r["ms"],
+    )
+    return {
+        "kernels": sum(r["count"] for r in rows),
+        "kernel_ms": sum(r["ms"] for r in rows),
+        "top": rows[:25],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="pi0")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch-sizes", default="1,16,64")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--out", default=None)
+    ns = ap.parse_args()
+    import numpy as np
+
+    from ript_core.envs.interfaces import PolicyInput
+
+    policy = PI0Policy.from_preset(
+        ns.preset, seed=0, dtype=ns.dtype, device=ns.device, logp_horizon=5
+    )
+    steps = policy.num_steps
+    cfgs = policy.model.config
+    meta = {
+        "preset": ns.preset,
+        "dtype": ns.dtype,
+        "device": torch.cuda.get_device_name() if policy.device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "steps": steps,
+        "attn": {
+            "vision": cfgs.vlm_config.vision_config._attn_implementation,
+            "text": cfgs.vlm_config.text_config._attn_implementation,
+            "expert": cfgs.dit_config._attn_implementation,
+        },
+    }
+    print(json.dumps(meta), flush=True)
+    fast = FastSampler(policy)
+    rng = np.random.default_rng(0)
+    size = policy.arch.image_size
+    rows = []
+    for bsz in (int(b) for b in ns.batch_sizes.split(",")):
+        inputs = [
+            PolicyInput(
+                images={
+                    s: rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                    for s in policy.arch.cameras[:2]
+                },
+                state=rng.normal(size=policy.state_dim).astype(np.float32),
+                prompt=PROMPT,
+            )
+            for _ in range(bsz)
+        ]
+        batch = policy.preprocess(inputs)
+        t1 = replay_ms(policy, fast, batch, 1, ns.iters)
+        tn = replay_ms(policy, fast, batch, steps, ns.iters)
+        step = (tn - t1) / (steps - 1)
+        row = {
+            "batch": bsz,
+            "chunk_ms": tn,
+            "one_step_chunk_ms": t1,
+            "prefix_ms": t1 - step,
+            "step_ms": step,
+            "graphs": fast.use_graphs and fast.capture_error is None,
+        }
+        if bsz == 1:
+            row["eager_kernels"] = kernel_table(policy, batch, steps)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        fast.clear()
+    if ns.out:
+        with open(ns.out, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
