@@ -6,7 +6,7 @@ plus a PNG of held-out success vs RIPT iteration. Works on an unfinished
 run too (then ``finished`` is false and ``ript_success`` is the last
 held-out evaluation so far).
 
-    python bench/maniskill_learning.py --wall-s 3600
+    python bench/maniskill_learning.py --wall-s 3600 --load "load average 2-4"
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def main() -> int:
     p.add_argument("--config", default=CONFIG)
     p.add_argument("--wall-s", type=float, required=True, help="wall time of the run so far")
     p.add_argument("--out", default="bench/results/maniskill_learning")
+    p.add_argument(
+        "--load", default="", help="what else ran on the machine (e.g. the load average seen)"
+    )
     ns = p.parse_args()
 
     cfg = yaml.safe_load(Path(ns.config).read_text())
@@ -40,6 +43,15 @@ def main() -> int:
     finished = any(r.get("eval/final") for r in rows)
     with np.load(cfg["bc"]["demos_file"]) as f:
         demos = {"episodes": int(f["successes"]), "steps": len(f["state"])}
+        meta = json.loads(str(f["meta"]))
+    # the `ript demos` command that recorded the file, rebuilt from its own metadata
+    opts = "".join(f" --option {k}={str(v).lower()}" for k, v in meta["env_options"].items())
+    demos_command = (
+        f"ript demos {meta['backend']}/{meta['tasks'][0]} -n {len(meta['init_states'])} "
+        f"--noise {meta['noise']}{opts} -o {cfg['bc']['demos_file']}"
+    )
+    demos["init_states"] = f"{min(meta['init_states'])}-{max(meta['init_states'])}"
+    demos["noise"] = meta["noise"]
     n_eval = len(range(*[int(x) for x in cfg["env"]["eval_init_states"].split(":")]))
     bc = evals[0][1] if evals else None
     last = evals[-1][1] if len(evals) > 1 else None
@@ -57,9 +69,11 @@ def main() -> int:
         f"{n_eval} x {cfg['env']['max_steps']} steps each",
         "eval_episodes": n_eval,
         "wall_s": round(ns.wall_s),
-        "device": f"CPU ({platform.machine()}), 2 cores shared with 3 other jobs, "
-        "ManiSkill CPU sim + lavapipe rendering, 2 env workers",
-        "command": COMMAND,
+        "device": f"CPU ({platform.machine()}), 2 cores, shared"
+        + (f" ({ns.load})" if ns.load else "")
+        + ", ManiSkill CPU sim + lavapipe rendering, 2 env workers",
+        "command": COMMAND if ns.config == CONFIG else f"nice -n 10 ript train {ns.config}",
+        "demos_command": demos_command,
         "curve": {"held_out_success": evals, "train_success": train},
         "target": f"+{TARGET_PP:.0f} points over BC from a BC success in [0.15, 0.70]",
         "target_reached": bool(
