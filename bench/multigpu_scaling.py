@@ -257,6 +257,23 @@ def add_efficiency(runs: list[dict[str, Any]]) -> None:
         r["efficiency"] = r["summary"]["samples_per_s"] / (r["n"] * one) if one else None
 
 
+def root_cause(lines: list[str]) -> str:
+    """The first error a rank printed, with the lines it wraps onto (``ript``
+    prints ``error: ...``; Python ``SomeError: ...``); torchrun's own summary
+    (a ``ChildFailedError``) names no cause. Else the last line."""
+    start = re.compile(r"^\s*([\w.]*(Error|Exception)\b:?|error:)")
+    stop = re.compile(r"^\s*$|^[WEIF]\d{4} |^Traceback|^\s*[\w.]*(Error|Exception)\b|^error:")
+    for i, line in enumerate(lines):
+        if start.match(line) and "ChildFailedError" not in line:
+            text = [line.strip()]
+            for more in lines[i + 1 : i + 4]:
+                if stop.match(more):
+                    break
+                text.append(more.strip())
+            return " ".join(text)
+    return lines[-1].strip() if lines else "no output"
+
+
 def plan_text(plan: dict[str, Any] | None) -> str:
     if not plan:
         return "-"
@@ -367,11 +384,10 @@ def run_one(
     iterations = read_iterations(run_dir)
     record["iterations"] = iterations
     if rc != 0 or len(iterations) <= args.warmup:
-        tail = log.read_text().splitlines()[-25:] if log.exists() else []
-        errors = [x for x in tail if "Error" in x or "error" in x]
+        lines = log.read_text().splitlines() if log.exists() else []
         record["status"] = "timeout" if rc == "timeout" else "failed"
-        record["error"] = (errors[-1] if errors else (tail[-1] if tail else "no output")).strip()
-        record["log_tail"] = tail
+        record["error"] = root_cause(lines)
+        record["log_tail"] = lines[-40:]
     else:
         record["status"] = "ok"
         record["summary"] = summarize_run(iterations, n, args.warmup)

@@ -109,3 +109,19 @@ def test_efficiency_and_comm_share_from_logged_iterations(bench):
     table = bench.markdown_table(runs)
     assert "| 2 | ddp (?) | float32 | 2.5 |" in table and "| 0.80 |" in table
     assert "| 4 | ddp | float32 | failed: OOM / x |" in table
+
+
+def test_a_failed_runs_error_is_the_ranks_own_not_torchruns_summary(bench):
+    log = [
+        "error: policy.strategy='expert' with update.distributed=fsdp is not supported; ",
+        "set update.distributed: ddp",
+        "W1125 15:53:28.161000 19130 api.py:1028] Sending process 19134 closing signal SIGTERM",
+        "Traceback (most recent call last):",
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ",
+    ]
+    assert bench.root_cause(log) == (
+        "error: policy.strategy='expert' with update.distributed=fsdp is not supported; "
+        "set update.distributed: ddp"
+    )
+    oom = ["Traceback (most recent call last):", "torch.OutOfMemoryError: CUDA out of memory."]
+    assert bench.root_cause(oom) == "torch.OutOfMemoryError: CUDA out of memory."
