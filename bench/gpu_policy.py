@@ -588,7 +588,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             meta["compile_error"] = f"{type(exc).__name__}: {exc}"[:500]
             print("compile pass failed:", meta["compile_error"], flush=True)
         save()
-        if "update" not in skip and "compile_error" not in meta:
+    if "compile" not in skip and "update" not in skip and device.type == "cuda":
+        if "sampling" in skip:  # the layers were not compiled by the pass above
+            compiled = FastSampler(policy, compile_layers=True)
+            compiled._compile_layers()
+        if "compile_error" not in meta:
             # the RIPT update through the same compiled layers (AOTAutograd
             # compiles their backward on the first step): fewer, fused kernels
             # for the host to launch in forward and backward
