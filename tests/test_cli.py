@@ -29,3 +29,29 @@ def test_help_lists_every_command(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "95%" in out and "demos" in out
+
+
+def test_eval_takes_the_training_runs_env_options_and_step_budget(tmp_path, capsys, monkeypatch):
+    # `ript eval` must be able to reproduce a run's evaluation conditions
+    # (env.options, env.max_steps)
+    from ript_core.policy import PI0Policy, save_policy
+    from ript_core.rollout import runner
+
+    seen = {}
+    init = runner.RolloutRunner.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.update(max_steps=kwargs.get("max_steps"), env_options=kwargs.get("env_options"))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner.RolloutRunner, "__init__", spy)
+    policy = PI0Policy.from_preset("pi0-tiny", seed=0, action_dim=3, state_dim=3)
+    save_policy(policy, tmp_path / "policy")
+    common = [str(tmp_path / "policy"), "--tasks", "reach-red", "--init-states", "0:2"]
+    common += ["--workers", "0"]
+    assert main(["eval", *common, "--max-steps", "3", "--option", "image_size=32"]) == 0
+    assert seen == {"max_steps": 3, "env_options": {"image_size": 32}}
+    assert "/2" in capsys.readouterr().out
+    # the options reach the backend's env factory, which refuses unknown ones
+    assert main(["eval", *common, "--option", "nosuch=1"]) != 0
+    assert "unknown env options ['nosuch']" in " ".join(capsys.readouterr().out.split())

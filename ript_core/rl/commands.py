@@ -76,6 +76,16 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("ode", "sde"), default="ode")
     p.add_argument("--workers", type=int, default=1, help="env worker processes (0: in-process)")
     p.add_argument("--replan-every", type=int, default=5)
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="episode budget (env.max_steps in a config)"
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="env option (YAML value), as env.options in a config, e.g. --option image_size=64",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--videos", type=int, default=0, help="write this many MP4s (needs imageio[ffmpeg])"
@@ -123,6 +133,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             pool,
             replan_every=ns.replan_every,
             record_frames=bool(ns.videos),
+            # a training run's evaluation conditions: its env.options and env.max_steps
+            max_steps=ns.max_steps,
+            env_options=_env_options(ns.option),
         )
         result = evaluate(runner, contexts, ns.episodes_per_init_state, seed=ns.seed)
     console.print(result.table(), highlight=False)
@@ -139,6 +152,19 @@ def cmd_eval(ns: argparse.Namespace) -> int:
                 name = f"{r.request.task}_init{r.request.init_state}_{'ok' if r.success else 'fail'}.mp4"
                 iio.imwrite(out / name, r.frames, fps=10)
     return 0
+
+
+def _env_options(items: list[str]) -> dict:
+    """``--option KEY=VALUE`` items -> env options (values parsed as YAML)."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def _demos_args(p: argparse.ArgumentParser) -> None:
@@ -167,8 +193,6 @@ def _demos_args(p: argparse.ArgumentParser) -> None:
 def cmd_demos(ns: argparse.Namespace) -> int:
     import time
 
-    import yaml
-
     from ript_core.plugins import get_registry
     from ript_core.rl.config import parse_range
     from ript_core.rl.demos import record_demos, save_demos
@@ -178,12 +202,7 @@ def cmd_demos(ns: argparse.Namespace) -> int:
     reg.require_available(backend)
     catalogue = {t.name: t for t in reg.catalogue(backend)}
     tasks = [task] if task else sorted(catalogue)
-    options = {}
-    for item in ns.option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
-        options[key] = yaml.safe_load(value)
+    options = _env_options(ns.option)
     n = min(catalogue[t].n_init_states for t in tasks)
     init_states = parse_range(ns.init_states, n)[: ns.episodes]
     start = time.perf_counter()
