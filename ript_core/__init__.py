@@ -13,6 +13,7 @@ from ript_core.envs.interfaces import (
     clip_actions,
     slice_action_dims,
 )
+from ript_core.envs.options import check_env_options
 from ript_core.envs.validation import ObservationError, validate_observation
 from ript_core.hookspecs import hookimpl
 from ript_core.plugins import get_registry, make_env
@@ -34,4 +35,5 @@ __all__ = [
     "make_env",
     "slice_action_dims",
     "validate_observation",
+    "check_env_options",
 ]

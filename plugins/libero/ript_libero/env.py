@@ -29,13 +29,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ript_core import check_env_options
 from ript_libero import catalogue, rendering
 
 CAMERAS = {"agentview": "agentview_image", "wrist": "robot0_eye_in_hand_image"}
 STATE_LAYOUT = {"eef_pos": slice(0, 3), "eef_quat": slice(3, 7), "gripper_qpos": slice(7, 9)}
 STATE_DIM = 9
 DEFAULT_IMAGE_SIZE = 256  # what openpi renders (and the pi0 LIBERO data was recorded at)
-ENV_OPTIONS = ("image_size",)
+ENV_OPTIONS = {"image_size": DEFAULT_IMAGE_SIZE}
 # Mixed into the scene seed so that LIBERO scenes do not share a stream with
 # anything else seeded from the same small integers.
 _SEED_TAG = 0x11BE50
@@ -50,18 +51,7 @@ def scene_seed(suite: str, task_index: int, init_state: int, seed: int) -> int:
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(ENV_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"libero backend: unknown env options {unknown}; known: {list(ENV_OPTIONS)}"
-        )
-    size = options.get("image_size", DEFAULT_IMAGE_SIZE)
-    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
-        raise ValueError(
-            f"libero backend: image_size must be an int in [16, 1024] (pixels per side of both "
-            f"cameras), got {size!r}"
-        )
-    return {"image_size": size}
+    return check_env_options("libero", options, ENV_OPTIONS)
 
 
 class LiberoEnv(gym.Env):

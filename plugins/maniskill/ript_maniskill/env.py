@@ -31,6 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ript_core import check_env_options
 from ript_maniskill import catalogue
 from ript_maniskill.rendering import translate_vulkan_errors
 
@@ -40,7 +41,7 @@ STATE_LAYOUT = {"qpos": slice(0, 9), "tcp_pos": slice(9, 12), "tcp_quat": slice(
 STATE_DIM = 16
 DEFAULT_IMAGE_SIZE = 128
 MAX_IMAGE_SIZE = 128  # rendering on CPU is a fixed ~35 ms/frame; larger buys nothing for pi0-tiny
-ENV_OPTIONS = ("image_size", "hand_camera")
+ENV_OPTIONS = {"image_size": DEFAULT_IMAGE_SIZE, "hand_camera": True}
 _SEED_TAG = 0x3A115C  # keeps these seeds apart from other streams seeded by small ints
 _CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,'-_"
 
@@ -52,21 +53,9 @@ def episode_seed(task: str, init_state: int) -> int:
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(ENV_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"maniskill backend: unknown env options {unknown}; known: {list(ENV_OPTIONS)}"
-        )
-    size = options.get("image_size", DEFAULT_IMAGE_SIZE)
-    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= MAX_IMAGE_SIZE:
-        raise ValueError(
-            f"maniskill backend: image_size must be an int in [16, {MAX_IMAGE_SIZE}] (pixels per "
-            f"side of every camera), got {size!r}"
-        )
-    hand = options.get("hand_camera", True)
-    if not isinstance(hand, bool):
-        raise ValueError(f"maniskill backend: hand_camera must be true or false, got {hand!r}")
-    return {"image_size": size, "hand_camera": hand}
+    return check_env_options(
+        "maniskill", options, ENV_OPTIONS, image_size_range=(16, MAX_IMAGE_SIZE)
+    )
 
 
 def _numpy(x: Any) -> np.ndarray:

@@ -6,12 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 from ript_core.envs.catalogue import Availability, TaskInfo
+from ript_core.envs.options import check_env_options
 from ript_core.hookspecs import hookimpl
 
 NAME = "toy"
 N_INIT_STATES = 200
 MAX_STEPS = 30
-ENV_OPTIONS = {"image_size", "step_size", "grasp_radius", "max_steps", "wrist_view", "block_half"}
+# name -> the type its value must have (ToyReachEnv's own defaults apply when unset)
+ENV_OPTIONS: dict[str, Any] = {
+    "image_size": 64,
+    "step_size": 0.08,
+    "grasp_radius": 0.07,
+    "max_steps": MAX_STEPS,
+    "wrist_view": 0.5,
+    "block_half": 0.05,
+}
 
 
 def _targets() -> tuple[str, ...]:
@@ -52,11 +61,7 @@ def ript_make_env(backend: str, task: str, options: dict[str, Any]):
         return None
     from ript_core.envs.toy.env import ToyReachEnv
 
-    unknown = set(options) - ENV_OPTIONS
-    if unknown:
-        raise ValueError(
-            f"toy backend: unknown env options {sorted(unknown)}; known: {sorted(ENV_OPTIONS)}"
-        )
+    check_env_options(NAME, options, ENV_OPTIONS)
     colour = task.removeprefix("reach-")
     return ToyReachEnv(colour, n_init_states=N_INIT_STATES, **{"max_steps": MAX_STEPS, **options})
 
