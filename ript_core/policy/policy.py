@@ -36,6 +36,7 @@ from transformers import PI0ForConditionalGeneration
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy.attention import with_attention_backends
 from ript_core.policy.batch import PolicyBatch
+from ript_core.policy.checkpointing import activation_checkpointing, frozen_view, recording_cache
 from ript_core.policy.config import PolicyConfig
 from ript_core.policy.fast_sampler import FastSampler
 from ript_core.policy.flow import StepCoefficients, euler_step, gaussian_log_prob, sde_mean
@@ -364,6 +365,10 @@ class PI0Policy(nn.Module):
         parameter is trainable; otherwise the prefix is computed without a graph.
         """
         grad = self._vlm_needs_grad()
+        # under activation checkpointing a recomputed layer must find the cache
+        # as it was: a recording cache for the prefix, a frozen view for the
+        # expert (ript_core.policy.checkpointing)
+        ckpt = activation_checkpointing(self.model)
         with torch.set_grad_enabled(grad):
             attention_mask = inputs["attention_mask"]
             position_ids = attention_mask.cumsum(-1) - 1
@@ -377,7 +382,10 @@ class PI0Policy(nn.Module):
                 position_ids=position_ids,
                 token_type_ids=token_type_ids,
                 use_cache=True,
+                cache=recording_cache() if ckpt else None,
             ).cache
+        if ckpt:
+            cache = frozen_view(cache)
         return cache, cache.get_seq_length()
 
     def velocity(

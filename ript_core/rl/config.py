@@ -140,6 +140,17 @@ class TrainConfig:
             problems.append(
                 f"update.distributed {self.update.distributed!r}: use one of {DISTRIBUTED_MODES}"
             )
+        if self.update.activation_checkpointing not in ("auto", "on", "off"):
+            problems.append(
+                f"update.activation_checkpointing {self.update.activation_checkpointing!r}: use "
+                "'auto', 'on' or 'off'"
+            )
+        if self.update.activation_checkpointing == "on" and self.update.distributed == "fsdp":
+            problems.append(
+                "update.activation_checkpointing 'on' with update.distributed 'fsdp' is not "
+                "supported (a recomputed layer would bypass FSDP's weight gathering): use ddp, "
+                "or checkpointing off"
+            )
         if self.update.distributed == "fsdp" and self.policy.dtype == "bfloat16":
             # bf16 training needs float32 master weights (ript_core.rl.optimizer),
             # which the FSDP path does not keep for its sharded parameters

@@ -102,6 +102,11 @@ class UpdateConfig:
     # time/update_comm_*): synchronises CUDA around the all-reduce, so it is
     # for benchmarks, off by default
     time_comm: bool = False
+    # recompute each layer's activations in backward instead of storing them
+    # (ript_core.policy.checkpointing): "on" lets the planner size a bigger
+    # micro-batch with it; "auto" leaves it off until the plan needs it AND
+    # the planner may choose it (it does not yet, docs/planner.md); "off" never
+    activation_checkpointing: str = "auto"
 
 
 class NonFiniteError(RuntimeError):

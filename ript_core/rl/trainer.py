@@ -33,6 +33,7 @@ import torch
 from ript_core.config import unstructure
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
+from ript_core.policy.checkpointing import set_activation_checkpointing
 from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl import distributed as D
 from ript_core.rl.actor import PI0Actor
@@ -174,6 +175,8 @@ class Trainer:
         self.history: dict[str, Any] = {}
 
         self.micro_batch = cfg.update.micro_batch or self.plan.train_micro_batch
+        # the plan's micro-batch assumes its checkpointing choice: apply it
+        set_activation_checkpointing(self.policy.model, self.plan.activation_checkpointing)
         # update.time_comm (benchmarks): the update's collectives timed, FSDP's
         # own all-gathers and reduce-scatters included (ript_core.rl.commtime)
         self.comm_timer = CommTimer(self.policy.device) if cfg.update.time_comm else None
@@ -286,6 +289,10 @@ class Trainer:
             overrides["train_micro_batch"] = cfg.update.micro_batch
         if cfg.rollout.pipeline_groups:
             overrides["pipeline_groups"] = cfg.rollout.pipeline_groups
+        if sharded or cfg.update.activation_checkpointing == "off":
+            overrides["activation_checkpointing"] = False  # FSDP: not supported (config check)
+        elif cfg.update.activation_checkpointing == "on":
+            overrides["activation_checkpointing"] = True
         return P.plan(
             machine,
             footprint,

@@ -59,12 +59,13 @@ MASTER_BYTES_PER_TRAINABLE = 4
 #: activation checkpointing on (≈ +33 % compute) to reach it.
 MIN_EFFICIENT_MICRO_BATCH = 8
 
-#: Whether the policy can run its update with activation checkpointing. Not
-#: yet: transformers' own checkpointing turns PI0's KV cache off in training
-#: mode, which the expert needs (measured on the H100, docs/benchmarks.md).
-#: Until a checkpointed update exists the planner never chooses it, so every
-#: plan it makes is one the trainer can run; the "with checkpointing"
-#: figures stay in the report as what it would save.
+#: Whether the planner turns activation checkpointing on by itself when the
+#: update does not fit without it. The policy implements it
+#: (ript_core.policy.checkpointing; identical gradients on CPU), but the
+#: checkpointed memory model below has not been measured on a GPU yet, so a
+#: plan never relies on it unasked: ``update.activation_checkpointing: on``
+#: (``ript plan --activation-checkpointing on``) opts in, and the plan then
+#: sizes the micro-batch with it.
 ACTIVATION_CHECKPOINTING_AVAILABLE = False
 
 Strategy = str  # "full" | "expert" | "lora" | any name a plug-in strategy gives
@@ -1262,11 +1263,6 @@ def plan(
     with_ckpt = _largest_fitting(train_batch, lambda m: fits_update(m, True))
     act1 = update_activation_bytes(policy, 1, False)
     act1c = update_activation_bytes(policy, 1, True)
-    if overrides.get("activation_checkpointing") and not ACTIVATION_CHECKPOINTING_AVAILABLE:
-        raise ValueError(
-            "override activation_checkpointing=on: the PI0 update has no activation "
-            "checkpointing yet; drop the override and lower the micro-batch instead"
-        )
     if "activation_checkpointing" in overrides:
         ckpt = bool(overrides["activation_checkpointing"])
         auto_micro = with_ckpt if ckpt else no_ckpt
@@ -1277,9 +1273,10 @@ def plan(
     elif not ACTIVATION_CHECKPOINTING_AVAILABLE:
         ckpt, auto_micro = False, no_ckpt
         reasons.append(
-            f"activation checkpointing off (not implemented for the PI0 update yet): "
-            f"micro-batch {no_ckpt} fits without it ({fmt_gb(act1)} of activations per sample; "
-            f"with it {fmt_gb(act1c)} per sample and micro-batch {with_ckpt} would fit)"
+            f"activation checkpointing off (not chosen automatically until its memory model is "
+            f"validated on a GPU): micro-batch {no_ckpt} fits without it ({fmt_gb(act1)} of "
+            f"activations per sample; with it {fmt_gb(act1c)} per sample and micro-batch "
+            f"{with_ckpt} would fit: set update.activation_checkpointing: on)"
         )
     elif no_ckpt >= want:
         ckpt, auto_micro = False, no_ckpt

@@ -477,19 +477,21 @@ def test_cli_plan_strategy_table_and_recommendation(capsys, monkeypatch):
     assert rc == 0 and "recommendation:" not in out and "chosen" in out
 
 
-def test_without_checkpointing_in_the_policy_no_plan_relies_on_it():
-    """The PI0 update has no activation checkpointing yet: every plan the trainer
-    gets must run without it, and asking for it is refused with the fix."""
+def test_checkpointing_is_only_planned_when_asked_for():
+    """The update can checkpoint (ript_core.policy.checkpointing), but its memory
+    model is not GPU-validated: the planner never turns it on by itself, and an
+    explicit request sizes the micro-batch with it."""
     p = plan(GPU_80GB_16C, _pi0(GPU_80GB_16C), BackendFootprint.libero(), rollouts_per_update=64)
     assert not p.activation_checkpointing
     assert p.fits and p.train_micro_batch >= 1
     assert p.peak_bytes["update"] <= p.usable_bytes  # the micro-batch fits without it
-    assert any("not implemented" in r for r in p.reasons)
-    with pytest.raises(ValueError, match="no activation checkpointing yet"):
-        plan(
-            GPU_80GB_16C,
-            _pi0(GPU_80GB_16C),
-            BackendFootprint.libero(),
-            rollouts_per_update=64,
-            overrides={"activation_checkpointing": True},
-        )
+    assert any("update.activation_checkpointing: on" in r for r in p.reasons)
+    asked = plan(
+        GPU_80GB_16C,
+        _pi0(GPU_80GB_16C),
+        BackendFootprint.libero(),
+        rollouts_per_update=64,
+        overrides={"activation_checkpointing": True},
+    )
+    assert asked.activation_checkpointing and asked.fits
+    assert asked.train_micro_batch > p.train_micro_batch

@@ -1,0 +1,136 @@
+"""Activation checkpointing for the RIPT update (``log_prob`` with gradients).
+
+What it saves: each transformer layer (SigLIP, Gemma, expert) keeps only its
+inputs during the forward and recomputes its internals when backward reaches
+it (``torch.utils.checkpoint``, non-reentrant), about one extra forward of
+compute for a large cut in stored activations -- what lets the update run a
+bigger micro-batch (docs/planner.md).
+
+Why not transformers' own (``gradient_checkpointing_enable``): in training
+mode it switches the KV cache off, and PI0's expert reads the prefix's keys
+and values from that cache, so ``log_prob`` fails. Why a cache of our own
+while checkpointing: a recomputed layer calls ``cache.update`` again, and
+transformers' ``DynamicCache`` appends -- the recomputed Gemma layer would
+see its prefix twice, an expert layer the previous steps' suffixes. Here:
+
+- the VLM writes the prefix into a *recording* cache whose ``update`` stores
+  (replaces) the layer's keys/values and returns them: recomputing stores the
+  same values again;
+- the expert steps read through a *frozen* view whose ``update`` returns
+  prefix + this step's suffix without storing anything: every step, and
+  every recomputation of one, sees exactly the prefix.
+
+The maths is unchanged (tests/policy/test_checkpointing.py: identical
+log-probs and gradients, and the bytes autograd stores). Not supported on
+FSDP-sharded weights (their gather hooks run around ``__call__``, which a
+recomputation bypasses).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers.cache_utils import Cache, DynamicLayer
+
+_ORIGINAL = "_ript_forward_without_checkpointing"
+
+
+def checkpointed_layers(model: nn.Module) -> list[nn.Module]:
+    """The decoder/encoder layers of a ``PI0ForConditionalGeneration`` that get
+    wrapped: every SigLIP, Gemma and expert layer."""
+    vlm = model.model.vlm
+    return [
+        *vlm.vision_tower.encoder.layers,
+        *vlm.language_model.layers,
+        *model.model.dit.layers,
+    ]
+
+
+def set_activation_checkpointing(model: nn.Module, on: bool) -> None:
+    """Wrap (``on``) or unwrap every layer's ``forward``; idempotent."""
+    if on and any(isinstance(p, torch.distributed.tensor.DTensor) for p in model.parameters()):
+        raise ValueError(
+            "activation checkpointing is not supported with FSDP-sharded weights: use "
+            "update.distributed ddp, or a smaller micro-batch without checkpointing"
+        )
+    for layer in checkpointed_layers(model):
+        wrapped = hasattr(layer, _ORIGINAL)
+        if on and not wrapped:
+            original = layer.forward
+            setattr(layer, _ORIGINAL, original)
+            layer.forward = functools.partial(_checkpointed_forward, original)
+        elif not on and wrapped:
+            layer.forward = getattr(layer, _ORIGINAL)
+            delattr(layer, _ORIGINAL)
+
+
+def activation_checkpointing(model: nn.Module) -> bool:
+    return any(hasattr(layer, _ORIGINAL) for layer in checkpointed_layers(model))
+
+
+def _checkpointed_forward(original: Any, *args: Any, **kwargs: Any) -> Any:
+    if not torch.is_grad_enabled():  # sampling, evaluation: nothing to save anyway
+        return original(*args, **kwargs)
+    return checkpoint(original, *args, use_reentrant=False, **kwargs)
+
+
+class _RecordingLayer(DynamicLayer):
+    """Stores (replaces) the keys/values it is given and returns them."""
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.keys, self.values = key_states, value_states
+        return key_states, value_states
+
+
+class _FrozenLayer(DynamicLayer):
+    """Prefix (from a recording layer) + the given suffix; stores nothing."""
+
+    def __init__(self, prefix: DynamicLayer) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.is_initialized = True
+
+    @property  # type: ignore[override]
+    def keys(self) -> torch.Tensor:
+        return self.prefix.keys
+
+    @keys.setter
+    def keys(self, value: torch.Tensor) -> None:  # DynamicLayer.__init__ assigns None
+        pass
+
+    @property  # type: ignore[override]
+    def values(self) -> torch.Tensor:
+        return self.prefix.values
+
+    @values.setter
+    def values(self, value: torch.Tensor) -> None:
+        pass
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            torch.cat([self.prefix.keys, key_states], dim=-2),
+            torch.cat([self.prefix.values, value_states], dim=-2),
+        )
+
+    def crop(self, tokens_to_remove: int) -> None:
+        pass  # nothing was appended
+
+
+def recording_cache() -> Cache:
+    """The cache the VLM writes the prefix into under checkpointing."""
+    return Cache(layer_class_to_replicate=_RecordingLayer)
+
+
+def frozen_view(recorded: Cache) -> Cache:
+    """What the expert steps read: the recorded prefix, never extended."""
+    return Cache(layers=[_FrozenLayer(layer) for layer in recorded.layers])

@@ -1,0 +1,82 @@
+"""Activation checkpointing of the update (ript_core.policy.checkpointing):
+the same log-probs and gradients, fewer bytes kept for backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ript_core.policy.checkpointing import activation_checkpointing, set_activation_checkpointing
+from ript_core.policy.config import LoraSettings
+
+from .conftest import make_inputs, tiny_policy
+
+
+def _chain(policy, batch):
+    gen = torch.Generator().manual_seed(0)
+    return policy.sample(batch, "sde", generator=gen)
+
+
+def _saved_bytes_and_grads(policy, batch, out):
+    """log_prob + backward; bytes autograd kept (each storage once) and the grads."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    policy.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logp = policy.log_prob(batch, out.chain, out.stochastic_step)
+    (logp * torch.linspace(-1, 1, len(logp))).sum().backward()
+    grads = {n: p.grad.clone() for n, p in policy.model.named_parameters() if p.grad is not None}
+    return logp.detach(), sum(storages.values()), grads
+
+
+@pytest.mark.parametrize("strategy", ["full", "expert", "lora"])
+def test_checkpointed_update_equals_the_plain_one_and_keeps_less(strategy):
+    kw = {"lora": LoraSettings(rank=4, alpha=8.0)} if strategy == "lora" else {}
+    policy = tiny_policy(seed=1, strategy=strategy, **kw)
+    batch = policy.preprocess(make_inputs(4, seed=2))
+    out = _chain(policy, batch)
+    logp, plain_bytes, grads = _saved_bytes_and_grads(policy, batch, out)
+
+    set_activation_checkpointing(policy.model, True)
+    assert activation_checkpointing(policy.model)
+    logp_c, ckpt_bytes, grads_c = _saved_bytes_and_grads(policy, batch, out)
+    torch.testing.assert_close(logp_c, logp, rtol=0, atol=1e-6)
+    assert grads_c.keys() == grads.keys() and grads
+    for name in grads:
+        torch.testing.assert_close(grads_c[name], grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    # only the layers' inputs stay; their insides are recomputed in backward
+    print(f"{strategy}: saved {plain_bytes} -> {ckpt_bytes} bytes")
+    assert ckpt_bytes < 0.5 * plain_bytes, (ckpt_bytes, plain_bytes)
+
+    # sampling through the checkpointed layers (no grad) is unchanged too
+    again = _chain(policy, batch)
+    torch.testing.assert_close(again.chain, out.chain, rtol=0, atol=1e-6)
+    set_activation_checkpointing(policy.model, False)
+    assert not activation_checkpointing(policy.model)
+    # (storages shared by several saved tensors make the count approximate)
+    assert _saved_bytes_and_grads(policy, batch, out)[1] == pytest.approx(plain_bytes, rel=0.05)
+
+
+def test_bc_loss_under_checkpointing_has_the_same_gradients():
+    policy = tiny_policy(seed=4)
+    batch = policy.preprocess(make_inputs(3, seed=5))
+    actions = torch.randn(3, policy.chunk_size, 3, generator=torch.Generator().manual_seed(6))
+
+    def grads():
+        policy.zero_grad(set_to_none=True)
+        loss = policy.bc_loss(batch, actions, generator=torch.Generator().manual_seed(7))
+        loss.backward()
+        return loss.detach(), {
+            n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None
+        }
+
+    loss, plain = grads()
+    set_activation_checkpointing(policy.model, True)
+    loss_c, ckpt = grads()
+    torch.testing.assert_close(loss_c, loss, rtol=0, atol=1e-7)
+    for name in plain:
+        torch.testing.assert_close(ckpt[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
