@@ -21,7 +21,7 @@ their values), then for each batch size:
   median and p90 ms per chunk call, chunks/s, achieved TFLOP/s and the floor;
 - the RIPT update (``log_prob`` of an SDE chain + PPO clipped loss + backward)
   at the planner's micro-batch, samples/s and MFU, with and without
-  transformers' gradient checkpointing;
+  ript-core's activation checkpointing (ript_core.policy.checkpointing);
 - the memory plan: the planner's predicted peak vs ``max_memory_allocated``.
 
 FLOPs come from the planner's :func:`~ript_core.rollout.planner.sample_flops`
@@ -49,6 +49,7 @@ import torch
 
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy, PolicyBatch
+from ript_core.policy.checkpointing import set_activation_checkpointing
 from ript_core.policy.fast_sampler import FastSampler
 from ript_core.rollout import planner as pl
 
@@ -298,10 +299,9 @@ def update_rows(
     """log_prob (SDE chain, every step scored) + PPO clipped loss + backward,
     per micro-batch; checkpointing tried once, at the first micro-batch.
 
-    ript-core has no activation checkpointing of its own; the row with
-    ``checkpointing: true`` tries transformers' per-layer one, which turns
-    ``use_cache`` off in train mode -- and the expert needs the prefix's KV
-    cache, so it fails (the error is the result)."""
+    The row with ``checkpointing: true`` runs ript-core's activation
+    checkpointing (every layer recomputed in backward) at the same
+    micro-batch: the compute it costs, and the peak memory it saves."""
     device = policy.device
     rows = []
     for i, micro in enumerate(micros):
@@ -341,9 +341,9 @@ def _update_row(
         chain, old = out.chain, out.log_prob
         adv = torch.randn(micro, generator=torch.Generator().manual_seed(3)).to(device)
         if ckpt:
-            # transformers' per-layer checkpointing; only active in train mode
-            policy.model.gradient_checkpointing_enable({"use_reentrant": False})
-            policy.model.train()
+            # ript-core's own (ript_core.policy.checkpointing): transformers'
+            # turns the prefix cache off in train mode, which the expert needs
+            set_activation_checkpointing(policy.model, True)
 
         def step() -> None:
             policy.zero_grad(set_to_none=True)
@@ -372,8 +372,7 @@ def _update_row(
     finally:
         policy.zero_grad(set_to_none=True)
         if ckpt:
-            policy.model.gradient_checkpointing_disable()
-        policy.model.eval()
+            set_activation_checkpointing(policy.model, False)
     return row
 
 
