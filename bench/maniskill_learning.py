@@ -30,6 +30,15 @@ def main() -> int:
     p.add_argument("--wall-s", type=float, required=True, help="wall time of the run so far")
     p.add_argument("--out", default="bench/results/maniskill_learning")
     p.add_argument(
+        "--extra-eval",
+        nargs=4,
+        action="append",
+        default=[],
+        metavar=("MODE", "INIT_STATES", "BC_OUT", "RIPT_OUT"),
+        help="another held-out check: sampling mode (ode|sde), init states and the --out "
+        "directories of `ript eval` on the BC and the final policy (repeatable)",
+    )
+    p.add_argument(
         "--load", default="", help="what else ran on the machine (e.g. the load average seen)"
     )
     ns = p.parse_args()
@@ -83,6 +92,30 @@ def main() -> int:
             and (last - bc) * 100 >= TARGET_PP
         ),
     }
+    extra = []
+    for mode, states, bc_dir, ript_dir in ns.extra_eval:
+        task = cfg["env"]["tasks"][0]
+        counts = {
+            name: json.loads((Path(d) / "results.json").read_text())[task]
+            for name, d in (("bc", bc_dir), ("ript", ript_dir))
+        }
+        extra.append(
+            {
+                "mode": mode,
+                "init_states": states,
+                "bc": {"successes": counts["bc"][0], "episodes": counts["bc"][1]},
+                "ript": {"successes": counts["ript"][0], "episodes": counts["ript"][1]},
+                "command": "OMP_NUM_THREADS=1 nice -n 10 "
+                f"ript eval <policy> --backend {cfg['env']['backend']} --tasks {task} "
+                f"--init-states {states} --mode {mode} --workers 2 "
+                f"--max-steps {cfg['env']['max_steps']}"
+                + "".join(
+                    f" --option {k}={str(v).lower()}" for k, v in cfg["env"]["options"].items()
+                ),
+            }
+        )
+    if extra:
+        result["extra_evals"] = extra
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -94,9 +127,13 @@ def main() -> int:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if train:
-        ax.plot(*zip(*train, strict=True), ".-", alpha=0.5, label="RIPT rollouts (train contexts)")
+        ax.plot(
+            *zip(*train, strict=True), ".-", alpha=0.5, label="RIPT rollouts (train contexts, SDE)"
+        )
     if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", lw=2, label=f"held-out ({n_eval} init states)")
+        ax.plot(
+            *zip(*evals, strict=True), "o-", lw=2, label=f"held-out ({n_eval} init states, ODE)"
+        )
     ax.set(xlabel="RIPT iteration (0 = after BC)", ylabel="success rate", ylim=(-0.02, 1.02))
     ax.set_title(f"pi0-tiny on {result['task']}" + ("" if finished else " (unfinished)"))
     ax.grid(alpha=0.3)
