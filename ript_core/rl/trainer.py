@@ -225,6 +225,9 @@ class Trainer:
             strategy=p.strategy,
             lora=unstructure(p.lora),
             device=p.device,
+            # the run's precision, not the file's: the plan, the optimizer's
+            # master weights and the FSDP check all follow policy.dtype
+            dtype=p.dtype,
         )
 
     def _plan_distributed(self) -> tuple[str, Any]:
@@ -268,7 +271,7 @@ class Trainer:
         machine = attrs.evolve(machine, **shared)
         footprint = P.PolicyFootprint.from_hf_config(
             self.policy.arch.pi0_config,
-            dtype_bytes=2 if cfg.policy.dtype == "bfloat16" else 4,
+            dtype_bytes=self.policy.dtype.itemsize,  # as loaded
             n_cameras=len(self.policy.arch.cameras),
         ).for_strategy(
             cfg.policy.strategy

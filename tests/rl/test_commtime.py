@@ -42,7 +42,7 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict
     out = tmp_path_factory.mktemp("commtime") / "result.pt"
     env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "tests/rl/comm_timing_worker.py", str(out)],
         check=True, env=env, cwd=repo_root, timeout=300,
     )  # fmt: skip

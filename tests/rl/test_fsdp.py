@@ -31,7 +31,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict[str,
         [sys.executable, worker, str(out)], check=True, env=env, cwd=repo_root, timeout=300
     )
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          worker, str(out)],
         check=True, env=env, cwd=repo_root, timeout=300,
     )  # fmt: skip
@@ -130,7 +130,7 @@ def test_fsdp_training_resumed_from_its_checkpoint_equals_an_uninterrupted_run(
 
     env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29524",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "tests/rl/fsdp_train_worker.py", str(tmp_path)],
         check=True, env=env, cwd=repo_root, timeout=300,
     )  # fmt: skip

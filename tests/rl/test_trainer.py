@@ -85,7 +85,7 @@ def test_two_process_torchrun_gradients_equal_one_process_on_the_whole_batch(tmp
         [sys.executable, worker, str(one)], check=True, env=env, cwd=repo_root, timeout=300
     )
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          worker, str(two)],
         check=True, env=env, cwd=repo_root, timeout=300,
     )  # fmt: skip
