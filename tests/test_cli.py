@@ -55,3 +55,22 @@ def test_eval_takes_the_training_runs_env_options_and_step_budget(tmp_path, caps
     # the options reach the backend's env factory, which refuses unknown ones
     assert main(["eval", *common, "--option", "nosuch=1"]) != 0
     assert "unknown env options ['nosuch']" in " ".join(capsys.readouterr().out.split())
+
+
+def test_eval_threads_pins_torch_and_refuses_nonsense(tmp_path, capsys):
+    import torch
+
+    from ript_core.policy import PI0Policy, save_policy
+
+    save_policy(
+        PI0Policy.from_preset("pi0-tiny", seed=0, action_dim=3, state_dim=3), tmp_path / "p"
+    )
+    before = torch.get_num_threads()
+    common = [str(tmp_path / "p"), "--tasks", "reach-red", "--init-states", "0:1", "--workers", "0"]
+    try:
+        assert main(["eval", *common, "--max-steps", "2", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(["eval", *common, "--threads", "0"]) != 0
+    assert "--threads must be >= 1" in " ".join(capsys.readouterr().out.split())

@@ -88,6 +88,12 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU intra-op threads (torch_threads in a config; 1 on a busy CPU)",
+    )
+    p.add_argument(
         "--videos", type=int, default=0, help="write this many MP4s (needs imageio[ffmpeg])"
     )
     p.add_argument("--out", default=None, help="directory for videos and results.json")
@@ -99,6 +105,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     _eval_args,
 )
 def cmd_eval(ns: argparse.Namespace) -> int:
+    import torch
+
     from ript_core.plugins import get_registry
     from ript_core.policy import load_policy
     from ript_core.rl.actor import PI0Actor
@@ -108,6 +116,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from ript_core.rollout.runner import RolloutRunner
     from ript_core.rollout.workers import make_pool
 
+    if ns.threads is not None:
+        if ns.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {ns.threads}")
+        # as torch_threads does for training: oversubscribed CPU torch slows 10x+
+        torch.set_num_threads(ns.threads)
     reg = get_registry()
     reg.require_available(ns.backend)
     catalogue = {t.name: t for t in reg.catalogue(ns.backend)}
