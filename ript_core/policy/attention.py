@@ -38,7 +38,8 @@ def attention_backends(device: torch.device) -> Iterator[None]:
 
 
 def with_attention_backends(method: F) -> F:
-    """Decorate a policy method (its ``self.device`` decides) with :func:`attention_backends`."""
+    """Decorate a method of an object with a ``device`` (the policy, its fast
+    sampler) with :func:`attention_backends`."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ript_core.policy.attention import attention_backends
-from ript_core.policy.flow import StepCoefficients, gaussian_log_prob
+from ript_core.policy.attention import with_attention_backends
+from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
 
 log = logging.getLogger(__name__)
 
@@ -309,33 +309,19 @@ class FastSampler:
                     step_logp = gaussian_log_prob(x_sde, mean, std, region)
                 else:
                     step_logp = torch.zeros_like(logp)
-                if chosen is not None:
-                    here = chosen == i
-                    x = torch.where(here[:, None, None], x_sde, x_ode)
-                    logp = logp + torch.where(here, step_logp, torch.zeros_like(step_logp))
-                else:
-                    x = x_sde
-                    logp = logp + step_logp
+                x, logp = take_step(i, x_ode, x_sde, step_logp, logp, chosen)
             s["chain"][:, i + 1].copy_(x)
         s["logp"].copy_(logp)
 
     # ---- entry point --------------------------------------------------------------
 
-    @torch.no_grad()
-    def sample(
-        self,
-        batch: PolicyBatch,
-        mode: str,
-        generator: torch.Generator | Sequence[torch.Generator] | None,
-        noise: torch.Tensor | None,
-        level: float,
-        steps: int,
-    ) -> SampleOutput:
-        # the policy's attention kernels (attention.py), also when called directly
-        with attention_backends(self.policy.device):
-            return self._sample(batch, mode, generator, noise, level, steps)
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
 
-    def _sample(
+    @torch.no_grad()
+    @with_attention_backends  # the policy's kernels (attention.py), also when called directly
+    def sample(
         self,
         batch: PolicyBatch,
         mode: str,

@@ -98,3 +98,21 @@ def gaussian_log_prob(
     return torch.where(region, logp, torch.zeros((), dtype=torch.float64, device=logp.device)).sum(
         dim=(-2, -1)
     )
+
+
+def take_step(
+    i: int,
+    x_ode: torch.Tensor,
+    x_sde: torch.Tensor,
+    step_logp: torch.Tensor,
+    logp: torch.Tensor,
+    chosen: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """State and running log-prob after SDE-mode step ``i``: the stochastic draw
+    and its log-density for every sample (``chosen`` None: ``sde_scheme="all"``),
+    or only for the samples whose ``chosen`` step is ``i`` (``"one"``)."""
+    if chosen is None:
+        return x_sde, logp + step_logp
+    here = chosen == i
+    x = torch.where(here[:, None, None], x_sde, x_ode)
+    return x, logp + torch.where(here, step_logp, torch.zeros_like(step_logp))

@@ -39,7 +39,13 @@ from ript_core.policy.batch import PolicyBatch
 from ript_core.policy.checkpointing import activation_checkpointing, frozen_view, recording_cache
 from ript_core.policy.config import PolicyConfig
 from ript_core.policy.fast_sampler import FastSampler
-from ript_core.policy.flow import StepCoefficients, euler_step, gaussian_log_prob, sde_mean
+from ript_core.policy.flow import (
+    StepCoefficients,
+    euler_step,
+    gaussian_log_prob,
+    sde_mean,
+    take_step,
+)
 from ript_core.policy.images import to_model_range
 from ript_core.policy.pipeline import Pipeline
 from ript_core.policy.precision import DTYPES, apply_precision
@@ -501,13 +507,7 @@ class PI0Policy(nn.Module):
                     if stochastic
                     else torch.zeros_like(logp)
                 )
-                if chosen is not None:
-                    here = chosen == i
-                    x = torch.where(here[:, None, None], x_sde, x_ode)
-                    logp = logp + torch.where(here, step_logp, torch.zeros_like(step_logp))
-                else:
-                    x = x_sde
-                    logp = logp + step_logp
+                x, logp = take_step(i, x_ode, x_sde, step_logp, logp, chosen)
             chain.append(x)
         return SampleOutput(
             actions=x,
