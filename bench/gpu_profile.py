@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 
+# a sibling script (bench/ is on sys.path when run as `python bench/...`)
+from gpu_policy import make_inputs
+
 from ript_core.policy import PI0Policy
 from ript_core.policy.fast_sampler import FastSampler
-
-PROMPT = "pick up the red block and put it in the basket"
 
 
 def replay_ms(policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iters: int) -> float:
@@ -96,10 +97,6 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--out", default=None)
     ns = ap.parse_args()
-    import numpy as np
-
-    from ript_core.envs.interfaces import PolicyInput
-
     policy = PI0Policy.from_preset(
         ns.preset, seed=0, dtype=ns.dtype, device=ns.device, logp_horizon=5
     )
@@ -119,22 +116,9 @@ def main() -> None:
     }
     print(json.dumps(meta), flush=True)
     fast = FastSampler(policy)
-    rng = np.random.default_rng(0)
-    size = policy.arch.image_size
     rows = []
     for bsz in (int(b) for b in ns.batch_sizes.split(",")):
-        inputs = [
-            PolicyInput(
-                images={
-                    s: rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-                    for s in policy.arch.cameras[:2]
-                },
-                state=rng.normal(size=policy.state_dim).astype(np.float32),
-                prompt=PROMPT,
-            )
-            for _ in range(bsz)
-        ]
-        batch = policy.preprocess(inputs)
+        batch = policy.preprocess(make_inputs(policy, bsz, cameras=2))
         t1 = replay_ms(policy, fast, batch, 1, ns.iters)
         tn = replay_ms(policy, fast, batch, steps, ns.iters)
         step = (tn - t1) / (steps - 1)

@@ -31,10 +31,11 @@ import json
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
-from ript_core.envs.interfaces import PolicyInput
+# a sibling script (bench/ is on sys.path when run as `python bench/...`)
+from gpu_policy import make_inputs
+
 from ript_core.policy import PI0Policy
 from ript_core.policy.config import LoraSettings
 from ript_core.policy.strategies import trainable_parameters
@@ -43,22 +44,6 @@ from ript_core.rollout import planner as P
 
 GB = 1_000_000_000
 STRATEGIES = ("full", "lora", "expert")
-
-
-def make_inputs(policy: PI0Policy, n: int, seed: int = 0) -> list[PolicyInput]:
-    rng = np.random.default_rng(seed)
-    size = policy.arch.image_size
-    return [
-        PolicyInput(
-            images={
-                s: rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-                for s in policy.arch.cameras
-            },
-            state=rng.normal(size=policy.state_dim).astype(np.float32),
-            prompt="pick up the red block and put it in the basket",
-        )
-        for _ in range(n)
-    ]
 
 
 def build(preset: str, strategy: str, dtype: str, device: str) -> PI0Policy:
@@ -93,7 +78,7 @@ def update_peak(policy: PI0Policy, micro: int, steps: int = 2, accumulate: int =
     second micro-batch's activations then coexist with the first one's
     gradients (what the planner's update peak adds up)."""
     cuda = policy.device.type == "cuda"
-    batch = policy.preprocess(make_inputs(policy, micro))
+    batch = policy.preprocess(make_inputs(policy, micro, len(policy.arch.cameras)))
     out = policy.sample(batch, "sde", generator=torch.Generator(policy.device).manual_seed(0))
     adv = torch.linspace(-1, 1, micro, device=policy.device)
     opt, _ = make_adamw(trainable_parameters(policy), lr=1e-6)  # as the trainer
@@ -124,7 +109,7 @@ def update_peak(policy: PI0Policy, micro: int, steps: int = 2, accumulate: int =
 def activation_bytes(policy: PI0Policy, micro: int) -> int:
     """Bytes the forward of one micro-batch keeps for backward (allocated
     after ``log_prob`` minus before it; no optimizer, no gradients yet)."""
-    batch = policy.preprocess(make_inputs(policy, micro))
+    batch = policy.preprocess(make_inputs(policy, micro, len(policy.arch.cameras)))
     out = policy.sample(batch, "sde", generator=torch.Generator(policy.device).manual_seed(0))
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
