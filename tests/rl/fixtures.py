@@ -1,4 +1,10 @@
-"""Deterministic tiny policy and decisions shared by tests and the torchrun worker."""
+"""Deterministic tiny policy and decisions shared by tests and the torchrun
+workers, and the launcher the tests start those workers with."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -28,3 +34,16 @@ def fixed_decisions(policy: PI0Policy, n: int = 8) -> list[Decision]:
     out = PI0Actor(policy, "sde").act(inputs, seeds=list(range(100, 100 + n)))
     adv = np.linspace(-1, 1, n)
     return [Decision(x, r, float(a)) for x, r, a in zip(inputs, out.records, adv, strict=True)]
+
+
+def run_worker(repo_root: Path, script: str, *args: object, ranks: int | None = None) -> None:
+    """Run a test worker script from the repository root: as one plain process,
+    or under ``torchrun --standalone`` with ``ranks`` gloo processes (a free
+    port each time, so concurrent runs never collide)."""
+    env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
+    launcher = [sys.executable]
+    if ranks is not None:
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
+    subprocess.run(
+        [*launcher, script, *map(str, args)], check=True, env=env, cwd=repo_root, timeout=300
+    )

@@ -2,9 +2,6 @@
 without changing a gradient; on CPU with gloo and 2 ranks for both the DDP
 and the FSDP path (``tests/rl/comm_timing_worker.py``)."""
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +9,7 @@ import pytest
 import torch
 
 from ript_core.rl.commtime import KINDS, CommTimer, TimedAllGather, TimedReduceScatter
+from tests.rl.fixtures import run_worker
 
 
 def test_comm_timer_sums_per_kind_and_resets_on_collect():
@@ -40,12 +38,7 @@ def test_timed_fsdp_comms_allocate_like_fsdps_default():
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict:
     out = tmp_path_factory.mktemp("commtime") / "result.pt"
-    env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
-    subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "tests/rl/comm_timing_worker.py", str(out)],
-        check=True, env=env, cwd=repo_root, timeout=300,
-    )  # fmt: skip
+    run_worker(repo_root, "tests/rl/comm_timing_worker.py", out, ranks=2)
     return torch.load(out, weights_only=False)
 
 

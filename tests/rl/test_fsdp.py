@@ -7,9 +7,6 @@ take one clipped AdamW step. The two runs share one module-scoped fixture
 because a torchrun launch is the slow part.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +16,14 @@ import torch
 
 from ript_core.policy import load_policy
 from ript_core.rl.sharding import DISTRIBUTED_MODES, clip_grad_norm, shard_units
-from tests.rl.fixtures import tiny_policy
+from tests.rl.fixtures import run_worker, tiny_policy
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("fsdp")
-    env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
-    worker = "tests/rl/fsdp_worker.py"
-    subprocess.run(
-        [sys.executable, worker, str(out)], check=True, env=env, cwd=repo_root, timeout=300
-    )
-    subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         worker, str(out)],
-        check=True, env=env, cwd=repo_root, timeout=300,
-    )  # fmt: skip
+    run_worker(repo_root, "tests/rl/fsdp_worker.py", out)
+    run_worker(repo_root, "tests/rl/fsdp_worker.py", out, ranks=2)
     load = lambda tag: torch.load(out / tag / "result.pt", weights_only=False)  # noqa: E731
     return {"one": load("one"), "two": load("two"), "dir": out}
 
@@ -128,12 +117,7 @@ def test_fsdp_training_resumed_from_its_checkpoint_equals_an_uninterrupted_run(
 ):
     from tests.rl.test_trainer import final_weights, metric_lines
 
-    env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
-    subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "tests/rl/fsdp_train_worker.py", str(tmp_path)],
-        check=True, env=env, cwd=repo_root, timeout=300,
-    )  # fmt: skip
+    run_worker(repo_root, "tests/rl/fsdp_train_worker.py", tmp_path, ranks=2)
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     lines = metric_lines(ref)
     assert any(d.get("update/optimizer_steps") for d in lines)  # it did train

@@ -16,7 +16,7 @@ from ript_core.policy import load_policy
 from ript_core.rl.actor import PI0Actor
 from ript_core.rl.checkpoint import latest_checkpoint
 from ript_core.rl.trainer import Trainer, TrainingError
-from tests.rl.fixtures import fixed_decisions
+from tests.rl.fixtures import fixed_decisions, run_worker
 
 TIMING = ("_per_s", "_frac", "occupancy")
 
@@ -78,17 +78,9 @@ def test_kill_9_during_training_then_resume_equals_an_uninterrupted_run(
 
 
 def test_two_process_torchrun_gradients_equal_one_process_on_the_whole_batch(tmp_path, repo_root):
-    env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
-    worker = "tests/rl/ddp_grad_worker.py"
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    subprocess.run(
-        [sys.executable, worker, str(one)], check=True, env=env, cwd=repo_root, timeout=300
-    )
-    subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         worker, str(two)],
-        check=True, env=env, cwd=repo_root, timeout=300,
-    )  # fmt: skip
+    run_worker(repo_root, "tests/rl/ddp_grad_worker.py", one)
+    run_worker(repo_root, "tests/rl/ddp_grad_worker.py", two, ranks=2)
     g1, g2 = torch.load(one), torch.load(two)
     assert g1.keys() == g2.keys() and len(g1) > 10
     for k in g1:
