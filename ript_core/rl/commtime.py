@@ -105,18 +105,26 @@ def _reduce_scatter_fn() -> Any:
     return getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
-class TimedAllGather:
-    """FSDP2 custom all-gather (``FSDPModule.set_custom_all_gather``): the
-    default collective and allocation, timed."""
+class _TimedCollective:
+    """What FSDP2's custom collectives share: the default allocation and the
+    timer; subclasses time the default collective in ``__call__``."""
 
-    def __init__(self, timer: CommTimer) -> None:
+    def __init__(self, timer: CommTimer, fn: Any) -> None:
         self.timer = timer
-        self._fn = _all_gather_fn()
+        self._fn = fn
 
     def allocate(
         self, size: Sequence[int], *, dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
         return torch.empty(*size, dtype=dtype, device=device)
+
+
+class TimedAllGather(_TimedCollective):
+    """FSDP2 custom all-gather (``FSDPModule.set_custom_all_gather``): the
+    default collective and allocation, timed."""
+
+    def __init__(self, timer: CommTimer) -> None:
+        super().__init__(timer, _all_gather_fn())
 
     def __call__(
         self,
@@ -131,17 +139,11 @@ class TimedAllGather:
             return self._fn(output_tensor, input_tensor, group=group, async_op=async_op)
 
 
-class TimedReduceScatter:
+class TimedReduceScatter(_TimedCollective):
     """FSDP2 custom reduce-scatter (``FSDPModule.set_custom_reduce_scatter``), timed."""
 
     def __init__(self, timer: CommTimer) -> None:
-        self.timer = timer
-        self._fn = _reduce_scatter_fn()
-
-    def allocate(
-        self, size: Sequence[int], *, dtype: torch.dtype, device: torch.device
-    ) -> torch.Tensor:
-        return torch.empty(*size, dtype=dtype, device=device)
+        super().__init__(timer, _reduce_scatter_fn())
 
     def __call__(
         self,
