@@ -1,6 +1,8 @@
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -18,3 +20,21 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+def load_bench_script(name: str) -> ModuleType:
+    """``bench/<name>.py`` imported as a module (bench/ is no package), with
+    bench/ on ``sys.path`` as when the script is run, for its sibling imports."""
+    bench_dir = str(REPO / "bench")
+    if bench_dir not in sys.path:
+        sys.path.insert(0, bench_dir)
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_bench():
+    """The :func:`load_bench_script` loader, for a test module's own fixture."""
+    return load_bench_script

@@ -4,22 +4,15 @@ run produces, so the bench cannot rot between device calls."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_policy.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("gpu_policy_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("gpu_policy")
 
 
 def test_gpu_bench_runs_on_cpu_tiny(bench, tmp_path):
@@ -58,14 +51,14 @@ def test_gpu_bench_runs_on_cpu_tiny(bench, tmp_path):
     assert result["gpu_policy"]["meta"]["cuda_graphs"] is False
 
 
-def test_gpu_profile_bench_splits_a_chunk_into_prefix_and_steps_on_cpu(tmp_path):
+def test_gpu_profile_bench_splits_a_chunk_into_prefix_and_steps_on_cpu(tmp_path, repo_root):
     """bench/gpu_profile.py on CPU, pi0-tiny: the split adds back up to the
     chunk and the profiler table holds real op counts."""
     import subprocess
     import sys
 
     out = tmp_path / "profile.json"
-    script = BENCH.parent / "gpu_profile.py"
+    script = repo_root / "bench" / "gpu_profile.py"
     subprocess.run(
         [sys.executable, str(script), "--preset", "pi0-tiny", "--device", "cpu",
          "--dtype", "float32", "--batch-sizes", "1", "--iters", "2", "--out", str(out)],

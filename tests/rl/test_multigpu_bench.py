@@ -4,22 +4,15 @@ on logged iterations, so the bench cannot rot between multi-GPU machines."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "multigpu_scaling.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("multigpu_scaling_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("multigpu_scaling")
 
 
 def test_one_rank_run_is_launched_with_torchrun_and_read_back_from_its_logs(bench, tmp_path):
