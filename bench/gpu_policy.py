@@ -137,8 +137,10 @@ def floor_ms(fp: pl.PolicyFootprint, bsz: int, rate: float, bw: float) -> tuple[
     return max(t_flop, t_mem), why
 
 
-def reference(policy: PI0Policy, batch: PolicyBatch, noise: torch.Tensor) -> torch.Tensor:
-    kw = policy.model_inputs(batch)
+def transformers_actions(
+    policy: PI0Policy, kw: dict[str, torch.Tensor], noise: torch.Tensor
+) -> torch.Tensor:
+    """transformers' own ``sample_actions`` as shipped, on prepared model inputs."""
     with torch.no_grad():
         return policy.model.sample_actions(
             kw["state"],
@@ -149,6 +151,10 @@ def reference(policy: PI0Policy, batch: PolicyBatch, noise: torch.Tensor) -> tor
             pixel_attention_mask=kw["pixel_attention_mask"],
             num_steps=policy.num_steps,
         )
+
+
+def reference(policy: PI0Policy, batch: PolicyBatch, noise: torch.Tensor) -> torch.Tensor:
+    return transformers_actions(policy, policy.model_inputs(batch), noise)
 
 
 def gens(n: int, seed: int, device: torch.device | str = "cpu") -> list[torch.Generator]:

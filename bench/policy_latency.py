@@ -27,6 +27,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+# a sibling script (bench/ is on sys.path when run as `python bench/...`)
+from gpu_policy import transformers_actions
+
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy, PolicyBatch
 
@@ -185,17 +188,8 @@ def main() -> None:
                 bsz, policy.chunk_size, policy.max_action_dim, device=device, dtype=torch.float32
             )
 
-            @torch.no_grad()
             def reference(kw=kw, noise=noise) -> None:
-                policy.model.sample_actions(
-                    kw["state"],
-                    kw["input_ids"],
-                    kw["pixel_values"],
-                    noise=noise,
-                    attention_mask=kw["attention_mask"],
-                    pixel_attention_mask=kw["pixel_attention_mask"],
-                    num_steps=policy.num_steps,
-                )
+                transformers_actions(policy, kw, noise)  # model inputs prepared outside the timing
 
             cells.append(f"{timed(reference, device, args.iters, args.warmup):.1f}")
         if device.type == "cuda":
