@@ -158,10 +158,25 @@ def make_adamw(
     if params and all(p.is_cuda for p in params):
         adamw.setdefault("fused", True)
     if all(p.dtype == torch.float32 for p in params):
-        opt = torch.optim.AdamW(params, **adamw)
+        opt = torch.optim.AdamW(_param_groups(params), **adamw)
         return opt, params
     opt = MasterWeightAdamW(params, **adamw)
     return opt, opt.masters
+
+
+def _param_groups(params: list[nn.Parameter]) -> list[Any]:
+    """``params`` as they are, or, when FSDP sharded some of them (DTensors)
+    and left others plain (those of no FSDP unit), one group of each kind:
+    the fused and foreach AdamW kernels step a whole group at once and refuse
+    one that mixes the two ("got mixed torch.Tensor and DTensor"). Same
+    hyperparameters in both; FSDP checkpoints key the state by name."""
+    from torch.distributed.tensor import DTensor
+
+    sharded = [p for p in params if isinstance(p, DTensor)]
+    plain = [p for p in params if not isinstance(p, DTensor)]
+    if not sharded or not plain:
+        return params
+    return [{"params": sharded}, {"params": plain}]
 
 
 def collect_grads(optimizer: torch.optim.Optimizer) -> None:

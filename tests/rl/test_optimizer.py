@@ -119,3 +119,38 @@ def test_a_second_optimizer_on_the_same_weights_hands_them_back():
     assert torch.equal(trainer_master, after_bc.float())
     _backward(p, _direction(300))
     assert torch.equal(trainer_master.grad, _direction(300).to(torch.bfloat16).float())
+
+
+def test_fused_adamw_steps_fsdp_sharded_and_plain_parameters_together():
+    """FSDP shards its units' parameters (DTensors) and leaves the rest plain;
+    the fused AdamW that make_adamw picks on CUDA refused a group mixing the
+    two (seen on 2 H100s). One gloo rank on CPU, where fused AdamW exists too."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    ref = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    ref.load_state_dict(model.state_dict())
+    x = torch.randn(3, 4)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        fully_shard(model[0])
+        kinds = {isinstance(p, DTensor) for p in model.parameters()}
+        assert kinds == {True, False}
+        opt, params = make_adamw(list(model.parameters()), lr=1e-2, fused=True)
+        model(x).sum().backward()
+        opt.step()  # raised "got mixed torch.Tensor and DTensor" with one group
+        assert len(opt.param_groups) == 2 and len(params) == 4
+        got = {
+            k: v.full_tensor() if isinstance(v, DTensor) else v
+            for k, v in model.state_dict().items()
+        }
+    finally:
+        dist.destroy_process_group()
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-2)
+    ref(x).sum().backward()
+    ref_opt.step()
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(got[k], v)
