@@ -8,12 +8,16 @@ import numpy as np
 import torch
 
 from ript_core.rl import distributed as D
+from ript_core.rl import loop
 from ript_core.rl.actor import PI0Actor
 from ript_core.rl.loop import Decision, UpdateConfig, loop_update
 from tests.rl.fixtures import fixed_decisions, tiny_policy
 
 out = sys.argv[1]
 info = D.DistInfo.init_from_env()
+# many small buckets: the bucketed all-reduce's boundaries, in-place single
+# gradients and flat copies all get exercised on the tiny policy
+loop.ALL_REDUCE_BUCKET_NUMEL = 5000
 policy = tiny_policy()
 decisions = fixed_decisions(policy, n=8)
 mine = decisions[info.rank :: info.world_size]
