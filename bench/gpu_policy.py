@@ -36,11 +36,12 @@ once per step. Writes ``gpu_policy.json``, ``gpu_update.json``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,9 @@ def transformers_actions(
 
 
 def reference(policy: PI0Policy, batch: PolicyBatch, noise: torch.Tensor) -> torch.Tensor:
-    return transformers_actions(policy, policy.model_inputs(batch), noise)
+    """transformers' loop as shipped: its own SDPA attention, whatever the policy's."""
+    with attention_impl(policy, "sdpa"):
+        return transformers_actions(policy, policy.model_inputs(batch), noise)
 
 
 def gens(n: int, seed: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
@@ -164,6 +167,30 @@ def gens(n: int, seed: int, device: torch.device | str = "cpu") -> list[torch.Ge
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
+
+
+def _attention_layers(policy: PI0Policy) -> list[torch.nn.Module]:
+    return [m for m in policy.model.modules() if hasattr(m, "config") and hasattr(m, "o_proj")]
+
+
+def current_attention(policy: PI0Policy) -> str:
+    """The attention function the Gemma and expert layers call now."""
+    return _attention_layers(policy)[0].config._attn_implementation
+
+
+@contextlib.contextmanager
+def attention_impl(policy: PI0Policy, impl: str) -> Iterator[None]:
+    """Run the Gemma and expert layers with another attention function (a
+    transformers ``attn_implementation`` name), restored afterwards."""
+    layers = _attention_layers(policy)
+    before = [m.config._attn_implementation for m in layers]
+    try:
+        for m in layers:
+            m.config._attn_implementation = impl
+        yield
+    finally:
+        for m, b in zip(layers, before, strict=True):
+            m.config._attn_implementation = b
 
 
 def sampling_rows(
@@ -262,6 +289,7 @@ def sampling_rows(
             med = statistics.median(ts)
             row = {
                 "impl": impl,
+                "attn": "sdpa" if impl == "transformers" else current_attention(policy),
                 "mode": mode,
                 "batch": bsz,
                 "median_ms": med,
@@ -301,6 +329,7 @@ def update_rows(
     iters: int,
     fp: pl.PolicyFootprint,
     peak: float,
+    ckpt_micros: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """log_prob (SDE chain, every step scored) + PPO clipped loss + backward,
     per micro-batch; checkpointing tried once, at the first micro-batch.
@@ -309,13 +338,17 @@ def update_rows(
     checkpointing (every layer recomputed in backward) at the same
     micro-batch: the compute it costs, and the peak memory it saves."""
     device = policy.device
+    runs = [
+        (m, ckpt) for i, m in enumerate(micros) for ckpt in ((False, True) if i == 0 else (False,))
+    ]
+    # checkpointing's point: micro-batches that do not fit without it
+    runs += [(m, True) for m in ckpt_micros or [] if (m, True) not in runs]
     rows = []
-    for i, micro in enumerate(micros):
-        for ckpt in (False, True) if i == 0 else (False,):
-            rows.append(_update_row(policy, fast, micro, ckpt, cameras, iters, fp, peak))
-            print("update", json.dumps(rows[-1]), flush=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+    for micro, ckpt in runs:
+        rows.append(_update_row(policy, fast, micro, ckpt, cameras, iters, fp, peak))
+        print("update", json.dumps(rows[-1]), flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -332,7 +365,11 @@ def _update_row(
     device = policy.device
     # forward + backward = 3x the forward FLOPs (all of VLM, vision and expert train)
     flops = 3.0 * pl.sample_flops(fp) * micro
-    row: dict[str, Any] = {"micro_batch": micro, "checkpointing": ckpt}
+    row: dict[str, Any] = {
+        "micro_batch": micro,
+        "checkpointing": ckpt,
+        "attn": current_attention(policy),
+    }
     try:
         batch = policy.preprocess(make_inputs(policy, micro, cameras, seed=7))
         out = fast.sample(
@@ -389,6 +426,7 @@ def memory_rows(
     cameras: int,
     workers: list[int],
     rollouts: int,
+    ckpt_micros: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted vs measured peak per phase. The bench allocates no optimizer:
     the prediction here leaves out the planner's optimizer state and fp32
@@ -450,6 +488,7 @@ def memory_rows(
             m = measured[phase]
             row = {
                 "phase": phase,
+                "attn": current_attention(policy),
                 "workers": n_env,
                 "batch": b,
                 "predicted_gb": predicted[phase] / 1e9,
@@ -458,6 +497,48 @@ def memory_rows(
             }
             rows.append(row)
             print("memory", json.dumps(row), flush=True)
+    for mb in ckpt_micros or []:
+        # the planner's checkpointed update model (update_activation_bytes with
+        # checkpointing) against ript_core.policy.checkpointing, two
+        # accumulated micro-batches as the trainer runs them
+        predicted = (
+            pl.model_bytes(fp)
+            + fp.n_trainable * fp.dtype_bytes
+            + pl.update_activation_bytes(fp, mb, True)
+        )
+        batch = policy.preprocess(make_inputs(policy, mb, cameras, seed=mb))
+        out = fast.sample(
+            batch, "sde", gens(mb, 300, device), None, policy.config.noise_level, policy.num_steps
+        )
+        fast.clear()
+        m: float | None = None
+        error: str | None = None
+        set_activation_checkpointing(policy.model, True)
+        try:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            for _ in range(2):
+                policy.log_prob(batch, out.chain, out.stochastic_step).sum().backward()
+            m = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        except torch.cuda.OutOfMemoryError as exc:
+            error = f"OutOfMemoryError: {exc}"[:200]
+        finally:
+            set_activation_checkpointing(policy.model, False)
+            policy.zero_grad(set_to_none=True)
+        row = {
+            "phase": "update",
+            "attn": current_attention(policy),
+            "checkpointing": True,
+            "workers": None,
+            "batch": mb,
+            "predicted_gb": predicted / 1e9,
+            "measured_gb": None if m is None else m / 1e9,
+            "error": None if m is None else predicted / m - 1.0,
+            **({"failure": error} if error else {}),
+        }
+        rows.append(row)
+        print("memory", json.dumps(row), flush=True)
     return rows
 
 
@@ -478,6 +559,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip", default="", help="comma list of: sampling,update,memory,compile")
     parser.add_argument("--update-micro", default="8,16,32", help="extra update micro-batches")
     parser.add_argument(
+        "--update-ckpt-micro",
+        default="32,64",
+        help="update micro-batches timed with activation checkpointing",
+    )
+    parser.add_argument(
+        "--memory-ckpt-micro",
+        default="16,64",
+        help="checkpointed update micro-batches in the memory plan ('' to skip)",
+    )
+    parser.add_argument(
         "--compile-update-micro",
         default="16",
         help="update micro-batches re-timed through the compiled layers ('' to skip)",
@@ -485,6 +576,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--compile-batch-sizes", default="1,64", help="batches of the regional-compile pass"
     )
+    parser.add_argument(
+        "--compare-attn",
+        default="sdpa",
+        help="other attention implementations re-timed after the main pass ('' to skip)",
+    )
+    parser.add_argument("--compare-batch-sizes", default="1,64")
+    parser.add_argument("--compare-update-micro", default="16")
+    parser.add_argument("--compare-workers", default="1")
     parser.add_argument("--out", default=None, help="directory for the JSON results")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -560,7 +659,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         micros = [runnable.train_micro_batch]
         micros += [m for m in (int(x) for x in args.update_micro.split(",")) if m not in micros]
-        rows = update_rows(policy, fast, micros, cameras, args.update_iters, fp, peak)
+        ckpt_micros = [int(x) for x in args.update_ckpt_micro.split(",") if x]
+        rows = update_rows(policy, fast, micros, cameras, args.update_iters, fp, peak, ckpt_micros)
         result["gpu_update"] = {
             "meta": {
                 **meta,
@@ -573,8 +673,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save()
     if "memory" not in skip:
         workers = [int(w) for w in args.workers.split(",")]
-        rows = memory_rows(policy, fast, fp, cameras, workers, args.rollouts)
+        ckpt_micros = [int(x) for x in args.memory_ckpt_micro.split(",") if x]
+        rows = memory_rows(policy, fast, fp, cameras, workers, args.rollouts, ckpt_micros)
         result["memory_plan"] = {"meta": meta, "rows": rows}
+        save()
+    for impl in filter(None, args.compare_attn.split(",")):
+        # the same sections with another attention function (the default's
+        # alternative): what it buys, measured in the same process
+        with attention_impl(policy, impl):
+            label = f"ript[{impl}]"
+            if "sampling" not in skip:
+                csizes = [int(b) for b in args.compare_batch_sizes.split(",")]
+                rows, checks = sampling_rows(
+                    policy, fast, csizes, cameras, args.iters, fp, rate, bw, args.warmup, label,
+                    refs,
+                )  # fmt: skip
+                result["gpu_policy"]["rows"] += rows
+                result["gpu_policy"]["checks"] += checks
+            if "update" not in skip:
+                micros = [int(x) for x in args.compare_update_micro.split(",") if x]
+                rows = update_rows(policy, fast, micros, cameras, args.update_iters, fp, peak)
+                result["gpu_update"]["rows"] += [r for r in rows if not r["checkpointing"]]
+            if "memory" not in skip:
+                workers = [int(w) for w in args.compare_workers.split(",") if w]
+                rows = memory_rows(policy, fast, fp, cameras, workers, args.rollouts)
+                result["memory_plan"]["rows"] += rows
         save()
     if "compile" not in skip and "sampling" not in skip and device.type == "cuda":
         # last: it compiles the layers in place (every later path would use them)
