@@ -8,17 +8,11 @@ Times ``F.scaled_dot_product_attention`` with a boolean mask, restricted to
 one backend at a time (cuDNN, memory-efficient, math), at the shapes one
 full-size ``pi0`` chunk runs: an expert denoising step (51 queries against
 the 560-token prefix + 51 suffix keys, 8 query heads sharing 1 KV head,
-head dim 256) and the Gemma prefix (560 x 560), at batch 1 and 64. GQA is
+head dim 256) and the Gemma prefix (560 x 560), at batch 1, 8, 32 and 64. GQA is
 expanded to 8 KV heads first, as transformers' SDPA path does under a mask.
 Each cell is the median of CUDA-event timings of 50 calls after 5 warm-ups
 (``ms``: launched eagerly; ``graph_ms``: replayed from a CUDA graph, as the
 fast sampler runs them), or the error a backend raises for the shape.
-
-Rows ``gqa_matmul`` and ``gqa_fused`` time ript-core's
-:func:`~ript_core.policy.attention.gqa_attention` (no grad) on the unexpanded
-single KV head, its two paths forced: float32 ``q @ k^T`` + softmax + ``p @ v``,
-and SDPA on the folded queries; the scores count decides between them
-(``MATMUL_MAX_SCORES``). Their diff is against the first backend's output.
 """
 
 from __future__ import annotations
@@ -72,44 +66,6 @@ def graph_ms(fn, iters: int = 50) -> float:
     return time_ms(graph.replay, iters)
 
 
-def gqa_rows(
-    site: str,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    mask: torch.Tensor,
-) -> list[dict]:
-    from ript_core.policy import attention
-
-    b, h, nq, _ = q.shape
-    module = torch.nn.Module()
-    # the reference: SDPA on the one K/V head repeated for every query head
-    ref = F.scaled_dot_product_attention(
-        q, k.expand(-1, h, -1, -1), v.expand(-1, h, -1, -1), attn_mask=mask
-    ).transpose(1, 2)
-    rows = []
-    for name, limit in (("gqa_matmul", 1 << 62), ("gqa_fused", 0)):
-        row = {"site": site, "batch": b, "queries": nq, "keys": k.shape[2], "backend": name}
-        saved = attention.MATMUL_MAX_SCORES
-        attention.MATMUL_MAX_SCORES = limit
-        try:
-            with (
-                torch.no_grad(),
-                sdpa_kernel(attention.CUDA_BACKENDS),
-            ):
-                out, _ = attention.gqa_attention(module, q, k, v, mask)
-                row["ms"] = time_ms(lambda: attention.gqa_attention(module, q, k, v, mask))
-                row["graph_ms"] = graph_ms(lambda: attention.gqa_attention(module, q, k, v, mask))
-            row["max_abs_diff_vs_first"] = float((out.float() - ref.float()).abs().max())
-        except RuntimeError as exc:
-            row["error"] = str(exc).splitlines()[0][:200]
-        finally:
-            attention.MATMUL_MAX_SCORES = saved
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return rows
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", default="1,8,32,64")
@@ -147,7 +103,6 @@ def main() -> None:
                     row["error"] = str(exc).splitlines()[0][:200]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-            rows += gqa_rows(site, qt, kt[:, :1].contiguous(), vt[:, :1].contiguous(), mask)
     if ns.out:
         meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
         with open(ns.out, "w") as f:

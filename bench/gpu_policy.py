@@ -36,12 +36,11 @@ once per step. Writes ``gpu_policy.json``, ``gpu_update.json``,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +154,7 @@ def transformers_actions(
 
 
 def reference(policy: PI0Policy, batch: PolicyBatch, noise: torch.Tensor) -> torch.Tensor:
-    """transformers' loop as shipped: its own SDPA attention, whatever the policy's."""
-    with attention_impl(policy, "sdpa"):
-        return transformers_actions(policy, policy.model_inputs(batch), noise)
+    return transformers_actions(policy, policy.model_inputs(batch), noise)
 
 
 def gens(n: int, seed: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
@@ -167,30 +164,6 @@ def gens(n: int, seed: int, device: torch.device | str = "cpu") -> list[torch.Ge
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
-
-
-def _attention_layers(policy: PI0Policy) -> list[torch.nn.Module]:
-    return [m for m in policy.model.modules() if hasattr(m, "config") and hasattr(m, "o_proj")]
-
-
-def current_attention(policy: PI0Policy) -> str:
-    """The attention function the Gemma and expert layers call now."""
-    return _attention_layers(policy)[0].config._attn_implementation
-
-
-@contextlib.contextmanager
-def attention_impl(policy: PI0Policy, impl: str) -> Iterator[None]:
-    """Run the Gemma and expert layers with another attention function (a
-    transformers ``attn_implementation`` name), restored afterwards."""
-    layers = _attention_layers(policy)
-    before = [m.config._attn_implementation for m in layers]
-    try:
-        for m in layers:
-            m.config._attn_implementation = impl
-        yield
-    finally:
-        for m, b in zip(layers, before, strict=True):
-            m.config._attn_implementation = b
 
 
 def sampling_rows(
@@ -289,7 +262,6 @@ def sampling_rows(
             med = statistics.median(ts)
             row = {
                 "impl": impl,
-                "attn": "sdpa" if impl == "transformers" else current_attention(policy),
                 "mode": mode,
                 "batch": bsz,
                 "median_ms": med,
@@ -365,11 +337,7 @@ def _update_row(
     device = policy.device
     # forward + backward = 3x the forward FLOPs (all of VLM, vision and expert train)
     flops = 3.0 * pl.sample_flops(fp) * micro
-    row: dict[str, Any] = {
-        "micro_batch": micro,
-        "checkpointing": ckpt,
-        "attn": current_attention(policy),
-    }
+    row: dict[str, Any] = {"micro_batch": micro, "checkpointing": ckpt}
     try:
         batch = policy.preprocess(make_inputs(policy, micro, cameras, seed=7))
         out = fast.sample(
@@ -488,7 +456,6 @@ def memory_rows(
             m = measured[phase]
             row = {
                 "phase": phase,
-                "attn": current_attention(policy),
                 "workers": n_env,
                 "batch": b,
                 "predicted_gb": predicted[phase] / 1e9,
@@ -528,7 +495,6 @@ def memory_rows(
             policy.zero_grad(set_to_none=True)
         row = {
             "phase": "update",
-            "attn": current_attention(policy),
             "checkpointing": True,
             "workers": None,
             "batch": mb,
@@ -576,14 +542,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--compile-batch-sizes", default="1,64", help="batches of the regional-compile pass"
     )
-    parser.add_argument(
-        "--compare-attn",
-        default="sdpa",
-        help="other attention implementations re-timed after the main pass ('' to skip)",
-    )
-    parser.add_argument("--compare-batch-sizes", default="1,64")
-    parser.add_argument("--compare-update-micro", default="16")
-    parser.add_argument("--compare-workers", default="1")
     parser.add_argument("--out", default=None, help="directory for the JSON results")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -676,28 +634,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ckpt_micros = [int(x) for x in args.memory_ckpt_micro.split(",") if x]
         rows = memory_rows(policy, fast, fp, cameras, workers, args.rollouts, ckpt_micros)
         result["memory_plan"] = {"meta": meta, "rows": rows}
-        save()
-    for impl in filter(None, args.compare_attn.split(",")):
-        # the same sections with another attention function (the default's
-        # alternative): what it buys, measured in the same process
-        with attention_impl(policy, impl):
-            label = f"ript[{impl}]"
-            if "sampling" not in skip:
-                csizes = [int(b) for b in args.compare_batch_sizes.split(",")]
-                rows, checks = sampling_rows(
-                    policy, fast, csizes, cameras, args.iters, fp, rate, bw, args.warmup, label,
-                    refs,
-                )  # fmt: skip
-                result["gpu_policy"]["rows"] += rows
-                result["gpu_policy"]["checks"] += checks
-            if "update" not in skip:
-                micros = [int(x) for x in args.compare_update_micro.split(",") if x]
-                rows = update_rows(policy, fast, micros, cameras, args.update_iters, fp, peak)
-                result["gpu_update"]["rows"] += [r for r in rows if not r["checkpointing"]]
-            if "memory" not in skip:
-                workers = [int(w) for w in args.compare_workers.split(",") if w]
-                rows = memory_rows(policy, fast, fp, cameras, workers, args.rollouts)
-                result["memory_plan"]["rows"] += rows
         save()
     if "compile" not in skip and "sampling" not in skip and device.type == "cuda":
         # last: it compiles the layers in place (every later path would use them)

@@ -136,11 +136,7 @@ class PolicyConfig:
     # tokens are masked anyway (mathematically inert), so this only saves a
     # camera's worth of SigLIP and prefix compute (a third for LIBERO pi0).
     drop_missing_cameras: bool = True
-    # Gemma and expert attention: "ript_gqa" (ript_core.policy.attention:
-    # GQA folded into the queries instead of repeated keys/values; SDPA's
-    # kernels, or two matmuls for small no-grad problems on CUDA) or any
-    # transformers implementation ("sdpa", "eager"). SigLIP always uses SDPA.
-    attn_implementation: str = "ript_gqa"
+    attn_implementation: str = "sdpa"
 
     def __attrs_post_init__(self) -> None:
         if self.noise_level < 0:
