@@ -28,11 +28,13 @@ recomputation bypasses).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import Cache, DynamicLayer
 
@@ -75,7 +77,31 @@ def activation_checkpointing(model: nn.Module) -> bool:
 def _checkpointed_forward(original: Any, *args: Any, **kwargs: Any) -> Any:
     if not torch.is_grad_enabled():  # sampling, evaluation: nothing to save anyway
         return original(*args, **kwargs)
-    return checkpoint(original, *args, use_reentrant=False, **kwargs)
+    return checkpoint(
+        original, *args, use_reentrant=False, context_fn=_same_sdpa_backends, **kwargs
+    )
+
+
+_SDPA_SWITCHES = {
+    SDPBackend.FLASH_ATTENTION: torch.backends.cuda.flash_sdp_enabled,
+    SDPBackend.EFFICIENT_ATTENTION: torch.backends.cuda.mem_efficient_sdp_enabled,
+    SDPBackend.MATH: torch.backends.cuda.math_sdp_enabled,
+    SDPBackend.CUDNN_ATTENTION: torch.backends.cuda.cudnn_sdp_enabled,
+}
+
+
+def _same_sdpa_backends() -> tuple[Any, Any]:
+    """Recompute a layer with the SDPA kernels its forward was allowed.
+
+    The policy picks its kernels in a context around ``log_prob``
+    (ript_core/policy/attention.py), but the recomputation runs inside
+    ``backward()``, outside that context: with every backend on again, SDPA
+    picked cuDNN there instead of the memory-efficient kernel of the forward,
+    which saves differently shaped tensors (``CheckpointError`` on the
+    H100). Called when the forward runs; the second context is entered around
+    the recomputation."""
+    allowed = [backend for backend, enabled in _SDPA_SWITCHES.items() if enabled()]
+    return contextlib.nullcontext(), sdpa_kernel(allowed)
 
 
 class _RecordingLayer(DynamicLayer):

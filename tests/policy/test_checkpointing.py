@@ -80,3 +80,38 @@ def test_bc_loss_under_checkpointing_has_the_same_gradients():
     torch.testing.assert_close(loss_c, loss, rtol=0, atol=1e-7)
     for name in plain:
         torch.testing.assert_close(ckpt[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_recomputation_runs_with_the_sdpa_kernels_of_the_forward():
+    """The policy restricts SDPA's kernels around ``log_prob`` only; backward
+    (where checkpointed layers recompute) runs outside that context. On the
+    H100 the recomputation then picked cuDNN instead of the forward's kernel
+    and torch raised CheckpointError. Each recomputation must see the
+    switches its forward saw."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    policy = tiny_policy(seed=1)
+    batch = policy.preprocess(make_inputs(2, seed=2))
+    out = _chain(policy, batch)
+    seen: list[tuple[bool, bool]] = []
+    layer = policy.model.model.dit.layers[0]
+    original = layer.forward
+
+    def spy(*args, **kwargs):
+        b = torch.backends.cuda
+        seen.append((b.cudnn_sdp_enabled(), b.math_sdp_enabled()))
+        return original(*args, **kwargs)
+
+    layer.forward = spy
+    set_activation_checkpointing(policy.model, True)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            logp = policy.log_prob(batch, out.chain, out.stochastic_step)
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # restored outside
+        logp.sum().backward()
+    finally:
+        set_activation_checkpointing(policy.model, False)
+        layer.forward = original
+    steps = policy.num_steps
+    # one call per denoising step in the forward, one per recomputation
+    assert seen == [(False, True)] * (2 * steps)
