@@ -51,6 +51,7 @@ from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy, PolicyBatch
 from ript_core.policy.checkpointing import set_activation_checkpointing
 from ript_core.policy.fast_sampler import FastSampler
+from ript_core.policy.norms import use_fused_rms_norm
 from ript_core.rollout import planner as pl
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -154,7 +155,12 @@ def transformers_actions(
 
 
 def reference(policy: PI0Policy, batch: PolicyBatch, noise: torch.Tensor) -> torch.Tensor:
-    return transformers_actions(policy, policy.model_inputs(batch), noise)
+    """transformers' loop as shipped: its own RMSNorm, not ript-core's fused one."""
+    use_fused_rms_norm(policy.model, on=False)
+    try:
+        return transformers_actions(policy, policy.model_inputs(batch), noise)
+    finally:
+        use_fused_rms_norm(policy.model, on=policy.config.fused_norms)
 
 
 def gens(n: int, seed: int, device: torch.device | str = "cpu") -> list[torch.Generator]:

@@ -132,6 +132,10 @@ class PolicyConfig:
     # cache, one CUDA graph per chunk; same numbers as the eager loop). False:
     # the eager loop everywhere.
     fast_sampler: bool = True
+    # Gemma's RMSNorm through torch's fused rms_norm (ript_core.policy.norms):
+    # one kernel instead of ~10 per call on CUDA, same maths. False: the
+    # norms as transformers writes them.
+    fused_norms: bool = True
     # Drop a camera slot that is missing for every sample of a batch: its
     # tokens are masked anyway (mathematically inert), so this only saves a
     # camera's worth of SigLIP and prefix compute (a third for LIBERO pi0).

@@ -47,6 +47,7 @@ from ript_core.policy.flow import (
     take_step,
 )
 from ript_core.policy.images import to_model_range
+from ript_core.policy.norms import use_fused_rms_norm
 from ript_core.policy.pipeline import Pipeline
 from ript_core.policy.precision import DTYPES, apply_precision
 from ript_core.policy.preprocess import preprocess
@@ -111,6 +112,8 @@ class PI0Policy(nn.Module):
         drop_unused_expert_embedding(model)
         self.dtype = DTYPES[config.dtype]
         apply_precision(model, self.dtype)
+        if config.fused_norms:
+            use_fused_rms_norm(model)
         model.to(resolve_device(config.device))
         self.stats = stats if stats is not None else self._identity_stats()
         self._check_stats(self.stats)
