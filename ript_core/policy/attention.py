@@ -27,6 +27,21 @@ CUDA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDP
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_SWITCHES = {
+    SDPBackend.FLASH_ATTENTION: torch.backends.cuda.flash_sdp_enabled,
+    SDPBackend.EFFICIENT_ATTENTION: torch.backends.cuda.mem_efficient_sdp_enabled,
+    SDPBackend.MATH: torch.backends.cuda.math_sdp_enabled,
+    SDPBackend.CUDNN_ATTENTION: torch.backends.cuda.cudnn_sdp_enabled,
+}
+
+
+def allowed_backends() -> list[SDPBackend]:
+    """The SDPA backends allowed right now (inside :func:`attention_backends`,
+    any ``sdpa_kernel`` context, or none): what to restore elsewhere with
+    ``sdpa_kernel(allowed_backends())``."""
+    return [backend for backend, enabled in _SWITCHES.items() if enabled()]
+
+
 @contextlib.contextmanager
 def attention_backends(device: torch.device) -> Iterator[None]:
     """Restrict SDPA to :data:`CUDA_BACKENDS` on a CUDA device; nothing elsewhere."""

@@ -34,9 +34,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import Cache, DynamicLayer
+
+from ript_core.policy.attention import allowed_backends
 
 _ORIGINAL = "_ript_forward_without_checkpointing"
 
@@ -82,14 +84,6 @@ def _checkpointed_forward(original: Any, *args: Any, **kwargs: Any) -> Any:
     )
 
 
-_SDPA_SWITCHES = {
-    SDPBackend.FLASH_ATTENTION: torch.backends.cuda.flash_sdp_enabled,
-    SDPBackend.EFFICIENT_ATTENTION: torch.backends.cuda.mem_efficient_sdp_enabled,
-    SDPBackend.MATH: torch.backends.cuda.math_sdp_enabled,
-    SDPBackend.CUDNN_ATTENTION: torch.backends.cuda.cudnn_sdp_enabled,
-}
-
-
 def _same_sdpa_backends() -> tuple[Any, Any]:
     """Recompute a layer with the SDPA kernels its forward was allowed.
 
@@ -100,8 +94,7 @@ def _same_sdpa_backends() -> tuple[Any, Any]:
     which saves differently shaped tensors (``CheckpointError`` on the
     H100). Called when the forward runs; the second context is entered around
     the recomputation."""
-    allowed = [backend for backend, enabled in _SDPA_SWITCHES.items() if enabled()]
-    return contextlib.nullcontext(), sdpa_kernel(allowed)
+    return contextlib.nullcontext(), sdpa_kernel(allowed_backends())
 
 
 class _RecordingLayer(DynamicLayer):
