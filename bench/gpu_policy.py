@@ -393,6 +393,38 @@ def _update_row(
     return row
 
 
+def predicted_update(fp: pl.PolicyFootprint, micro: int, checkpointing: bool) -> int:
+    """The planner's update peak for what this bench allocates: weights, the
+    gradients in the model dtype and the activations (no optimizer state)."""
+    return (
+        pl.model_bytes(fp)
+        + fp.n_trainable * fp.dtype_bytes
+        + pl.update_activation_bytes(fp, micro, checkpointing)
+    )
+
+
+def update_peak(policy: PI0Policy, fast: FastSampler, batch: PolicyBatch) -> int | None:
+    """Peak allocated bytes of the update on ``batch`` (None off CUDA): an SDE
+    chain is sampled first (not counted), then two accumulated micro-batches
+    of ``log_prob`` + backward, as the trainer runs them -- the second one's
+    activations meet the first one's gradients."""
+    device = policy.device
+    out = fast.sample(
+        batch, "sde", gens(len(batch), 300, device), None, policy.config.noise_level,
+        policy.num_steps,
+    )  # fmt: skip
+    fast.clear()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        for _ in range(2):
+            policy.log_prob(batch, out.chain, out.stochastic_step).sum().backward()
+    finally:
+        policy.zero_grad(set_to_none=True)
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
 def memory_rows(
     policy: PI0Policy,
     fast: FastSampler,
@@ -426,38 +458,22 @@ def memory_rows(
         weights = pl.model_bytes(fp)
         predicted = {
             "rollout": weights + pl.kv_cache_bytes(fp, ib) + pl.rollout_activation_bytes(fp, ib),
-            "update": weights
-            + fp.n_trainable * fp.dtype_bytes
-            + pl.update_activation_bytes(fp, mb, False),
+            "update": predicted_update(fp, mb, checkpointing=False),
         }
-        measured: dict[str, float | None] = {}
-        for phase, b in (("rollout", ib), ("update", mb)):
-            batch = policy.preprocess(make_inputs(policy, b, cameras, seed=n_env))
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-            out = fast.sample(
-                batch,
-                "sde",
-                gens(b, 300, device),
-                None,
-                policy.config.noise_level,
-                policy.num_steps,
-            )
-            if phase == "update":
-                fast.clear()
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                # two accumulated micro-batches, as the trainer runs them: the
-                # second one's activations meet the first one's gradients
-                for _ in range(2):
-                    policy.log_prob(batch, out.chain, out.stochastic_step).sum().backward()
-                policy.zero_grad(set_to_none=True)
-            else:
-                fast.clear()
-            measured[phase] = (
-                torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-            )
+        measured: dict[str, int | None] = {}
+        batch = policy.preprocess(make_inputs(policy, ib, cameras, seed=n_env))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        fast.sample(
+            batch, "sde", gens(ib, 300, device), None, policy.config.noise_level, policy.num_steps
+        )
+        fast.clear()
+        measured["rollout"] = (
+            torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        )
+        batch = policy.preprocess(make_inputs(policy, mb, cameras, seed=n_env))
+        measured["update"] = update_peak(policy, fast, batch)
         for phase, b in (("rollout", ib), ("update", mb)):
             m = measured[phase]
             row = {
@@ -474,31 +490,17 @@ def memory_rows(
         # the planner's checkpointed update model (update_activation_bytes with
         # checkpointing) against ript_core.policy.checkpointing, two
         # accumulated micro-batches as the trainer runs them
-        predicted = (
-            pl.model_bytes(fp)
-            + fp.n_trainable * fp.dtype_bytes
-            + pl.update_activation_bytes(fp, mb, True)
-        )
+        predicted = predicted_update(fp, mb, checkpointing=True)
         batch = policy.preprocess(make_inputs(policy, mb, cameras, seed=mb))
-        out = fast.sample(
-            batch, "sde", gens(mb, 300, device), None, policy.config.noise_level, policy.num_steps
-        )
-        fast.clear()
-        m: float | None = None
+        m: int | None = None
         error: str | None = None
         set_activation_checkpointing(policy.model, True)
         try:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-            for _ in range(2):
-                policy.log_prob(batch, out.chain, out.stochastic_step).sum().backward()
-            m = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+            m = update_peak(policy, fast, batch)
         except torch.cuda.OutOfMemoryError as exc:
             error = f"OutOfMemoryError: {exc}"[:200]
         finally:
             set_activation_checkpointing(policy.model, False)
-            policy.zero_grad(set_to_none=True)
         row = {
             "phase": "update",
             "checkpointing": True,
