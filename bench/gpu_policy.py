@@ -614,8 +614,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             spec = pl.MachineSpec.cpu_only(8 << 30, 2)
         toy = pl.BackendFootprint.toy()
         plan = pl.plan(spec, fp, toy, rollouts_per_update=args.rollouts)
-        # ript has no activation checkpointing of its own (see update_rows):
-        # the micro-batch it can run is the plan's with checkpointing off
+        # the plan without checkpointing: its micro-batch is timed plain
         runnable = pl.plan(
             spec,
             fp,
@@ -626,6 +625,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         micros = [runnable.train_micro_batch]
         micros += [m for m in (int(x) for x in args.update_micro.split(",")) if m not in micros]
         ckpt_micros = [int(x) for x in args.update_ckpt_micro.split(",") if x]
+        if plan.activation_checkpointing and plan.train_micro_batch not in ckpt_micros:
+            ckpt_micros.insert(0, plan.train_micro_batch)  # the planner's own choice
         rows = update_rows(policy, fast, micros, cameras, args.update_iters, fp, peak, ckpt_micros)
         result["gpu_update"] = {
             "meta": {

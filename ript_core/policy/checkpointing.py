@@ -110,11 +110,16 @@ class _RecordingLayer(DynamicLayer):
 
 
 class _FrozenLayer(DynamicLayer):
-    """Prefix (from a recording layer) + the given suffix; stores nothing."""
+    """Prefix (from a recording layer) + the given suffix; stores nothing.
 
-    def __init__(self, prefix: DynamicLayer) -> None:
+    With ``repeats = r`` the suffix has ``r`` rows per prefix row (row
+    ``b * r + j`` belongs to sample ``b``): ``log_prob`` scores all denoising
+    steps of a sample in one expert pass against that sample's prefix."""
+
+    def __init__(self, prefix: DynamicLayer, repeats: int = 1) -> None:
         super().__init__()
         self.prefix = prefix
+        self.repeats = repeats
         self.is_initialized = True
 
     @property  # type: ignore[override]
@@ -137,12 +142,24 @@ class _FrozenLayer(DynamicLayer):
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return (
-            torch.cat([self.prefix.keys, key_states], dim=-2),
-            torch.cat([self.prefix.values, value_states], dim=-2),
+            _join(self.prefix.keys, key_states, self.repeats),
+            _join(self.prefix.values, value_states, self.repeats),
         )
 
     def crop(self, tokens_to_remove: int) -> None:
         pass  # nothing was appended
+
+
+def _join(prefix: torch.Tensor, suffix: torch.Tensor, repeats: int) -> torch.Tensor:
+    """``[B*r, H, P+S, D]``: each sample's prefix before each of its ``r``
+    suffixes. The prefix is broadcast (``expand``), not copied, into the one
+    concatenation that attention needs anyway; its gradient sums over the ``r``."""
+    if repeats == 1:
+        return torch.cat([prefix, suffix], dim=-2)
+    b = prefix.shape[0]
+    rows = suffix.reshape(b, repeats, *suffix.shape[1:])
+    shared = prefix.unsqueeze(1).expand(b, repeats, *prefix.shape[1:])
+    return torch.cat([shared, rows], dim=-2).flatten(0, 1)
 
 
 def recording_cache() -> Cache:
@@ -150,6 +167,15 @@ def recording_cache() -> Cache:
     return Cache(layer_class_to_replicate=_RecordingLayer)
 
 
-def frozen_view(recorded: Cache) -> Cache:
-    """What the expert steps read: the recorded prefix, never extended."""
-    return Cache(layers=[_FrozenLayer(layer) for layer in recorded.layers])
+def frozen_view(recorded: Cache, repeats: int = 1) -> Cache:
+    """What the expert steps read: the recorded prefix, never extended.
+
+    ``recorded`` may be any cache the VLM filled (transformers' own, a
+    recording cache, or a frozen view of one); ``repeats`` > 1 serves ``r``
+    suffix rows per sample (see :class:`_FrozenLayer`)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    layers = [
+        layer.prefix if isinstance(layer, _FrozenLayer) else layer for layer in recorded.layers
+    ]
+    return Cache(layers=[_FrozenLayer(layer, repeats) for layer in layers])

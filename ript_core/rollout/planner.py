@@ -63,16 +63,18 @@ MIN_EFFICIENT_MICRO_BATCH = 8
 #: update does not fit a useful micro-batch without it
 #: (ript_core.policy.checkpointing; identical gradients). Its memory model
 #: (``update_activation_bytes(..., checkpointing=True)``) is measured on the
-#: H100 (bench/gpu_policy.py, docs/benchmarks.md): within 2 % at micro-batch
+#: H100 (bench/gpu_policy.py, docs/benchmarks.md): within 4 % at micro-batch
 #: 16, 64 and 128 of full-size pi0.
 ACTIVATION_CHECKPOINTING_AVAILABLE = True
 
 #: Under checkpointing, the one layer being recomputed and back-propagated
 #: holds about this many times its saved activations (the activations, their
 #: gradients, the kernels' temporaries). Fitted on the H100, full pi0 bf16,
-#: all of it training: 0.39 GB per sample against 0.19 GB with a factor of 1
-#: (measured peaks 19.4 / 38.0 / 62.9 GB at micro-batch 16 / 64 / 128).
-CHECKPOINT_BACKWARD_LAYERS = 3
+#: all of it training, ``log_prob`` scoring the 10 steps in one expert pass:
+#: measured peaks 18.5 / 33.0 / 52.2 GB at micro-batch 16 / 64 / 128, 0.30 GB
+#: per sample = 0.09 GB of stored layer inputs + 2.25 x 0.097 GB (one Gemma
+#: layer). (With one expert pass per step it was 3: 0.39 GB per sample.)
+CHECKPOINT_BACKWARD_LAYERS = 2.25
 
 Strategy = str  # "full" | "expert" | "lora" | any name a plug-in strategy gives
 PLAN_FIELDS = (
@@ -655,7 +657,8 @@ def rollout_activation_bytes(policy: PolicyFootprint, batch: int) -> int:
 def update_activation_bytes(policy: PolicyFootprint, micro_batch: int, checkpointing: bool) -> int:
     """Activations of one micro-batch's forward+backward of the RIPT log-prob.
 
-    The expert runs ``update_steps`` denoising steps with grad over the suffix;
+    The expert runs ``update_steps`` denoising steps with grad over the suffix,
+    all in one pass (``update_steps`` x the suffix rows per layer);
     with ``grads_through_vlm`` the SigLIP + Gemma prefix is stored too,
     otherwise the prefix runs without grad and only its KV cache is kept.
     With activation checkpointing each layer keeps only its input and one
@@ -667,7 +670,8 @@ def update_activation_bytes(policy: PolicyFootprint, micro_batch: int, checkpoin
     img = policy.tokens_per_image
     parts: list[tuple[int, int, int]] = []  # (n_layers_stored, tokens×width, one layer saved)
     expert_layer = _saved_elems(policy.expert, s, p + s) + _kv_concat_elems(policy)
-    parts.append((policy.expert.layers * k, s * policy.expert.width, expert_layer))
+    # log_prob scores the k steps in one expert pass (k x the rows per layer)
+    parts.append((policy.expert.layers, k * s * policy.expert.width, k * expert_layer))
     extra = 0
     if policy.grads_through_vlm:
         parts.append((policy.text.layers, p * policy.text.width, _saved_elems(policy.text, p, p)))
@@ -684,7 +688,7 @@ def update_activation_bytes(policy: PolicyFootprint, micro_batch: int, checkpoin
         stored += CHECKPOINT_BACKWARD_LAYERS * max(one for _, _, one in parts)
     else:
         stored = sum(n * one for n, _, one in parts)
-    return micro_batch * (stored + extra) * policy.dtype_bytes
+    return int(micro_batch * (stored + extra) * policy.dtype_bytes)
 
 
 # ============================================================================

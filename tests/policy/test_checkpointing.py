@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ript_core.policy.checkpointing import activation_checkpointing, set_activation_checkpointing
+from ript_core.policy.checkpointing import (
+    activation_checkpointing,
+    frozen_view,
+    set_activation_checkpointing,
+)
 from ript_core.policy.config import LoraSettings
 
 from .conftest import make_inputs, tiny_policy
@@ -112,6 +116,36 @@ def test_recomputation_runs_with_the_sdpa_kernels_of_the_forward():
     finally:
         set_activation_checkpointing(policy.model, False)
         layer.forward = original
-    steps = policy.num_steps
-    # one call per denoising step in the forward, one per recomputation
-    assert seen == [(False, True)] * (2 * steps)
+    # one call in the forward (all denoising steps are rows of one expert
+    # pass), one in its recomputation
+    assert seen == [(False, True)] * 2
+
+
+def test_frozen_view_serves_several_suffix_rows_per_prefix_row():
+    """``log_prob`` scores every denoising step of a sample as rows
+    ``b * r + j`` of one expert pass: each row must see its own sample's
+    prefix before its own suffix, and the prefix gradient sums over its rows."""
+    from transformers.cache_utils import DynamicCache
+
+    b, r, p, s, d = 3, 4, 5, 2, 6
+    gen = torch.Generator().manual_seed(0)
+    prefix_k = torch.randn(b, 1, p, d, generator=gen, requires_grad=True)
+    prefix_v = torch.randn(b, 1, p, d, generator=gen)
+    cache = DynamicCache()
+    cache.update(prefix_k, prefix_v, 0)
+    view = frozen_view(cache, repeats=r)
+    assert view.get_seq_length() == p
+    suffix_k = torch.randn(b * r, 1, s, d, generator=gen)
+    suffix_v = torch.randn(b * r, 1, s, d, generator=gen)
+    keys, values = view.layers[0].update(suffix_k, suffix_v)
+    assert keys.shape == values.shape == (b * r, 1, p + s, d)
+    for row in range(b * r):
+        torch.testing.assert_close(keys[row], torch.cat([prefix_k[row // r], suffix_k[row]], -2))
+        torch.testing.assert_close(values[row], torch.cat([prefix_v[row // r], suffix_v[row]], -2))
+    weights = torch.randn(b * r, 1, p, d, generator=gen)
+    (keys[:, :, :p] * weights).sum().backward()
+    torch.testing.assert_close(prefix_k.grad, weights.view(b, r, 1, p, d).sum(1))
+    # a view of a view keeps the recorded prefix, not the repeated one
+    assert frozen_view(view, repeats=2).layers[0].prefix is cache.layers[0]
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        frozen_view(cache, repeats=0)

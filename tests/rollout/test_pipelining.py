@@ -313,7 +313,7 @@ def test_inference_cost_fit_recovers_the_line_despite_a_slow_call():
 
 
 def test_inference_estimate_matches_the_calibration_measurements():
-    # bench/results/gpu_policy.json: pi0 bf16 on an H100, 2 cameras, 10 steps,
+    # bench/results/gpu_policy_c310c4a.json: pi0 bf16 on an H100, 2 cameras, 10 steps,
     # the CUDA-graph fast sampler (SDE): 50 ms at 1, 564 ms at 64
     gpu = MachineSpec.gpu(80 * GB, 16, 128 * GB)
     est = InferenceCost.estimate(PolicyFootprint.pi0(n_cameras=2), gpu)

@@ -356,7 +356,7 @@ def test_cli_plan_for_a_24gb_gpu_prints_phases_and_reasons(capsys, checkpointing
     rc = main([*argv, "--cpu-ram-gb", "32", "--backend-footprint", "libero"])
     out = capsys.readouterr().out
     assert rc == 1
-    assert "rollout" in out and "update" in out and "58.8 GB" in out
+    assert "rollout" in out and "update" in out and "58.7 GB" in out
     assert "does not fit" in out and "use strategy expert" in out
     rc = main([*argv, "--cpu-ram-gb", "32", "--strategy", "expert", "--train-micro-batch", "4"])
     out = capsys.readouterr().out
