@@ -2,13 +2,25 @@
 
 Every PI0 attention call passes a boolean mask (prefix padding, the suffix's
 block structure), so FlashAttention is never eligible and torch picks among
-cuDNN, memory-efficient and math kernels. On the H100 it picked cuDNN's, and
-that kernel took 58 us per call at the expert's shape (51 queries x 611
-keys, batch 1): 11.6 of the 43 ms of GPU time of a full-size chunk, more than
-all the expert's matmuls together (``bench/gpu_profile.py``,
-``bench/results/gpu_profile.json``). Sampling, re-scoring (``log_prob``) and
-BC therefore run with cuDNN attention switched off; all three use the same
-kernels, so the PPO ratio of an unchanged policy stays exactly 1.
+cuDNN, memory-efficient and math kernels.
+
+- **Without gradients** (sampling, evaluation) cuDNN is switched off. On the
+  H100 torch picked it, and it took 58 us per call at the expert's shape (51
+  queries x 611 keys, batch 1): 11.6 of the 43 ms of GPU time of a full-size
+  chunk, more than all the expert's matmuls together (``bench/gpu_profile.py``,
+  ``bench/results/gpu_profile.json``).
+- **With gradients** (the RIPT update's ``log_prob``, BC) on a batch of at
+  least :data:`CUDNN_MIN_TRAINING_BATCH` samples cuDNN is allowed: its fused
+  backward is ~3.5x faster than the memory-efficient kernel's, which was the
+  largest single kernel of the update (the update at micro-batch 16: 32.6 ->
+  40.1 samples/s; at the planner's 32 with checkpointing 29.0 -> 33.1). Below
+  that the update is host-bound and cuDNN's extra per-call work made it
+  slower (micro-batch 4: 19.4 -> 16.9 samples/s;
+  ``bench/gpu_update_profile.py``, docs/benchmarks.md).
+
+Sampling and re-scoring therefore round differently in bf16 (as they do
+anyway: the re-scoring's matmuls have other shapes); checkpointed layers are
+recomputed with their forward's kernels (ript_core.policy.checkpointing).
 """
 
 from __future__ import annotations
@@ -21,8 +33,14 @@ from typing import Any, TypeVar
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-#: In order of preference; cuDNN's left out (module docstring).
+#: Without gradients, in order of preference; cuDNN's left out (module docstring).
 CUDA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+#: With gradients on a batch of at least :data:`CUDNN_MIN_TRAINING_BATCH`.
+TRAINING_CUDA_BACKENDS = [SDPBackend.CUDNN_ATTENTION, *CUDA_BACKENDS]
+
+#: Smallest batch whose gradient pass uses cuDNN attention (module docstring).
+CUDNN_MIN_TRAINING_BATCH = 8
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,22 +61,31 @@ def allowed_backends() -> list[SDPBackend]:
 
 
 @contextlib.contextmanager
-def attention_backends(device: torch.device) -> Iterator[None]:
-    """Restrict SDPA to :data:`CUDA_BACKENDS` on a CUDA device; nothing elsewhere."""
+def attention_backends(device: torch.device, training: bool = False) -> Iterator[None]:
+    """Restrict SDPA to :data:`CUDA_BACKENDS` (``training``:
+    :data:`TRAINING_CUDA_BACKENDS`) on a CUDA device; nothing elsewhere."""
     if device.type != "cuda":
         yield
         return
-    with sdpa_kernel(CUDA_BACKENDS):
+    with sdpa_kernel(TRAINING_CUDA_BACKENDS if training else CUDA_BACKENDS):
         yield
 
 
 def with_attention_backends(method: F) -> F:
     """Decorate a method of an object with a ``device`` (the policy, its fast
-    sampler) with :func:`attention_backends`."""
+    sampler) with :func:`attention_backends`; ``training`` when grad mode is
+    on and the first argument (the batch) holds at least
+    :data:`CUDNN_MIN_TRAINING_BATCH` samples."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with attention_backends(self.device):
+        batch = args[0] if args else None
+        training = (
+            torch.is_grad_enabled()
+            and hasattr(batch, "__len__")
+            and len(batch) >= CUDNN_MIN_TRAINING_BATCH
+        )
+        with attention_backends(self.device, training):
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -78,3 +78,29 @@ def test_gpu_profile_bench_splits_a_chunk_into_prefix_and_steps_on_cpu(tmp_path,
     table = row["eager_kernels"]
     assert table["kernels"] > 0 and table["kernel_ms"] > 0
     assert any(r["kernel"] == "aten::scaled_dot_product_attention" for r in table["top"])
+
+
+def test_update_profile_bench_on_cpu_tiny(load_bench, tmp_path):
+    """bench/gpu_update_profile.py on CPU, pi0-tiny: one row per run, a
+    profile whose kinds add up to the profiled op time."""
+    bench = load_bench("gpu_update_profile")
+    result = bench.main(
+        ["--preset", "pi0-tiny", "--dtype", "fp32", "--device", "cpu",
+         "--runs", "2:off,2:on", "--iters", "1", "--out", str(tmp_path)]
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "gpu_update_profile.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    assert [(r["micro_batch"], r["checkpointing"], r["attention"]) for r in saved["rows"]] == [
+        (2, False, "policy"),
+        (2, True, "policy"),
+    ]
+    for row in saved["rows"]:
+        assert "error" not in row and row["samples_per_s"] > 0
+        prof = row["profile"]
+        assert prof["kernels"] > 0
+        assert sum(prof["ms_by_kind"].values()) == pytest.approx(prof["kernel_ms"], rel=1e-3)
+        assert prof["ms_by_kind"].get("matmul", 0) > 0
+    # the policy's attention set is restored afterwards
+    import ript_core.policy.attention as attention
+
+    assert bench.ATTENTION_SETS["policy"] == attention.TRAINING_CUDA_BACKENDS
