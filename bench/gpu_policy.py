@@ -49,6 +49,7 @@ import torch
 
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy, PolicyBatch
+from ript_core.policy.attention import update_kernels
 from ript_core.policy.checkpointing import set_activation_checkpointing
 from ript_core.policy.fast_sampler import FastSampler
 from ript_core.policy.norms import use_fused_rms_norm
@@ -369,6 +370,13 @@ def _update_row(
 
         with torch.no_grad():
             same = max_diff(policy.log_prob(batch, chain, out.stochastic_step), old)
+        # update.old_log_prob "recompute": no graph, the update's kernels --
+        # must equal the gradient pass's own forward
+        with torch.no_grad(), update_kernels():
+            recomputed = policy.log_prob(batch, chain, out.stochastic_step)
+        graded = policy.log_prob(batch, chain, out.stochastic_step).detach()
+        recomputed_vs_update = max_diff(recomputed, graded)
+        del graded
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         ts = timings(step, device, iters, 1)
@@ -380,6 +388,7 @@ def _update_row(
             p90_ms=p90(ts),
             tflops=flops / (med / 1e3) / 1e12,
             logp_vs_recorded=same,
+            old_recomputed_vs_update=recomputed_vs_update,
             peak_gb=torch.cuda.max_memory_allocated(device) / 1e9
             if device.type == "cuda"
             else None,

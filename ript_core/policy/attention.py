@@ -26,6 +26,7 @@ recomputed with their forward's kernels (ript_core.policy.checkpointing).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -53,6 +54,23 @@ _SWITCHES = {
 }
 
 
+_UPDATE_KERNELS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "ript_update_kernels", default=False
+)
+
+
+@contextlib.contextmanager
+def update_kernels() -> Iterator[None]:
+    """Choose kernels as a gradient pass would, without gradients: the old
+    log-probs a PPO update is measured against are recomputed with exactly
+    the update's arithmetic (ript_core.rl.loop, ``update.old_log_prob``)."""
+    token = _UPDATE_KERNELS.set(True)
+    try:
+        yield
+    finally:
+        _UPDATE_KERNELS.reset(token)
+
+
 def allowed_backends() -> list[SDPBackend]:
     """The SDPA backends allowed right now (inside :func:`attention_backends`,
     any ``sdpa_kernel`` context, or none): what to restore elsewhere with
@@ -74,14 +92,14 @@ def attention_backends(device: torch.device, training: bool = False) -> Iterator
 def with_attention_backends(method: F) -> F:
     """Decorate a method of an object with a ``device`` (the policy, its fast
     sampler) with :func:`attention_backends`; ``training`` when grad mode is
-    on and the first argument (the batch) holds at least
-    :data:`CUDNN_MIN_TRAINING_BATCH` samples."""
+    on (or :func:`update_kernels` is entered) and the first argument (the
+    batch) holds at least :data:`CUDNN_MIN_TRAINING_BATCH` samples."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         batch = args[0] if args else None
         training = (
-            torch.is_grad_enabled()
+            (torch.is_grad_enabled() or _UPDATE_KERNELS.get())
             and hasattr(batch, "__len__")
             and len(batch) >= CUDNN_MIN_TRAINING_BATCH
         )

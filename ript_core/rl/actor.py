@@ -16,6 +16,7 @@ import torch
 
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy
+from ript_core.policy.attention import update_kernels
 from ript_core.rollout.runner import PolicyOutput
 
 
@@ -54,3 +55,12 @@ class PI0Actor:
         steps = [r["stochastic_step"] for r in records]
         step = None if steps[0] is None else torch.tensor(steps, dtype=torch.long)
         return self.policy.log_prob(batch, chain, step)
+
+    def old_log_prob(
+        self, inputs: Sequence[PolicyInput], records: Sequence[dict[str, Any]]
+    ) -> torch.Tensor:
+        """:meth:`log_prob` without gradients but with the update's kernels:
+        the PPO ratio's denominator, recomputed with the arithmetic of the
+        numerator (``update.old_log_prob: recompute``)."""
+        with torch.no_grad(), update_kernels():
+            return self.log_prob(inputs, records)

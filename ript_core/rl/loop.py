@@ -8,7 +8,11 @@ Read top to bottom:
    are dropped before they reach here (``is_informative``).
 2. Every decision (policy chunk) of a rollout gets its rollout's advantage.
 3. ``ppo_loss``: the clipped surrogate on the ratio of the chunk's flow
-   log-prob under the current weights to the one recorded at sampling time.
+   log-prob under the current weights to the "old" one: recorded at sampling
+   time, or (``update.old_log_prob``) recomputed before the first step with
+   the update's own kernels -- in bf16 the sampler's and the update's
+   matmuls have other shapes and round differently, so an unchanged policy
+   would not have a ratio of exactly 1.
 4. ``loop_update``: a few epochs over the decisions in shuffled micro-batches,
    gradients accumulated over the whole batch, summed across ranks, clipped,
    one AdamW step per mini-batch. A non-finite loss or gradient skips the
@@ -104,9 +108,18 @@ class UpdateConfig:
     time_comm: bool = False
     # recompute each layer's activations in backward instead of storing them
     # (ript_core.policy.checkpointing): "on" lets the planner size a bigger
-    # micro-batch with it; "auto" leaves it off until the plan needs it AND
-    # the planner may choose it (it does not yet, docs/planner.md); "off" never
+    # micro-batch with it; "auto" turns it on when the plan needs it
+    # (docs/planner.md); "off" never
     activation_checkpointing: str = "auto"
+    # the PPO ratio's "old" log-prob: "rollout" takes the sampler's record;
+    # "recompute" scores every decision once more before the first step, with
+    # the update's kernels and micro-batch (one extra forward, no backward);
+    # "auto": recompute when the policy does not run in float32 (in bf16 the
+    # sampler's and the update's kernels round differently: up to 0.25 nats
+    # on a ~490-nat chunk log-prob on the H100, docs/benchmarks.md)
+    old_log_prob: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "rollout", "recompute"))
+    )
 
 
 class NonFiniteError(RuntimeError):
@@ -178,6 +191,36 @@ def _sum_bucket(bucket: list[torch.nn.Parameter]) -> None:
         offset += p.numel()
 
 
+def _rescore(
+    decisions: Sequence[Decision],
+    old_log_prob: Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor],
+    micro_batch: int | None,
+    pad: Decision | None,
+) -> torch.Tensor:
+    """``[N]`` float32 log-probs of every decision, in micro-batches of the
+    update's size (same shapes, same kernels as the gradient passes)."""
+    micro = micro_batch or max(len(decisions), 1)
+    parts = []
+    for start in range(0, len(decisions), micro):
+        batch = decisions[start : start + micro]
+        logp = old_log_prob([d.policy_input for d in batch], [d.record for d in batch])
+        parts.append(logp.detach().float().cpu())
+    if pad is not None:  # FSDP: every rank runs as many forwards (collectives)
+        n = -(-len(decisions) // micro)
+        for _ in range(_global_count(n, dist.ReduceOp.MAX) - n):
+            old_log_prob([pad.policy_input], [pad.record])
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def _recorded_shift(decisions: Sequence[Decision], old: torch.Tensor) -> float:
+    """Mean |recomputed - recorded| old log-prob: how far the sampler's
+    arithmetic is from the update's (0 in float32 up to rounding)."""
+    if not decisions:
+        return 0.0
+    recorded = torch.tensor([float(d.record["log_prob"]) for d in decisions])
+    return float((old - recorded).abs().mean())
+
+
 def _global_count(n: int, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> int:
     if dist.is_available() and dist.is_initialized():
         t = torch.tensor([n], dtype=torch.long)
@@ -205,11 +248,14 @@ def loop_update(
     rng: np.random.Generator,
     extra_loss: Callable[[], torch.Tensor] | None = None,
     comm_timer: CommTimer | None = None,
+    old_log_prob: Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Run the PPO epochs over ``decisions``; returns averaged metrics.
 
     ``log_prob(inputs, records)`` recomputes the decisions' chunk log-probs
-    with gradients. ``extra_loss`` (e.g. a BC term) is added once per
+    with gradients. ``old_log_prob`` (same signature, no gradients): the
+    ratio's denominator is recomputed with it before the first step instead
+    of read from ``record["log_prob"]``. ``extra_loss`` (e.g. a BC term) is added once per
     optimizer step. ``comm_timer`` (``cfg.time_comm``) times the gradient
     all-reduce; the caller reads it.
     """
@@ -221,6 +267,11 @@ def loop_update(
     steps = 0
     sharded = any(is_sharded(p) for p in params)
     pad = _padding_decision(decisions) if sharded else None
+    if old_log_prob is None:
+        old = torch.tensor([float(d.record["log_prob"]) for d in decisions])
+    else:
+        old = _rescore(decisions, old_log_prob, cfg.micro_batch, pad)
+        logs["old_log_prob_shift"] = [_recorded_shift(decisions, old)]
     for _epoch in range(cfg.ppo_epochs):
         order = rng.permutation(len(decisions))
         for mini in np.array_split(order, cfg.mini_batches):
@@ -239,7 +290,7 @@ def loop_update(
                 idx = mini[start : start + micro]
                 batch = [decisions[i] for i in idx]
                 logp_new = log_prob([d.policy_input for d in batch], [d.record for d in batch])
-                logp_old = torch.tensor([float(d.record["log_prob"]) for d in batch])
+                logp_old = old[torch.from_numpy(idx)]
                 loss, stats = ppo_loss(
                     logp_new.float().cpu(), logp_old, torch.from_numpy(adv[idx]), cfg.clip, total
                 )

@@ -598,16 +598,27 @@ class Trainer:
                 )
                 return coef * bc_loss_on(self.policy, demos, idx, self.bc_gen)
 
+        actor = PI0Actor(self.policy)
         return loop_update(
             decisions,
-            PI0Actor(self.policy).log_prob,
+            actor.log_prob,
             self.params,
             self.optimizer,
             attrs.evolve(self.cfg.update, micro_batch=self.micro_batch),
             self.update_rng,
             extra_loss=extra,
             comm_timer=self.comm_timer,
+            old_log_prob=actor.old_log_prob if self.recompute_old_log_prob else None,
         )
+
+    @property
+    def recompute_old_log_prob(self) -> bool:
+        """``update.old_log_prob`` resolved: "auto" recomputes unless the
+        policy runs in float32 (where sampler and update agree to ~1e-6)."""
+        mode = self.cfg.update.old_log_prob
+        if mode == "auto":
+            return self.policy.dtype != torch.float32
+        return mode == "recompute"
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg

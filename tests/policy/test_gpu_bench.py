@@ -43,6 +43,7 @@ def test_gpu_bench_runs_on_cpu_tiny(bench, tmp_path):
     update = json.loads((tmp_path / "gpu_update.json").read_text())["rows"]
     plain = [u for u in update if not u["checkpointing"]]
     assert plain and all(u["samples_per_s"] > 0 and u["logp_vs_recorded"] <= 1e-4 for u in plain)
+    assert all(u["old_recomputed_vs_update"] == 0.0 for u in update)
     # ript-core's own checkpointing runs the same update (transformers' could not)
     ckpts = [u for u in update if u["checkpointing"]]
     # at the first micro-batch, and at the extra one asked for

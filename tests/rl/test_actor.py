@@ -37,3 +37,53 @@ def test_rescored_log_prob_equals_the_recorded_one_and_is_differentiable():
     torch.testing.assert_close(logp.detach(), recorded, atol=1e-5, rtol=0)
     logp.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.parameters())
+
+
+def test_old_log_prob_is_the_update_arithmetic_without_a_graph(monkeypatch):
+    """``old_log_prob``: the same numbers as ``log_prob`` (float32 here), no
+    graph, and the kernel choice of a gradient pass (attention.update_kernels)."""
+    import ript_core.policy.attention as attention
+
+    policy = tiny_policy()
+    decisions = fixed_decisions(policy, n=4)
+    actor = PI0Actor(policy)
+    inputs, records = [d.policy_input for d in decisions], [d.record for d in decisions]
+    seen = []
+    monkeypatch.setattr(
+        attention, "attention_backends", lambda device, training=False: _record(seen, training)
+    )
+    with_grad = actor.log_prob(inputs, records)
+    old = actor.old_log_prob(inputs, records)
+    assert not old.requires_grad
+    torch.testing.assert_close(old, with_grad.detach(), atol=0, rtol=0)
+    monkeypatch.setattr(attention, "CUDNN_MIN_TRAINING_BATCH", 4)
+    actor.old_log_prob(inputs, records)
+    with torch.no_grad():
+        actor.log_prob(inputs, records)  # a plain no-grad call: sampling's kernels
+    assert seen[-2:] == [True, False]
+
+
+def _record(seen, training):
+    import contextlib
+
+    seen.append(training)
+    return contextlib.nullcontext()
+
+
+def test_the_trainer_recomputes_old_log_probs_unless_the_policy_is_float32():
+    from types import SimpleNamespace
+
+    from ript_core.rl.loop import UpdateConfig
+    from ript_core.rl.trainer import Trainer
+
+    def resolved(mode, dtype):
+        me = SimpleNamespace(
+            cfg=SimpleNamespace(update=UpdateConfig(old_log_prob=mode)),
+            policy=SimpleNamespace(dtype=dtype),
+        )
+        return Trainer.recompute_old_log_prob.fget(me)
+
+    assert resolved("auto", torch.float32) is False
+    assert resolved("auto", torch.bfloat16) is True
+    assert resolved("recompute", torch.float32) is True
+    assert resolved("rollout", torch.bfloat16) is False

@@ -128,3 +128,42 @@ def test_non_finite_loss_skips_the_step_and_leaves_weights_and_optimizer_untouch
     assert policy.mu.item() == mu_before
     for k, v in opt.state[policy.mu].items():
         assert torch.equal(v, state_before[k]), k
+
+
+def test_recomputed_old_log_probs_make_the_first_ratio_exactly_one():
+    """In bf16 the sampler's arithmetic and the update's differ (other matmul
+    shapes, other attention kernels): the recorded log-prob is off by some
+    rounding. With ``old_log_prob`` the denominator is recomputed with the
+    update's own function, in the update's micro-batches, before any step."""
+    policy = Gauss1D(0.2)
+    actions, adv = [1.0, -1.0, 0.5, 2.0, -0.2], [1.0, -0.5, 0.25, 1.0, -1.0]
+    shift = torch.tensor([0.3, -0.25, 0.1, 0.0, 0.2])  # "sampler rounding"
+    decisions = decisions_for(policy, actions, adv)
+    for d, s in zip(decisions, shift.tolist(), strict=True):
+        d.record["log_prob"] += s
+    cfg = UpdateConfig(ppo_epochs=1, micro_batch=2, max_grad_norm=1e9)
+    sizes: list[int] = []
+
+    def old_log_prob(inputs, records):
+        sizes.append(len(records))
+        with torch.no_grad():
+            return policy.log_prob(inputs, records)
+
+    def run(old):
+        opt = torch.optim.SGD(policy.parameters(), lr=0.0)  # weights stay: ratio is the check
+        return loop_update(decisions, policy.log_prob, list(policy.parameters()), opt, cfg,
+                           np.random.default_rng(0), old_log_prob=old)  # fmt: skip
+
+    recorded = run(None)
+    assert recorded["ratio_mean"] != pytest.approx(1.0, abs=1e-3)
+    assert recorded["clip_frac"] > 0  # the 0.3 and 0.25 shifts leave the clip range
+    recomputed = run(old_log_prob)
+    assert recomputed["ratio_mean"] == 1.0 and recomputed["clip_frac"] == 0.0
+    assert sizes == [2, 2, 1]  # the update's micro-batch size, each decision once
+    assert recomputed["old_log_prob_shift"] == pytest.approx(shift.abs().mean().item())
+
+
+def test_old_log_prob_mode_is_validated():
+    assert UpdateConfig().old_log_prob == "auto"
+    with pytest.raises(ValueError, match="old_log_prob"):
+        UpdateConfig(old_log_prob="sampled")
