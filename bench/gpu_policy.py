@@ -654,7 +654,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["memory_plan"] = {"meta": meta, "rows": rows}
         save()
     if "compile" not in skip and "sampling" not in skip and device.type == "cuda":
-        # last: it compiles the layers in place (every later path would use them)
+        # the compiled layers are installed only inside this sampler's chunks
         compiled = FastSampler(policy, compile_layers=True)
         csizes = [int(b) for b in args.compile_batch_sizes.split(",")]
         try:
@@ -680,7 +680,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # for the host to launch in forward and backward
             t1 = time.perf_counter()
             micros = [int(x) for x in args.compile_update_micro.split(",") if x]
-            rows = update_rows(policy, compiled, micros, cameras, args.update_iters, fp, peak)
+            # the policy's log_prob stays eager; install the compiled layers
+            # around the update by hand to time it through them
+            with compiled._layers_compiled():
+                rows = update_rows(policy, compiled, micros, cameras, args.update_iters, fp, peak)
             for r in rows:
                 r["compiled_layers"] = True
             result["gpu_update"]["rows"] += [r for r in rows if not r["checkpointing"]]

@@ -39,8 +39,9 @@ sampler checks on every call and triggers a re-capture.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -164,7 +165,7 @@ class FastSampler:
         # graphs. Default: on with graphs.
         self.bucket_batches = self.use_graphs if bucket_batches is None else bucket_batches
         self.compile_layers = compile_layers
-        self._compiled = False
+        self._compiled: list[tuple[torch.nn.Module, Any]] | None = None
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._fingerprint: tuple[Any, ...] | None = None
         self._time_embeds: dict[tuple[int, int, torch.device], torch.Tensor] = {}
@@ -174,13 +175,19 @@ class FastSampler:
 
     def _compile_layers(self) -> None:
         """Regional ``torch.compile`` of every transformer layer (SigLIP, Gemma,
-        expert), in place. Under a graph the per-kernel cost is no longer the
-        launch but the kernel itself, and transformers' layers run ~40 small
-        kernels each (float32 RMSNorm, rotary, GELU pieces); inductor fuses
-        them. Identical layers share one compiled graph (parameters are graph
-        inputs), so compile time is per layer *type* and shape, not per layer.
-        Changes numerics at bf16 rounding level (fusion); off by default."""
-        if self._compiled:
+        expert), for this sampler's chunks only. Under a graph the per-kernel
+        cost is no longer the launch but the kernel itself, and transformers'
+        layers run ~40 small kernels each (rotary, GELU pieces, casts);
+        inductor fuses them. Identical layers share one compiled graph
+        (parameters are graph inputs), so compile time is per layer *type* and
+        shape, not per layer. Changes numerics at bf16 rounding level
+        (fusion).
+
+        The compiled calls are installed only while a chunk runs
+        (:meth:`_layers_compiled`): ``log_prob`` and BC keep the eager layers
+        (a compiled update measured slower on the H100, docs/benchmarks.md),
+        so pair this with ``update.old_log_prob`` "auto"/"recompute"."""
+        if self._compiled is not None:
             return
         import torch._dynamo
 
@@ -196,10 +203,28 @@ class FastSampler:
             vlm.language_model.layers,
             self.policy.model.model.dit.layers,
         ]
-        for layers in stacks:
-            for layer in layers:
-                layer.compile(dynamic=False)
-        self._compiled = True
+        self._compiled = [
+            (layer, torch.compile(layer._call_impl, dynamic=False))
+            for layers in stacks
+            for layer in layers
+        ]
+
+    @contextlib.contextmanager
+    def _layers_compiled(self) -> Iterator[None]:
+        """Route the layers' ``__call__`` through their compiled versions
+        (``nn.Module.compile``'s hook, ``_compiled_call_impl``) for the
+        duration of one chunk; restore the eager call afterwards."""
+        if not self._compiled:
+            yield
+            return
+        before = [layer._compiled_call_impl for layer, _ in self._compiled]
+        try:
+            for layer, fn in self._compiled:
+                layer._compiled_call_impl = fn
+            yield
+        finally:
+            for (layer, _), prev in zip(self._compiled, before, strict=True):
+                layer._compiled_call_impl = prev
 
     def clear(self) -> None:
         """Drop every captured graph and its memory pool."""
@@ -257,6 +282,10 @@ class FastSampler:
     def _chunk(self, s: dict[str, torch.Tensor], plan: dict[str, Any]) -> None:
         """One chunk, reading and writing only the tensors of ``s`` (static
         buffers under a graph): prefix into the static cache, then the steps."""
+        with self._layers_compiled():
+            self._chunk_body(s, plan)
+
+    def _chunk_body(self, s: dict[str, torch.Tensor], plan: dict[str, Any]) -> None:
         pol, model = self.policy, self.policy.model
         cache: PrefixKVCache = plan["cache"]
         steps, coeffs, mode = plan["steps"], plan["coeffs"], plan["mode"]

@@ -121,11 +121,6 @@ class PI0Policy(nn.Module):
         # is (ript_core.policy.strategies); None: not on disk yet
         self.base_checkpoint: Path | None = None
         self.apply_trainable()
-        if config.compile:
-            # Optional: compiles the two transformer stacks; sampling/log-prob
-            # code stays eager (its Python loop is cheap next to the stacks).
-            model.model.vlm.compile()
-            model.model.dit.compile()
 
     # ---- construction ----------------------------------------------------------
 
@@ -532,7 +527,7 @@ class PI0Policy(nn.Module):
             return None
         fast = _FAST_SAMPLERS.get(self)
         if fast is None:
-            fast = _FAST_SAMPLERS[self] = FastSampler(self)
+            fast = _FAST_SAMPLERS[self] = FastSampler(self, compile_layers=self.config.compile)
         return fast
 
     # ---- re-scoring --------------------------------------------------------------

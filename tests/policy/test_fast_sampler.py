@@ -155,3 +155,37 @@ def test_batch_buckets_pad_and_slice(policy):
     four = policy.preprocess(make_inputs(4, seed=6))
     sampler.sample(four, "sde", _gens(4, 60), None, level, steps)
     assert len(sampler._graphs) == 1
+
+
+def test_compiled_layers_serve_the_sampler_only(monkeypatch):
+    """``policy.compile``: the layers' compiled calls are installed for the
+    sampler's chunks and removed after; log_prob and its backward (the
+    update, BC) run the eager layers. torch.compile is replaced by a
+    counting identity here (the mechanism, not inductor, is under test)."""
+    calls = [0]
+
+    def counting_compile(fn, **_kwargs):
+        def compiled(*args, **kwargs):
+            calls[0] += 1
+            return fn(*args, **kwargs)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", counting_compile)
+    policy = tiny_policy(num_steps=3)
+    m = policy.model.model
+    layers = [*m.vlm.vision_tower.encoder.layers, *m.vlm.language_model.layers, *m.dit.layers]
+    batch = policy.preprocess(make_inputs(2, seed=5))
+    compiled = FastSampler(policy, use_graphs=False, compile_layers=True)
+    out = compiled.sample(batch, "sde", _gens(2, 3), None, policy.config.noise_level, 3)
+    per_chunk = (
+        len(m.vlm.vision_tower.encoder.layers) + len(m.vlm.language_model.layers)
+        + 3 * len(m.dit.layers)
+    )  # fmt: skip
+    assert calls[0] == per_chunk
+    assert all(layer._compiled_call_impl is None for layer in layers)
+    plain = _fast(policy, batch, "sde", _gens(2, 3))
+    torch.testing.assert_close(out.chain, plain.chain, atol=0, rtol=0)
+    assert calls[0] == per_chunk  # the plain sampler did not use them
+    policy.log_prob(batch, out.chain).sum().backward()
+    assert calls[0] == per_chunk  # nor did re-scoring and its backward
