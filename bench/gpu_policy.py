@@ -525,13 +525,32 @@ def memory_rows(
     return rows
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def run_meta(preset: str, dtype: str, device: torch.device) -> dict[str, Any]:
+    """What a result file says about the run: model, device, versions, date."""
+    return {
+        "preset": preset,
+        "dtype": dtype,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def model_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every GPU policy bench takes: preset, dtype, device."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="pi0")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     parser.add_argument("--device", default="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = model_parser(__doc__)
     parser.add_argument("--batch-sizes", default="1,8,32,64")
     parser.add_argument("--cameras", type=int, default=2)
     parser.add_argument("--iters", type=int, default=30)
@@ -574,13 +593,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peak = H100_BF16_PEAK if device.type == "cuda" else rate
     fast = FastSampler(policy)
     meta = {
-        "preset": args.preset,
-        "dtype": args.dtype,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **run_meta(args.preset, args.dtype, device),
         "params": sum(p.numel() for p in policy.parameters()),
         "cameras": cameras,
         "image_size": policy.arch.image_size,

@@ -25,9 +25,7 @@ Writes ``gpu_update_profile.json`` under ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import re
 import statistics
 import time
@@ -43,7 +41,9 @@ from gpu_policy import (
     footprint,
     gens,
     make_inputs,
+    model_parser,
     ppo_loss,
+    run_meta,
     sync,
     timings,
 )
@@ -176,12 +176,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--preset", default="pi0")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
-    parser.add_argument("--device", default="auto")
+    parser = model_parser(__doc__)
     parser.add_argument("--cameras", type=int, default=2)
     parser.add_argument("--runs", default="16:off,32:on", help="comma list of micro:checkpointing")
     parser.add_argument(
@@ -202,13 +197,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if device.type != "cuda":
         sets = sets[:1]  # SDPA backends are a CUDA matter
     meta = {
-        "preset": args.preset,
-        "dtype": args.dtype,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **run_meta(args.preset, args.dtype, device),
         "mfu_peak_flops_per_s": peak,
         "command": "python bench/gpu_update_profile.py " + " ".join(argv or []),
     }
