@@ -79,6 +79,13 @@ def activation_checkpointing(model: nn.Module) -> bool:
 def _checkpointed_forward(original: Any, *args: Any, **kwargs: Any) -> Any:
     if not torch.is_grad_enabled():  # sampling, evaluation: nothing to save anyway
         return original(*args, **kwargs)
+    if torch.compiler.is_compiling():
+        # a compiled layer (ript_core.policy.compiled_layers): the kernels are
+        # fixed when the graph is traced and the recomputation is part of the
+        # compiled backward graph, so it runs the forward's kernels by
+        # construction -- and torch refuses a context_fn that is not a
+        # TorchDispatchMode there
+        return checkpoint(original, *args, use_reentrant=False, **kwargs)
     return checkpoint(
         original, *args, use_reentrant=False, context_fn=_same_sdpa_backends, **kwargs
     )

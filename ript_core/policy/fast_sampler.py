@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ript_core.policy.attention import with_attention_backends
+from ript_core.policy.compiled_layers import CompiledLayers, compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class FastSampler:
         # graphs. Default: on with graphs.
         self.bucket_batches = self.use_graphs if bucket_batches is None else bucket_batches
         self.compile_layers = compile_layers
-        self._compiled: list[tuple[torch.nn.Module, Any]] | None = None
+        self._compiled: CompiledLayers | None = None
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._fingerprint: tuple[Any, ...] | None = None
         self._time_embeds: dict[tuple[int, int, torch.device], torch.Tensor] = {}
@@ -174,57 +175,19 @@ class FastSampler:
     # ---- bookkeeping -------------------------------------------------------------
 
     def _compile_layers(self) -> None:
-        """Regional ``torch.compile`` of every transformer layer (SigLIP, Gemma,
-        expert), for this sampler's chunks only. Under a graph the per-kernel
-        cost is no longer the launch but the kernel itself, and transformers'
-        layers run ~40 small kernels each (rotary, GELU pieces, casts);
-        inductor fuses them. Identical layers share one compiled graph
-        (parameters are graph inputs), so compile time is per layer *type* and
-        shape, not per layer. Changes numerics at bf16 rounding level
-        (fusion).
-
-        The compiled calls are installed only while a chunk runs
-        (:meth:`_layers_compiled`): ``log_prob`` and BC keep the eager layers
-        (a compiled update measured slower on the H100, docs/benchmarks.md),
-        so pair this with ``update.old_log_prob`` "auto"/"recompute"."""
-        if self._compiled is not None:
-            return
-        import torch._dynamo
-
-        # one entry per (layer type, batch, prefix/suffix shape): the default
-        # limit of 8 would silently fall back to eager
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
-        torch._dynamo.config.accumulated_cache_size_limit = max(
-            torch._dynamo.config.accumulated_cache_size_limit, 4096
-        )
-        vlm = self.policy.model.model.vlm
-        stacks = [
-            vlm.vision_tower.encoder.layers,
-            vlm.language_model.layers,
-            self.policy.model.model.dit.layers,
-        ]
-        self._compiled = [
-            (layer, torch.compile(layer._call_impl, dynamic=False))
-            for layers in stacks
-            for layer in layers
-        ]
+        """Make the layers' compiled calls now (:mod:`.compiled_layers`);
+        they are installed only while one of this sampler's chunks runs."""
+        self._compiled = compiled_layers(self.policy.model)
+        self._compiled._compile()
 
     @contextlib.contextmanager
     def _layers_compiled(self) -> Iterator[None]:
-        """Route the layers' ``__call__`` through their compiled versions
-        (``nn.Module.compile``'s hook, ``_compiled_call_impl``) for the
-        duration of one chunk; restore the eager call afterwards."""
-        if not self._compiled:
+        """The compiled layers for the duration of one chunk (if on)."""
+        if self._compiled is None:
             yield
             return
-        before = [layer._compiled_call_impl for layer, _ in self._compiled]
-        try:
-            for layer, fn in self._compiled:
-                layer._compiled_call_impl = fn
+        with self._compiled.installed():
             yield
-        finally:
-            for (layer, _), prev in zip(self._compiled, before, strict=True):
-                layer._compiled_call_impl = prev
 
     def clear(self) -> None:
         """Drop every captured graph and its memory pool."""

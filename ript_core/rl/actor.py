@@ -17,6 +17,7 @@ import torch
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy
 from ript_core.policy.attention import update_kernels
+from ript_core.policy.compiled_layers import layers_compiled
 from ript_core.rollout.runner import PolicyOutput
 
 
@@ -61,6 +62,10 @@ class PI0Actor:
     ) -> torch.Tensor:
         """:meth:`log_prob` without gradients but with the update's kernels:
         the PPO ratio's denominator, recomputed with the arithmetic of the
-        numerator (``update.old_log_prob: recompute``)."""
-        with torch.no_grad(), update_kernels():
-            return self.log_prob(inputs, records)
+        numerator (``update.old_log_prob: recompute``). Through compiled
+        layers (``update.compile``) a no-grad forward is another compiled
+        graph than the gradient pass's (0.3 nats apart on the H100), so then
+        it runs with grad mode on and drops the graph."""
+        grad = layers_compiled(self.policy.model)
+        with torch.set_grad_enabled(grad), update_kernels():
+            return self.log_prob(inputs, records).detach()

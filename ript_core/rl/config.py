@@ -151,6 +151,11 @@ class TrainConfig:
                 "supported (a recomputed layer would bypass FSDP's weight gathering): use ddp, "
                 "or checkpointing off"
             )
+        if self.update.compile and self.update.distributed == "fsdp":
+            problems.append(
+                "update.compile with update.distributed 'fsdp' is not supported (compiled "
+                "layers are untested on sharded weights): use ddp, or update.compile false"
+            )
         if self.update.distributed == "fsdp" and self.policy.dtype == "bfloat16":
             # bf16 training needs float32 master weights (ript_core.rl.optimizer),
             # which the FSDP path does not keep for its sharded parameters

@@ -34,6 +34,7 @@ from ript_core.config import unstructure
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
 from ript_core.policy.checkpointing import set_activation_checkpointing
+from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl import distributed as D
 from ript_core.rl.actor import PI0Actor
@@ -137,6 +138,11 @@ class Trainer:
                 f"policy.strategy={cfg.policy.strategy!r} with update.distributed=fsdp is not "
                 "supported; set update.distributed: ddp (the expert/lora strategies exist to fit "
                 "one device, so replicating them is the intended set-up)"
+            )
+        if self.distributed == "fsdp" and cfg.update.compile:
+            raise TrainingError(
+                "update.compile with update.distributed=fsdp is not supported (compiled layers "
+                "are untested on sharded weights); set update.compile: false or use ddp"
             )
         self.sharding = Sharding(self.policy.model) if self.distributed == "fsdp" else None
         if cfg.policy.strategy != "full" and self.policy.base_checkpoint is None:
@@ -599,17 +605,23 @@ class Trainer:
                 return coef * bc_loss_on(self.policy, demos, idx, self.bc_gen)
 
         actor = PI0Actor(self.policy)
-        return loop_update(
-            decisions,
-            actor.log_prob,
-            self.params,
-            self.optimizer,
-            attrs.evolve(self.cfg.update, micro_batch=self.micro_batch),
-            self.update_rng,
-            extra_loss=extra,
-            comm_timer=self.comm_timer,
-            old_log_prob=actor.old_log_prob if self.recompute_old_log_prob else None,
+        compiled = (
+            compiled_layers(self.policy.model).installed()
+            if self.cfg.update.compile
+            else contextlib.nullcontext()
         )
+        with compiled:
+            return loop_update(
+                decisions,
+                actor.log_prob,
+                self.params,
+                self.optimizer,
+                attrs.evolve(self.cfg.update, micro_batch=self.micro_batch),
+                self.update_rng,
+                extra_loss=extra,
+                comm_timer=self.comm_timer,
+                old_log_prob=actor.old_log_prob if self.recompute_old_log_prob else None,
+            )
 
     @property
     def recompute_old_log_prob(self) -> bool:
