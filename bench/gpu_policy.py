@@ -51,6 +51,7 @@ from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy, PolicyBatch
 from ript_core.policy.attention import update_kernels
 from ript_core.policy.checkpointing import set_activation_checkpointing
+from ript_core.policy.compiled_layers import compiled_layers, layers_compiled
 from ript_core.policy.fast_sampler import FastSampler
 from ript_core.policy.norms import use_fused_rms_norm
 from ript_core.rollout import planner as pl
@@ -370,10 +371,11 @@ def _update_row(
 
         with torch.no_grad():
             same = max_diff(policy.log_prob(batch, chain, out.stochastic_step), old)
-        # update.old_log_prob "recompute": no graph, the update's kernels --
-        # must equal the gradient pass's own forward
-        with torch.no_grad(), update_kernels():
-            recomputed = policy.log_prob(batch, chain, out.stochastic_step)
+        # update.old_log_prob "recompute" as PI0Actor.old_log_prob runs it (no
+        # graph kept, the update's kernels; grad mode on through compiled
+        # layers) -- must equal the gradient pass's own forward
+        with torch.set_grad_enabled(layers_compiled(policy.model)), update_kernels():
+            recomputed = policy.log_prob(batch, chain, out.stochastic_step).detach()
         graded = policy.log_prob(batch, chain, out.stochastic_step).detach()
         recomputed_vs_update = max_diff(recomputed, graded)
         del graded
@@ -576,6 +578,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="update micro-batches re-timed through the compiled layers ('' to skip)",
     )
     parser.add_argument(
+        "--compile-update-ckpt-micro",
+        default="32",
+        help="checkpointed update micro-batches through the compiled layers ('' to skip)",
+    )
+    parser.add_argument(
         "--compile-batch-sizes", default="1,64", help="batches of the regional-compile pass"
     )
     parser.add_argument("--out", default=None, help="directory for the JSON results")
@@ -695,11 +702,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             micros = [int(x) for x in args.compile_update_micro.split(",") if x]
             # the policy's log_prob stays eager; install the compiled layers
             # around the update by hand to time it through them
-            with compiled._layers_compiled():
-                rows = update_rows(policy, compiled, micros, cameras, args.update_iters, fp, peak)
+            # (what update.compile does in the trainer)
+            ckpt_micros = [int(x) for x in args.compile_update_ckpt_micro.split(",") if x]
+            with compiled_layers(policy.model).installed():
+                rows = update_rows(
+                    policy, compiled, micros, cameras, args.update_iters, fp, peak, ckpt_micros
+                )
             for r in rows:
                 r["compiled_layers"] = True
-            result["gpu_update"]["rows"] += [r for r in rows if not r["checkpointing"]]
+            result["gpu_update"]["rows"] += rows
             meta["compile_update_pass_s"] = time.perf_counter() - t1
             save()
     return result
