@@ -54,6 +54,7 @@ from ript_core.policy.checkpointing import set_activation_checkpointing
 from ript_core.policy.compiled_layers import compiled_layers, layers_compiled
 from ript_core.policy.fast_sampler import FastSampler
 from ript_core.policy.norms import use_fused_rms_norm
+from ript_core.policy.policy import SampleOutput
 from ript_core.rollout import planner as pl
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -332,6 +333,28 @@ def update_rows(
     return rows
 
 
+def update_step(
+    policy: PI0Policy, fast: FastSampler, micro: int, cameras: int
+) -> tuple[Callable[[], None], PolicyBatch, SampleOutput]:
+    """The RIPT update step the benches time: an SDE chain sampled for
+    ``micro`` inputs (not timed), then ``step()`` = ``log_prob`` of that
+    chain + PPO clipped loss + backward. Returns ``(step, batch, sample)``."""
+    device = policy.device
+    batch = policy.preprocess(make_inputs(policy, micro, cameras, seed=7))
+    out = fast.sample(
+        batch, "sde", gens(micro, 200, device), None, policy.config.noise_level, policy.num_steps
+    )
+    fast.clear()
+    adv = torch.randn(micro, generator=torch.Generator().manual_seed(3)).to(device)
+
+    def step() -> None:
+        policy.zero_grad(set_to_none=True)
+        logp = policy.log_prob(batch, out.chain, out.stochastic_step)
+        ppo_loss(logp, out.log_prob, adv).backward()
+
+    return step, batch, out
+
+
 def _update_row(
     policy: PI0Policy,
     fast: FastSampler,
@@ -347,28 +370,12 @@ def _update_row(
     flops = 3.0 * pl.sample_flops(fp) * micro
     row: dict[str, Any] = {"micro_batch": micro, "checkpointing": ckpt}
     try:
-        batch = policy.preprocess(make_inputs(policy, micro, cameras, seed=7))
-        out = fast.sample(
-            batch,
-            "sde",
-            gens(micro, 200, device),
-            None,
-            policy.config.noise_level,
-            policy.num_steps,
-        )
-        fast.clear()
+        step, batch, out = update_step(policy, fast, micro, cameras)
         chain, old = out.chain, out.log_prob
-        adv = torch.randn(micro, generator=torch.Generator().manual_seed(3)).to(device)
         if ckpt:
             # ript-core's own (ript_core.policy.checkpointing): transformers'
             # turns the prefix cache off in train mode, which the expert needs
             set_activation_checkpointing(policy.model, True)
-
-        def step() -> None:
-            policy.zero_grad(set_to_none=True)
-            logp = policy.log_prob(batch, chain, out.stochastic_step)
-            ppo_loss(logp, old, adv).backward()
-
         with torch.no_grad():
             same = max_diff(policy.log_prob(batch, chain, out.stochastic_step), old)
         # update.old_log_prob "recompute" as PI0Actor.old_log_prob runs it (no
@@ -691,9 +698,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print("compile pass failed:", meta["compile_error"], flush=True)
         save()
     if "compile" not in skip and "update" not in skip and device.type == "cuda":
-        if "sampling" in skip:  # the layers were not compiled by the pass above
+        if "sampling" in skip:  # no sampler from the pass above
             compiled = FastSampler(policy, compile_layers=True)
-            compiled._compile_layers()
         if "compile_error" not in meta:
             # the RIPT update through the same compiled layers (AOTAutograd
             # compiles their backward on the first step): fewer, fused kernels

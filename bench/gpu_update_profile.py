@@ -39,13 +39,11 @@ from gpu_policy import (
     DTYPES,
     H100_BF16_PEAK,
     footprint,
-    gens,
-    make_inputs,
     model_parser,
-    ppo_loss,
     run_meta,
     sync,
     timings,
+    update_step,
 )
 from torch.nn.attention import SDPBackend
 
@@ -129,24 +127,13 @@ def run(
     attention_sets: list[str],
 ) -> list[dict[str, Any]]:
     device = policy.device
-    batch = policy.preprocess(make_inputs(policy, micro, cameras, seed=7))
-    out = fast.sample(
-        batch, "sde", gens(micro, 200, device), None, policy.config.noise_level, policy.num_steps
-    )
-    fast.clear()
-    adv = torch.randn(micro, generator=torch.Generator().manual_seed(3)).to(device)
+    step, _, _ = update_step(policy, fast, micro, cameras)
     set_activation_checkpointing(policy.model, ckpt)
     flops = 3.0 * pl.sample_flops(fp) * micro
     rows = []
     try:
         for name in attention_sets:
             attention.TRAINING_CUDA_BACKENDS = ATTENTION_SETS[name]
-
-            def step() -> None:
-                policy.zero_grad(set_to_none=True)
-                logp = policy.log_prob(batch, out.chain, out.stochastic_step)
-                ppo_loss(logp, out.log_prob, adv).backward()
-
             row: dict[str, Any] = {"micro_batch": micro, "checkpointing": ckpt, "attention": name}
             try:
                 if device.type == "cuda":

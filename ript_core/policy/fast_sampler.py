@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ript_core.policy.attention import with_attention_backends
-from ript_core.policy.compiled_layers import CompiledLayers, compiled_layers
+from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,6 @@ class FastSampler:
         # graphs. Default: on with graphs.
         self.bucket_batches = self.use_graphs if bucket_batches is None else bucket_batches
         self.compile_layers = compile_layers
-        self._compiled: CompiledLayers | None = None
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._fingerprint: tuple[Any, ...] | None = None
         self._time_embeds: dict[tuple[int, int, torch.device], torch.Tensor] = {}
@@ -174,19 +173,14 @@ class FastSampler:
 
     # ---- bookkeeping -------------------------------------------------------------
 
-    def _compile_layers(self) -> None:
-        """Make the layers' compiled calls now (:mod:`.compiled_layers`);
-        they are installed only while one of this sampler's chunks runs."""
-        self._compiled = compiled_layers(self.policy.model)
-        self._compiled._compile()
-
     @contextlib.contextmanager
     def _layers_compiled(self) -> Iterator[None]:
-        """The compiled layers for the duration of one chunk (if on)."""
-        if self._compiled is None:
+        """With ``compile_layers``, the layers' compiled calls
+        (:mod:`.compiled_layers`, made on first use) for one chunk."""
+        if not self.compile_layers:
             yield
             return
-        with self._compiled.installed():
+        with compiled_layers(self.policy.model).installed():
             yield
 
     def clear(self) -> None:
@@ -461,8 +455,6 @@ class FastSampler:
         )
         s["logp"] = torch.zeros(bsz, dtype=torch.float64, device=device)
         entry = _Graph(s, plan)
-        if self.compile_layers:
-            self._compile_layers()
         if not self.use_graphs:
             return entry
         # warm up on a side stream (cuBLAS/cuDNN workspaces, lazy inits), then capture

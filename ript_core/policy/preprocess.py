@@ -85,8 +85,8 @@ def preprocess_images(
         for rows in by_shape.values():
             stack = torch.from_numpy(np.stack([np.asarray(inputs[i].images[slot]) for i in rows]))
             if on_device.type == "cuda":
-                stack = stack.pin_memory().to(on_device, non_blocking=True)
-            images[rows, c] = resize_with_pad(stack.to(on_device), size, resize)
+                stack = stack.pin_memory()
+            images[rows, c] = resize_with_pad(stack.to(on_device, non_blocking=True), size, resize)
             masks[rows, c] = True
     return images, masks
 
