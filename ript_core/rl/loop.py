@@ -217,15 +217,6 @@ def _rescore(
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
-def _recorded_shift(decisions: Sequence[Decision], old: torch.Tensor) -> float:
-    """Mean |recomputed - recorded| old log-prob: how far the sampler's
-    arithmetic is from the update's (0 in float32 up to rounding)."""
-    if not decisions:
-        return 0.0
-    recorded = torch.tensor([float(d.record["log_prob"]) for d in decisions])
-    return float((old - recorded).abs().mean())
-
-
 def _global_count(n: int, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> int:
     if dist.is_available() and dist.is_initialized():
         t = torch.tensor([n], dtype=torch.long)
@@ -272,11 +263,12 @@ def loop_update(
     steps = 0
     sharded = any(is_sharded(p) for p in params)
     pad = _padding_decision(decisions) if sharded else None
-    if old_log_prob is None:
-        old = torch.tensor([float(d.record["log_prob"]) for d in decisions])
-    else:
-        old = _rescore(decisions, old_log_prob, cfg.micro_batch, pad)
-        logs["old_log_prob_shift"] = [_recorded_shift(decisions, old)]
+    old = torch.tensor([float(d.record["log_prob"]) for d in decisions])
+    if old_log_prob is not None:  # every rank: FSDP pads its forwards in there
+        recorded, old = old, _rescore(decisions, old_log_prob, cfg.micro_batch, pad)
+        # how far the sampler's arithmetic is from the update's
+        shift = float((old - recorded).abs().mean()) if decisions else 0.0
+        logs["old_log_prob_shift"] = [shift]
     for _epoch in range(cfg.ppo_epochs):
         order = rng.permutation(len(decisions))
         for mini in np.array_split(order, cfg.mini_batches):
