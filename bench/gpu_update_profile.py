@@ -100,7 +100,8 @@ def profile_step(step: Any, device: torch.device) -> dict[str, Any]:
             us = evt.self_cpu_time_total
             if not evt.key.startswith("aten::"):
                 continue
-        by_kind[kind_of(evt.key)] = by_kind.get(kind_of(evt.key), 0.0) + us / 1e3
+        kind = kind_of(evt.key)
+        by_kind[kind] = by_kind.get(kind, 0.0) + us / 1e3
         count += evt.count
         top.append((us / 1e3, evt.key[:90]))
     busy = sum(by_kind.values())
