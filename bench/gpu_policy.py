@@ -49,6 +49,7 @@ import torch
 
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy, PolicyBatch
+from ript_core.policy import compiled_layers as compiled_layers_module
 from ript_core.policy.attention import update_kernels
 from ript_core.policy.checkpointing import set_activation_checkpointing
 from ript_core.policy.compiled_layers import compiled_layers, layers_compiled
@@ -592,9 +593,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--compile-batch-sizes", default="1,64", help="batches of the regional-compile pass"
     )
+    parser.add_argument(
+        "--compile-mode",
+        default=None,
+        help="torch.compile mode of the compiled layers (default: inductor's default)",
+    )
     parser.add_argument("--out", default=None, help="directory for the JSON results")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    compiled_layers_module.MODE = args.compile_mode
+    # a layer past dynamo's recompile limit would run eagerly with only a log
+    # warning: a compiled row must not silently include eager layers
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
 
     t0 = time.perf_counter()
     policy = PI0Policy.from_preset(
@@ -620,6 +630,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ceilings": source,
         "sample_flops_per_chunk": pl.sample_flops(fp),
         "build_s": time.perf_counter() - t0,
+        "compile_mode": args.compile_mode,
     }
     print("meta", json.dumps(meta), flush=True)
     result: dict[str, Any] = {"meta": meta}

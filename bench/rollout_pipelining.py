@@ -5,6 +5,8 @@ Usage::
     python bench/rollout_pipelining.py                                  # pi0-tiny, fp32, 15 ms/step
     python bench/rollout_pipelining.py --preset pi0 --dtype bf16        # full size (needs a GPU)
     python bench/rollout_pipelining.py --step-ms 15 --replan-every 25 --groups 1,2,4
+    python bench/rollout_pipelining.py --preset pi0 --dtype bf16 --compile \
+        --scenario 128:15:50:800                                        # policy.compile
 
 The env is the built-in ``toy`` backend wrapped so that every step costs
 ``--step-ms`` more, emulating a real simulator (LIBERO: ≈ 15 ms of physics
@@ -179,6 +181,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--worker-timeout-s", type=float, default=300.0)
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="policy.compile (regional torch.compile in the fast sampler); every batch "
+        "bucket up to the largest scenario is compiled before any timing",
+    )
+    parser.add_argument(
         "--stub-policy-ms",
         type=float,
         default=None,
@@ -196,6 +204,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # a layer past dynamo's recompile limit would run eagerly with only a log
+    # warning: a compiled row must not silently include eager layers
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     scenarios = [Scenario.parse(t) for t in args.scenario] or [
         Scenario(args.workers or cores or 1, args.step_ms, args.replan_every, args.max_steps)
@@ -223,9 +234,13 @@ def main() -> None:
         num_steps=args.num_steps,
         state_dim=3,
         logp_horizon=min(sc.replan_every for sc in scenarios),
+        compile=args.compile,
     )
     actor = PI0Actor(policy, "sde")
     device = policy.device
+    compile_s = (
+        warm_buckets(actor, task, max(sc.workers for sc in scenarios)) if args.compile else 0
+    )
     dev_name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -237,11 +252,34 @@ def main() -> None:
         f"`{args.preset}` ({params / 1e6:.1f}M params, {args.dtype}, sde, {policy.num_steps} "
         f"steps, chunk {policy.chunk_size}, built in {time.perf_counter() - t0:.0f} s) on "
         f"{device} ({dev_name}), {cores} usable cores, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, {args.episodes_per_worker} timed episodes per worker\n",
+        f"torch {torch.__version__}, {args.episodes_per_worker} timed episodes per worker"
+        + (
+            f"; policy.compile on, every batch bucket compiled first ({compile_s:.0f} s)"
+            if args.compile
+            else ""
+        )
+        + "\n",
         flush=True,
     )
     for sc in scenarios:
         run_scenario(sc, groups, actor, args, device)
+
+
+def warm_buckets(actor: Any, task: TaskInfo, largest: int) -> float:
+    """Run the actor once at every batch bucket the runner can reach (the fast
+    sampler pads a batch to the next power of two) so that no compilation
+    lands inside a timed rollout; returns the seconds it took."""
+    registry = get_registry()
+    env = registry.make_env(BACKEND, task.name, {})
+    adapt, _ = registry.default_adapters(BACKEND, task.name, {})
+    obs, _ = env.reset(seed=0)
+    one = adapt(obs)
+    t0 = time.perf_counter()
+    size = 1
+    while size < 2 * largest:
+        actor.act([one] * min(size, largest), list(range(min(size, largest))))
+        size *= 2
+    return time.perf_counter() - t0
 
 
 class StubActor:

@@ -2,9 +2,12 @@
 
 transformers' layers run ~40 small kernels each (rotary, GELU pieces, dtype
 casts); inductor fuses them. Every SigLIP, Gemma and expert layer gets a
-compiled ``__call__``; identical layers share one compiled graph (parameters
-are graph inputs), so compile time is per layer *type* and shape, not per
-layer. Fusion changes numerics at bf16 rounding level.
+compiled ``__call__``. SigLIP layers share one graph per shape (parameters
+are graph inputs); Gemma and expert layers get one each, because their
+KV-cache update indexes per-layer storage by ``layer_idx``, a constant to
+dynamo (inductor's graph cache makes the repeats cheap to compile; see
+:func:`raise_recompile_limits`). Fusion changes numerics at bf16 rounding
+level.
 
 The compiled calls are *installed* only inside :meth:`CompiledLayers.installed`
 (through ``nn.Module``'s own ``_compiled_call_impl`` hook, what
@@ -36,6 +39,34 @@ from ript_core.policy.checkpointing import checkpointed_layers as transformer_la
 
 #: torch.compile's backend; tests use "aot_eager" (the same graphs, no codegen).
 BACKEND = "inductor"
+#: torch.compile's mode (None: inductor's default; the benches try
+#: "max-autotune-no-cudagraphs", which autotunes Triton GEMM templates against
+#: cuBLAS -- the sampler captures its own CUDA graphs, so no cudagraph modes).
+MODE: str | None = None
+
+
+#: Input signatures one layer may meet in a process: the fast sampler's batch
+#: buckets (powers of two up to 2**15), the update's micro-batch shapes and
+#: both grad modes.
+SIGNATURES_PER_LAYER = 32
+
+
+def raise_recompile_limits(model: nn.Module) -> int:
+    """Raise dynamo's recompile limits so that no layer silently falls back to
+    eager; returns the per-code limit now in force.
+
+    Layers of one class share a code object, hence one dynamo cache, and the
+    Gemma and expert layers do not share graphs: their KV-cache ``update``
+    indexes per-layer storage by the module's ``layer_idx``, an int attribute
+    dynamo treats as a constant. So the cache holds one entry per layer *and*
+    signature -- 36 per batch bucket for PI0's Gemma and expert layers. At the
+    old limit of 256 the H200 pipelining bench (8 buckets) hit it and ran
+    some layers eagerly, with only a log warning."""
+    cfg = torch._dynamo.config
+    need = SIGNATURES_PER_LAYER * len(transformer_layers(model))
+    cfg.recompile_limit = max(cfg.recompile_limit, need)
+    cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 16 * need)
+    return cfg.recompile_limit
 
 
 class CompiledLayers:
@@ -47,13 +78,9 @@ class CompiledLayers:
 
     def _compile(self) -> list[tuple[nn.Module, Any]]:
         if self._compiled is None:
-            # one entry per (layer type, batch, shape, grad mode): the default
-            # limit of 8 would silently fall back to eager
-            cfg = torch._dynamo.config
-            cfg.cache_size_limit = max(cfg.cache_size_limit, 256)
-            cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 4096)
+            raise_recompile_limits(self.model)
             self._compiled = [
-                (layer, torch.compile(layer._call_impl, dynamic=False, backend=BACKEND))
+                (layer, torch.compile(layer._call_impl, dynamic=False, backend=BACKEND, mode=MODE))
                 for layer in transformer_layers(self.model)
             ]
         return self._compiled

@@ -77,3 +77,27 @@ def test_old_log_prob_through_compiled_layers_is_the_gradient_pass_forward(aot_e
         new = actor.log_prob(inputs, records)
     assert not old.requires_grad and new.requires_grad
     torch.testing.assert_close(old, new.detach(), atol=0, rtol=0)
+
+
+def test_every_batch_bucket_runs_compiled(aot_eager):
+    """``policy.compile`` across the sampler's batch buckets: no layer falls
+    back to eager. Dynamo keeps one cache entry per Gemma/expert layer and
+    signature (their cache update indexes storage by ``layer_idx``); past its
+    recompile limit it runs the layer eagerly and only logs a warning -- here
+    that is made an error, starting from dynamo's own default limits."""
+    from ript_core.policy.checkpointing import checkpointed_layers
+    from ript_core.policy.fast_sampler import FastSampler
+
+    config = torch._dynamo.config
+    policy = tiny_policy(seed=1, num_steps=2)
+    sampler = FastSampler(policy, use_graphs=False, compile_layers=True, bucket_batches=True)
+    # config.patch, not monkeypatch: monkeypatch would delete the entries on undo
+    with config.patch(
+        recompile_limit=8, accumulated_recompile_limit=256, fail_on_recompile_limit_hit=True
+    ):
+        for n in (1, 2, 3, 5):  # buckets 1, 2, 4, 8
+            batch = policy.preprocess(make_inputs(n, seed=n))
+            out = sampler.sample(batch, "ode", None, None, 0.0, 2)
+            assert out.actions.shape[0] == n
+        limit = config.recompile_limit
+    assert limit >= cl.SIGNATURES_PER_LAYER * len(checkpointed_layers(policy.model))
