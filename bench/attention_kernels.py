@@ -13,6 +13,13 @@ expanded to 8 KV heads first, as transformers' SDPA path does under a mask.
 Each cell is the median of CUDA-event timings of 50 calls after 5 warm-ups
 (``ms``: launched eagerly; ``graph_ms``: replayed from a CUDA graph, as the
 fast sampler runs them), or the error a backend raises for the shape.
+
+The masks are PI0's: 8 padded prompt keys, and in the expert step the
+suffix block structure (the state query sees only the state key; action
+queries see the state and every action key). ``--flex`` adds
+``torch.nn.attention.flex_attention`` (compiled, KV heads *not* expanded:
+``enable_gqa``), with its block mask built once per call site
+(``mask_build_ms``: one ``create_block_mask``, as one per chunk would cost).
 """
 
 from __future__ import annotations
@@ -66,21 +73,89 @@ def graph_ms(fn, iters: int = 50) -> float:
     return time_ms(graph.replay, iters)
 
 
+PAD = slice(40, 48)  # prompt padding keys, as a padded prefix has
+
+
+def pi0_mask(b: int, q: int, k: int, dev: torch.device) -> torch.Tensor:
+    """``[b, 1, q, k]`` bool: padding, plus the suffix blocks when the queries
+    are the expert's (``q < k``: the last ``q`` keys are the suffix)."""
+    mask = torch.ones(b, 1, q, k, dtype=torch.bool, device=dev)
+    mask[..., PAD] = False
+    if q < k:
+        p = k - q
+        mask[:, :, 0, p + 1 :] = False  # the state query sees no action key
+    return mask
+
+
+def flex_row(qt, kt, vt, mask, ref) -> dict:
+    """flex_attention (compiled) with GQA kept folded; its block mask from
+    the same boolean mask."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    dense = mask[:, 0]
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return dense[b, q_idx, kv_idx]
+
+    b, _, q, k = mask.shape
+    row: dict = {"backend": "flex"}
+    try:
+        build = lambda: create_block_mask(mask_mod, b, None, q, k, device=qt.device)  # noqa: E731
+        block = build()
+        row["mask_build_ms"] = time_ms(build, iters=10, warmup=2)
+        compiled_build = torch.compile(build)
+        compiled_build()
+        row["mask_build_compiled_ms"] = time_ms(compiled_build, iters=10, warmup=2)
+    except Exception as exc:  # report the failure, keep the other rows
+        row["mask_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    # short query blocks go to flex's decoding kernel, which had no valid
+    # config at head dim 256 on the H200; FORCE_USE_FLEX_ATTENTION takes the
+    # regular kernel, with smaller tiles for the 256-wide heads
+    variants = {
+        "": None,
+        "_force": {"FORCE_USE_FLEX_ATTENTION": True},
+        "_force_64": {"FORCE_USE_FLEX_ATTENTION": True, "BLOCK_M": 64, "BLOCK_N": 32},
+    }
+    flex = torch.compile(flex_attention, dynamic=False)
+    for tag, opts in variants.items():
+        try:
+
+            def call(opts=opts):
+                return flex(qt, kt, vt, block_mask=block, enable_gqa=True, kernel_options=opts)
+
+            out = call()
+            row["ms" + tag] = time_ms(call)
+            row["graph_ms" + tag] = graph_ms(call)
+            if ref is not None:
+                row["max_abs_diff_vs_first" + tag] = float((out.float() - ref).abs().max())
+        except Exception as exc:  # report the failure, keep the other rows
+            row["error" + tag] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", default="1,8,32,64")
+    ap.add_argument("--flex", action="store_true", help="also time flex_attention")
     ap.add_argument("--out", default=None)
     ns = ap.parse_args()
     dev = torch.device("cuda")
+    # flex_attention recompiles per shape and kernel option: past dynamo's
+    # default limit (8) it would run its slow eager path
+    torch._dynamo.config.recompile_limit = 256
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
     rows = []
     for bsz in (int(b) for b in ns.batch_sizes.split(",")):
         for site, (b, q, k, h) in shapes(bsz).items():
             g = torch.Generator(device=dev).manual_seed(0)
             qt = torch.randn(b, h, q, 256, device=dev, dtype=torch.bfloat16, generator=g)
-            kt = torch.randn(b, h, k, 256, device=dev, dtype=torch.bfloat16, generator=g)
-            vt = torch.randn(b, h, k, 256, device=dev, dtype=torch.bfloat16, generator=g)
-            mask = torch.ones(b, 1, q, k, dtype=torch.bool, device=dev)
-            mask[..., 40:48] = False  # prompt padding, as a padded prefix has
+            # one KV head shared by the 8 query heads, expanded (copied) as
+            # transformers' repeat_kv does before SDPA with a mask
+            kt = torch.randn(b, 1, k, 256, device=dev, dtype=torch.bfloat16, generator=g)
+            vt = torch.randn(b, 1, k, 256, device=dev, dtype=torch.bfloat16, generator=g)
+            kv1 = (kt, vt)
+            kt, vt = (t.expand(b, h, k, 256).contiguous() for t in kv1)
+            mask = pi0_mask(b, q, k, dev)
             ref = None
             for name, backend in BACKENDS.items():
                 row = {"site": site, "batch": b, "queries": q, "keys": k, "backend": name}
@@ -101,6 +176,11 @@ def main() -> None:
                     row["max_abs_diff_vs_first"] = float((out.float() - ref).abs().max())
                 except RuntimeError as exc:
                     row["error"] = str(exc).splitlines()[0][:200]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            if ns.flex:
+                row = flex_row(qt, *kv1, mask, ref)
+                row.update(site=site, batch=b, queries=q, keys=k)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if ns.out:
