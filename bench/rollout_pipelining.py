@@ -345,7 +345,8 @@ def run_scenario(
     base_rollouts, base = results[first]
     # the cost line needs several batch sizes: fit it on the calls of every G
     calls = [c for _, s in results.values() for c in s.policy_call_times]
-    cost = InferenceCost.fit(calls)
+    # the CUDA fast sampler pads each batch to its power-of-two bucket
+    cost = InferenceCost.fit(calls, bucketed=device.type == "cuda")
     chunk_s = base.env_busy_s / max(1, base.policy_samples)
     print(
         f"## {n} env workers, {sc.step_ms:g} ms per step, replan every {sc.replan_every}, "

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from ript_core.policy.attention import with_attention_backends
 from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
+from ript_core.rollout.planner import batch_bucket  # the planner costs the same buckets
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +347,7 @@ class FastSampler:
             step_inputs["eps"] = eps
         if chosen is not None:
             step_inputs["chosen"] = chosen
-        padded = 1 << (bsz - 1).bit_length() if self.bucket_batches else bsz
+        padded = batch_bucket(bsz) if self.bucket_batches else bsz
         if padded > bsz:
             rows = torch.cat(
                 [

@@ -309,6 +309,11 @@ class Trainer:
             rollouts_per_update=cfg.ript.group_size * cfg.ript.groups_per_iteration,
             overrides=overrides,
             replan_every=cfg.env.replan_every,
+            # the estimate assumes the CUDA fast sampler's power-of-two batch
+            # buckets on a GPU; the eager loop runs exact batches
+            inference_cost=None
+            if cfg.policy.fast_sampler
+            else P.InferenceCost.estimate(footprint, machine, bucketed=False),
         )
 
     def _write_plan(self) -> None:

@@ -188,6 +188,7 @@ def _inference_cost(ns: argparse.Namespace, machine: MachineSpec, policy: Policy
         est.call_s if ns.policy_call_ms is None else ns.policy_call_ms / 1000,
         est.per_sample_s if ns.policy_sample_ms is None else ns.policy_sample_ms / 1000,
         source="given",
+        bucketed=est.bucketed,
     )
 
 

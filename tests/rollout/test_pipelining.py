@@ -20,6 +20,7 @@ from ript_core.rollout.planner import (
     InferenceCost,
     MachineSpec,
     PolicyFootprint,
+    batch_bucket,
     choose_pipeline,
     pipeline_option,
     plan,
@@ -360,3 +361,62 @@ def test_cli_plan_prints_the_predicted_utilisation_of_each_side(capsys):
     rc = main([*argv, "--pipeline-groups", "2"])
     out = capsys.readouterr().out
     assert rc == 0 and "pipeline_groups=2 (override)" in out
+
+
+def test_bucketed_cost_charges_the_padded_batch():
+    cost = InferenceCost(0.05, 0.01, bucketed=True)
+    assert [batch_bucket(n) for n in (1, 2, 3, 32, 33, 43, 64, 65)] == [
+        1,
+        2,
+        4,
+        32,
+        64,
+        64,
+        64,
+        128,
+    ]
+    assert cost.seconds(43) == pytest.approx(cost.seconds(64)) == pytest.approx(0.05 + 0.64)
+    assert InferenceCost(0.05, 0.01).seconds(43) == pytest.approx(0.05 + 0.43)
+    # measured calls of a bucketing policy: 33..64 all ran as 64
+    calls = [(b, 0.04 + 0.008 * batch_bucket(b)) for b in (3, 4, 20, 32, 33, 50, 64)]
+    fit = InferenceCost.fit(calls, bucketed=True)
+    assert (fit.call_s, fit.per_sample_s) == (pytest.approx(0.04), pytest.approx(0.008))
+    assert fit.bucketed
+    gpu = InferenceCost.estimate(
+        PolicyFootprint.pi0(n_cameras=2), MachineSpec.gpu(80 * GB, 16, 128 * GB)
+    )
+    cpu = InferenceCost.estimate(PolicyFootprint.pi0_tiny(), MachineSpec.cpu_only(24 * GB, 2))
+    assert gpu.bucketed and not cpu.bucketed
+
+
+def test_planner_avoids_groups_that_pad_to_a_larger_bucket():
+    # the H100 run of 128 envs, 50-step chunks, 16 decisions (docs/benchmarks.md,
+    # rollout_pipelining_h100_n128_gpu_resize.md): policy ms per call at the
+    # mean batch of G = 1 / 2 / 4, and the env chunk; measured 1.35x at G = 2
+    # and 1.49x at G = 4. Fitted on exact batches, 3 groups of 43 look best;
+    # the fast sampler runs them as 64.
+    calls = [(116, 1.047), (58, 0.5388), (29, 0.292)]
+    kw = dict(replan_every=50, decisions=16)
+    exact = choose_pipeline(128, 0.766, InferenceCost.fit(calls), **kw)
+    assert exact.groups == 3
+    cost = InferenceCost.fit(calls, bucketed=True)
+    padded = choose_pipeline(128, 0.766, cost, **kw)
+    assert padded.groups == 4
+    by_g = {o.groups: padded.lockstep.wave_s / o.wave_s for o in padded.options}
+    assert by_g[2] == pytest.approx(1.35, abs=0.03)
+    assert by_g[4] == pytest.approx(1.49, abs=0.03)
+    assert by_g[3] < by_g[2]  # three calls of 64 per period
+    three = next(o for o in padded.options if o.groups == 3)
+    assert three.policy_s == pytest.approx(3 * cost.seconds(64))
+
+
+def test_fast_sampler_pads_to_the_planners_bucket():
+    from ript_core.policy.fast_sampler import FastSampler
+    from tests.policy.conftest import make_inputs, tiny_policy
+
+    policy = tiny_policy(num_steps=2)
+    sampler = FastSampler(policy, use_graphs=False, bucket_batches=True)
+    out = sampler.sample(policy.preprocess(make_inputs(3, seed=1)), "ode", None, None, 0.0, 2)
+    assert out.actions.shape[0] == 3
+    (graph,) = sampler._graphs.values()
+    assert {t.shape[0] for t in graph.inputs.values()} == {batch_bucket(3)} == {4}
