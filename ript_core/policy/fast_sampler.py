@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -375,8 +376,20 @@ class FastSampler:
             self._fingerprint = fingerprint
         entry = self._graphs.get(key)
         if entry is None:
+            # a first use per signature: with policy.compile it compiles every
+            # layer for this bucket (~30 s each on an H100): say so, it looks
+            # like a hang otherwise
+            t0 = time.perf_counter()
             entry = self._build(step_inputs, mode, level, steps, stochastic, padded, device)
             self._graphs[key] = entry
+            log.info(
+                "fast sampler: %s chunk at batch bucket %d%s%s ready in %.1f s",
+                mode,
+                padded,
+                ", compiled layers" if self.compile_layers else "",
+                ", CUDA graph" if entry.graph is not None else "",
+                time.perf_counter() - t0,
+            )
         s = entry.inputs
         if entry.graph is not None:
             for k, v in step_inputs.items():

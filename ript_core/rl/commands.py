@@ -30,6 +30,9 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
     from ript_core.rl.trainer import Trainer
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # our own few INFO lines (a resume, a first-use compile of a batch bucket)
+    # matter to whoever watches a run; third-party INFO stays hidden
+    logging.getLogger("ript_core").setLevel(logging.INFO)
     cfg = load_config(TrainConfig, config_path, ns.overrides)
     with Trainer(cfg, resume=ns.resume, progress=not ns.quiet) as trainer:
         summary = trainer.run()

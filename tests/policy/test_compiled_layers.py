@@ -79,7 +79,7 @@ def test_old_log_prob_through_compiled_layers_is_the_gradient_pass_forward(aot_e
     torch.testing.assert_close(old, new.detach(), atol=0, rtol=0)
 
 
-def test_every_batch_bucket_runs_compiled(aot_eager):
+def test_every_batch_bucket_runs_compiled(aot_eager, caplog):
     """``policy.compile`` across the sampler's batch buckets: no layer falls
     back to eager. Dynamo keeps one cache entry per Gemma/expert layer and
     signature (their cache update indexes storage by ``layer_idx``); past its
@@ -95,9 +95,14 @@ def test_every_batch_bucket_runs_compiled(aot_eager):
     with config.patch(
         recompile_limit=8, accumulated_recompile_limit=256, fail_on_recompile_limit_hit=True
     ):
-        for n in (1, 2, 3, 5):  # buckets 1, 2, 4, 8
+        for n in (1, 2, 3, 5, 4):  # buckets 1, 2, 4, 8, then 4 again
             batch = policy.preprocess(make_inputs(n, seed=n))
-            out = sampler.sample(batch, "ode", None, None, 0.0, 2)
+            with caplog.at_level("INFO", logger="ript_core.policy.fast_sampler"):
+                out = sampler.sample(batch, "ode", None, None, 0.0, 2)
             assert out.actions.shape[0] == n
         limit = config.recompile_limit
+    # one "ready" line per new bucket (first use compiles), none for a repeat
+    ready = [r.getMessage() for r in caplog.records if "ready in" in r.getMessage()]
+    assert [m.split("bucket ")[1].split(",")[0] for m in ready] == ["1", "2", "4", "8"]
+    assert all("compiled layers" in m for m in ready)
     assert limit >= cl.SIGNATURES_PER_LAYER * len(checkpointed_layers(policy.model))
