@@ -53,6 +53,7 @@ import attrs
 from ript_core.envs.catalogue import Availability, TaskInfo
 from ript_core.hookspecs import hookimpl
 from ript_core.plugins import ENTRY_POINT_GROUP, get_registry
+from ript_core.rollout.planner import batch_bucket
 
 BACKEND = "slowtoy"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -238,6 +239,7 @@ def main() -> None:
     )
     actor = PI0Actor(policy, "sde")
     device = policy.device
+    build_s = time.perf_counter() - t0  # before the compile warm-up, reported apart
     compile_s = (
         warm_buckets(actor, task, max(sc.workers for sc in scenarios)) if args.compile else 0
     )
@@ -250,7 +252,7 @@ def main() -> None:
     print(
         f"# Rollout pipelining: toy `{args.task}` + per-step cost ({args.step_cost}); preset "
         f"`{args.preset}` ({params / 1e6:.1f}M params, {args.dtype}, sde, {policy.num_steps} "
-        f"steps, chunk {policy.chunk_size}, built in {time.perf_counter() - t0:.0f} s) on "
+        f"steps, chunk {policy.chunk_size}, built in {build_s:.0f} s) on "
         f"{device} ({dev_name}), {cores} usable cores, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, {args.episodes_per_worker} timed episodes per worker"
         + (
@@ -275,10 +277,8 @@ def warm_buckets(actor: Any, task: TaskInfo, largest: int) -> float:
     obs, _ = env.reset(seed=0)
     one = adapt(obs)
     t0 = time.perf_counter()
-    size = 1
-    while size < 2 * largest:
-        actor.act([one] * min(size, largest), list(range(min(size, largest))))
-        size *= 2
+    for size in sorted({min(batch_bucket(n), largest) for n in range(1, largest + 1)}):
+        actor.act([one] * size, list(range(size)))
     return time.perf_counter() - t0
 
 

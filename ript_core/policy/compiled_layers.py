@@ -51,9 +51,9 @@ MODE: str | None = None
 SIGNATURES_PER_LAYER = 32
 
 
-def raise_recompile_limits(model: nn.Module) -> int:
+def raise_recompile_limits(model: nn.Module) -> None:
     """Raise dynamo's recompile limits so that no layer silently falls back to
-    eager; returns the per-code limit now in force.
+    eager.
 
     Layers of one class share a code object, hence one dynamo cache, and the
     Gemma and expert layers do not share graphs: their KV-cache ``update``
@@ -66,7 +66,6 @@ def raise_recompile_limits(model: nn.Module) -> int:
     need = SIGNATURES_PER_LAYER * len(transformer_layers(model))
     cfg.recompile_limit = max(cfg.recompile_limit, need)
     cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 16 * need)
-    return cfg.recompile_limit
 
 
 class CompiledLayers:
