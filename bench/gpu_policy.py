@@ -312,25 +312,19 @@ def update_rows(
     fp: pl.PolicyFootprint,
     peak: float,
     ckpt_micros: list[int] | None = None,
-    selective_micros: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """log_prob (SDE chain, every step scored) + PPO clipped loss + backward,
-    per micro-batch; full checkpointing tried once, at the first micro-batch.
+    per micro-batch; checkpointing tried once, at the first micro-batch.
 
-    A row's ``checkpointing`` is the mode ript-core's activation
-    checkpointing ran in (ript_core.policy.checkpointing): ``full``
-    recomputes every layer in backward, ``selective`` only the elementwise
-    ops between its matmuls -- the compute each costs, and the peak memory
-    each saves, against ``off`` at the same micro-batch."""
+    The row with ``checkpointing: true`` runs ript-core's activation
+    checkpointing (every layer recomputed in backward) at the same
+    micro-batch: the compute it costs, and the peak memory it saves."""
     device = policy.device
     runs = [
-        (m, ckpt)
-        for i, m in enumerate(micros)
-        for ckpt in (("off", "full") if i == 0 else ("off",))
+        (m, ckpt) for i, m in enumerate(micros) for ckpt in ((False, True) if i == 0 else (False,))
     ]
     # checkpointing's point: micro-batches that do not fit without it
-    runs += [(m, "full") for m in ckpt_micros or [] if (m, "full") not in runs]
-    runs += [(m, "selective") for m in selective_micros or []]
+    runs += [(m, True) for m in ckpt_micros or [] if (m, True) not in runs]
     rows = []
     for micro, ckpt in runs:
         rows.append(_update_row(policy, fast, micro, ckpt, cameras, iters, fp, peak))
@@ -366,7 +360,7 @@ def _update_row(
     policy: PI0Policy,
     fast: FastSampler,
     micro: int,
-    ckpt: str,
+    ckpt: bool,
     cameras: int,
     iters: int,
     fp: pl.PolicyFootprint,
@@ -379,9 +373,10 @@ def _update_row(
     try:
         step, batch, out = update_step(policy, fast, micro, cameras)
         chain, old = out.chain, out.log_prob
-        # ript-core's own (ript_core.policy.checkpointing): transformers'
-        # turns the prefix cache off in train mode, which the expert needs
-        set_activation_checkpointing(policy.model, ckpt)
+        if ckpt:
+            # ript-core's own (ript_core.policy.checkpointing): transformers'
+            # turns the prefix cache off in train mode, which the expert needs
+            set_activation_checkpointing(policy.model, True)
         with torch.no_grad():
             same = max_diff(policy.log_prob(batch, chain, out.stochastic_step), old)
         # update.old_log_prob "recompute" as PI0Actor.old_log_prob runs it (no
@@ -407,17 +402,17 @@ def _update_row(
             peak_gb=torch.cuda.max_memory_allocated(device) / 1e9
             if device.type == "cuda"
             else None,
-            predicted_peak_gb=predicted_update(fp, micro, ckpt) / 1e9,
         )
     except Exception as exc:  # a failed variant (OOM, unsupported) is a result
         row.update(samples_per_s=None, mfu=None, error=f"{type(exc).__name__}: {exc}"[:300])
     finally:
         policy.zero_grad(set_to_none=True)
-        set_activation_checkpointing(policy.model, False)
+        if ckpt:
+            set_activation_checkpointing(policy.model, False)
     return row
 
 
-def predicted_update(fp: pl.PolicyFootprint, micro: int, checkpointing: bool | str) -> int:
+def predicted_update(fp: pl.PolicyFootprint, micro: int, checkpointing: bool) -> int:
     """The planner's update peak for what this bench allocates: weights, the
     gradients in the model dtype and the activations (no optimizer state)."""
     return (
@@ -457,7 +452,6 @@ def memory_rows(
     workers: list[int],
     rollouts: int,
     ckpt_micros: list[int] | None = None,
-    selective_micros: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted vs measured peak per phase. The bench allocates no optimizer:
     the prediction here leaves out the planner's optimizer state and fp32
@@ -511,17 +505,15 @@ def memory_rows(
             }
             rows.append(row)
             print("memory", json.dumps(row), flush=True)
-    checkpointed = [(mb, "full") for mb in ckpt_micros or []]
-    checkpointed += [(mb, "selective") for mb in selective_micros or []]
-    for mb, mode in checkpointed:
+    for mb in ckpt_micros or []:
         # the planner's checkpointed update model (update_activation_bytes with
         # checkpointing) against ript_core.policy.checkpointing, two
         # accumulated micro-batches as the trainer runs them
-        predicted = predicted_update(fp, mb, checkpointing=mode)
+        predicted = predicted_update(fp, mb, checkpointing=True)
         batch = policy.preprocess(make_inputs(policy, mb, cameras, seed=mb))
         m: int | None = None
         error: str | None = None
-        set_activation_checkpointing(policy.model, mode)
+        set_activation_checkpointing(policy.model, True)
         try:
             m = update_peak(policy, fast, batch)
         except torch.cuda.OutOfMemoryError as exc:
@@ -530,7 +522,7 @@ def memory_rows(
             set_activation_checkpointing(policy.model, False)
         row = {
             "phase": "update",
-            "checkpointing": mode,
+            "checkpointing": True,
             "workers": None,
             "batch": mb,
             "predicted_gb": predicted / 1e9,
@@ -567,11 +559,6 @@ def model_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def ints(text: str) -> list[int]:
-    """``"8,16"`` -> ``[8, 16]``; ``""`` -> ``[]``."""
-    return [int(x) for x in text.split(",") if x]
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = model_parser(__doc__)
     parser.add_argument("--batch-sizes", default="1,8,32,64")
@@ -592,21 +579,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--memory-ckpt-micro",
         default="16,64",
         help="checkpointed update micro-batches in the memory plan ('' to skip)",
-    )
-    parser.add_argument(
-        "--update-selective-micro",
-        default="",
-        help="update micro-batches timed with selective checkpointing",
-    )
-    parser.add_argument(
-        "--memory-selective-micro",
-        default="",
-        help="selectively checkpointed update micro-batches in the memory plan",
-    )
-    parser.add_argument(
-        "--compile-update-selective-micro",
-        default="",
-        help="selectively checkpointed micro-batches through the compiled layers",
     )
     parser.add_argument(
         "--compile-update-micro",
@@ -698,16 +670,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             overrides={"activation_checkpointing": False},
         )
         micros = [runnable.train_micro_batch]
-        micros += [m for m in ints(args.update_micro) if m not in micros]
-        ckpt_micros = ints(args.update_ckpt_micro)
-        sel_micros = ints(args.update_selective_micro)
-        # the planner's own choice first
-        mine = {"full": ckpt_micros, "selective": sel_micros}.get(plan.activation_checkpointing)
-        if mine is not None and plan.train_micro_batch not in mine:
-            mine.insert(0, plan.train_micro_batch)
-        rows = update_rows(
-            policy, fast, micros, cameras, args.update_iters, fp, peak, ckpt_micros, sel_micros
-        )
+        micros += [m for m in (int(x) for x in args.update_micro.split(",")) if m not in micros]
+        ckpt_micros = [int(x) for x in args.update_ckpt_micro.split(",") if x]
+        if plan.activation_checkpointing and plan.train_micro_batch not in ckpt_micros:
+            ckpt_micros.insert(0, plan.train_micro_batch)  # the planner's own choice
+        rows = update_rows(policy, fast, micros, cameras, args.update_iters, fp, peak, ckpt_micros)
         result["gpu_update"] = {
             "meta": {
                 **meta,
@@ -720,16 +687,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save()
     if "memory" not in skip:
         workers = [int(w) for w in args.workers.split(",")]
-        rows = memory_rows(
-            policy,
-            fast,
-            fp,
-            cameras,
-            workers,
-            args.rollouts,
-            ints(args.memory_ckpt_micro),
-            ints(args.memory_selective_micro),
-        )
+        ckpt_micros = [int(x) for x in args.memory_ckpt_micro.split(",") if x]
+        rows = memory_rows(policy, fast, fp, cameras, workers, args.rollouts, ckpt_micros)
         result["memory_plan"] = {"meta": meta, "rows": rows}
         save()
     if "compile" not in skip and "sampling" not in skip and device.type == "cuda":
@@ -761,17 +720,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # the policy's log_prob stays eager; install the compiled layers
             # around the update by hand to time it through them
             # (what update.compile does in the trainer)
+            ckpt_micros = [int(x) for x in args.compile_update_ckpt_micro.split(",") if x]
             with compiled_layers(policy.model).installed():
                 rows = update_rows(
-                    policy,
-                    compiled,
-                    micros,
-                    cameras,
-                    args.update_iters,
-                    fp,
-                    peak,
-                    ints(args.compile_update_ckpt_micro),
-                    ints(args.compile_update_selective_micro),
+                    policy, compiled, micros, cameras, args.update_iters, fp, peak, ckpt_micros
                 )
             for r in rows:
                 r["compiled_layers"] = True

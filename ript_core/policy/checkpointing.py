@@ -20,17 +20,6 @@ see its prefix twice, an expert layer the previous steps' suffixes. Here:
   prefix + this step's suffix without storing anything: every step, and
   every recomputation of one, sees exactly the prefix.
 
-Two modes (``update.activation_checkpointing``):
-
-- ``full``: a layer keeps only its input; backward re-runs its whole forward
-  (≈ one extra forward of compute).
-- ``selective``: a layer also keeps the outputs of its matmuls and of its
-  attention kernel (``torch.utils.checkpoint``'s selective checkpointing);
-  backward re-runs only the cheap elementwise ops between them (norms,
-  rotary, GELU, products, casts). About half the stored bytes of no
-  checkpointing for a few per cent of compute -- the middle of the trade-off
-  when the plain update fits only a small micro-batch.
-
 The maths is unchanged (tests/policy/test_checkpointing.py: identical
 log-probs and gradients, and the bytes autograd stores). Not supported on
 FSDP-sharded weights (their gather hooks run around ``__call__``, which a
@@ -41,41 +30,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.attention import sdpa_kernel
-from torch.utils.checkpoint import (
-    CheckpointPolicy,
-    checkpoint,
-    create_selective_checkpoint_contexts,
-)
+from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import Cache, DynamicLayer
 
 from ript_core.policy.attention import allowed_backends
 
 _ORIGINAL = "_ript_forward_without_checkpointing"
-_MODE = "_ript_checkpointing_mode"
-
-CheckpointingMode = Literal["off", "selective", "full"]
-MODES: tuple[str, ...] = ("off", "selective", "full")
-
-#: The ops whose outputs ``selective`` keeps: every matmul (linear layers with
-#: and without bias, batched) and every fused attention kernel. Everything else
-#: in a layer is elementwise or a reshape and is recomputed in backward.
-_aten = torch.ops.aten
-_SAVED_OPS = {
-    _aten.mm.default,
-    _aten.addmm.default,
-    _aten.bmm.default,
-    _aten.baddbmm.default,
-    _aten._scaled_dot_product_efficient_attention.default,
-    _aten._scaled_dot_product_flash_attention.default,
-    _aten._scaled_dot_product_cudnn_attention.default,
-    _aten._scaled_dot_product_flash_attention_for_cpu.default,
-}
 
 
 def checkpointed_layers(model: nn.Module) -> list[nn.Module]:
@@ -89,54 +54,29 @@ def checkpointed_layers(model: nn.Module) -> list[nn.Module]:
     ]
 
 
-def as_checkpointing_mode(on: bool | str) -> CheckpointingMode:
-    """``True`` -> ``"full"``, ``False`` -> ``"off"``; a mode name is checked."""
-    if on is True:
-        return "full"
-    if on is False:
-        return "off"
-    if on not in MODES:
-        raise ValueError(f"activation checkpointing mode {on!r}: use one of {', '.join(MODES)}")
-    return on  # type: ignore[return-value]
-
-
-def set_activation_checkpointing(model: nn.Module, on: bool | str) -> None:
-    """Wrap every layer's ``forward`` for ``on`` (``True``/``"full"``,
-    ``"selective"``) or unwrap it (``False``/``"off"``); idempotent."""
-    mode = as_checkpointing_mode(on)
-    if mode != "off" and any(
-        isinstance(p, torch.distributed.tensor.DTensor) for p in model.parameters()
-    ):
+def set_activation_checkpointing(model: nn.Module, on: bool) -> None:
+    """Wrap (``on``) or unwrap every layer's ``forward``; idempotent."""
+    if on and any(isinstance(p, torch.distributed.tensor.DTensor) for p in model.parameters()):
         raise ValueError(
             "activation checkpointing is not supported with FSDP-sharded weights: use "
             "update.distributed ddp, or a smaller micro-batch without checkpointing"
         )
     for layer in checkpointed_layers(model):
-        if hasattr(layer, _ORIGINAL):  # unwrap first: the mode may change
-            layer.forward = getattr(layer, _ORIGINAL)
-            delattr(layer, _ORIGINAL)
-            delattr(layer, _MODE)
-        if mode != "off":
+        wrapped = hasattr(layer, _ORIGINAL)
+        if on and not wrapped:
             original = layer.forward
             setattr(layer, _ORIGINAL, original)
-            setattr(layer, _MODE, mode)
-            layer.forward = functools.partial(_checkpointed_forward, original, mode == "selective")
+            layer.forward = functools.partial(_checkpointed_forward, original)
+        elif not on and wrapped:
+            layer.forward = getattr(layer, _ORIGINAL)
+            delattr(layer, _ORIGINAL)
 
 
 def activation_checkpointing(model: nn.Module) -> bool:
-    """Whether the layers run checkpointed (either mode)."""
-    return activation_checkpointing_mode(model) != "off"
+    return any(hasattr(layer, _ORIGINAL) for layer in checkpointed_layers(model))
 
 
-def activation_checkpointing_mode(model: nn.Module) -> CheckpointingMode:
-    """The mode the layers run in; ``"off"`` when none is wrapped."""
-    for layer in checkpointed_layers(model):
-        if hasattr(layer, _MODE):
-            return getattr(layer, _MODE)
-    return "off"
-
-
-def _checkpointed_forward(original: Any, selective: bool, *args: Any, **kwargs: Any) -> Any:
+def _checkpointed_forward(original: Any, *args: Any, **kwargs: Any) -> Any:
     if not torch.is_grad_enabled():  # sampling, evaluation: nothing to save anyway
         return original(*args, **kwargs)
     if torch.compiler.is_compiling():
@@ -145,16 +85,10 @@ def _checkpointed_forward(original: Any, selective: bool, *args: Any, **kwargs: 
         # compiled backward graph, so it runs the forward's kernels by
         # construction -- and torch refuses a context_fn that is not a
         # TorchDispatchMode there
-        context = functools.partial(create_selective_checkpoint_contexts, _keep_matmuls)
-        extra = {"context_fn": context} if selective else {}
-        return checkpoint(original, *args, use_reentrant=False, **extra, **kwargs)
-    context_fn = _selective_same_sdpa_backends if selective else _same_sdpa_backends
-    return checkpoint(original, *args, use_reentrant=False, context_fn=context_fn, **kwargs)
-
-
-def _keep_matmuls(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
-    """``selective``'s rule: keep matmul and attention outputs, recompute the rest."""
-    return CheckpointPolicy.MUST_SAVE if op in _SAVED_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+        return checkpoint(original, *args, use_reentrant=False, **kwargs)
+    return checkpoint(
+        original, *args, use_reentrant=False, context_fn=_same_sdpa_backends, **kwargs
+    )
 
 
 def _same_sdpa_backends() -> tuple[Any, Any]:
@@ -168,22 +102,6 @@ def _same_sdpa_backends() -> tuple[Any, Any]:
     H100). Called when the forward runs; the second context is entered around
     the recomputation."""
     return contextlib.nullcontext(), sdpa_kernel(allowed_backends())
-
-
-def _selective_same_sdpa_backends() -> tuple[Any, Any]:
-    """Selective checkpointing's two dispatch modes, the recomputation also
-    under the forward's SDPA kernels (the cached attention output must come
-    from the same kernel the recomputation asks for)."""
-    forward, recompute = create_selective_checkpoint_contexts(_keep_matmuls)
-    return forward, _entered_together(recompute, sdpa_kernel(allowed_backends()))
-
-
-@contextlib.contextmanager
-def _entered_together(*contexts: Any) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        for c in contexts:
-            stack.enter_context(c)
-        yield
 
 
 class _RecordingLayer(DynamicLayer):

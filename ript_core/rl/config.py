@@ -140,15 +140,14 @@ class TrainConfig:
             problems.append(
                 f"update.distributed {self.update.distributed!r}: use one of {DISTRIBUTED_MODES}"
             )
-        ckpt = self.update.activation_checkpointing
-        if ckpt not in ("auto", "on", "off", "selective", "full"):
+        if self.update.activation_checkpointing not in ("auto", "on", "off"):
             problems.append(
-                f"update.activation_checkpointing {ckpt!r}: use "
-                "'auto', 'off', 'selective' or 'full' ('on' = 'full')"
+                f"update.activation_checkpointing {self.update.activation_checkpointing!r}: use "
+                "'auto', 'on' or 'off'"
             )
-        if ckpt in ("on", "selective", "full") and self.update.distributed == "fsdp":
+        if self.update.activation_checkpointing == "on" and self.update.distributed == "fsdp":
             problems.append(
-                f"update.activation_checkpointing {ckpt!r} with update.distributed 'fsdp' is not "
+                "update.activation_checkpointing 'on' with update.distributed 'fsdp' is not "
                 "supported (a recomputed layer would bypass FSDP's weight gathering): use ddp, "
                 "or checkpointing off"
             )

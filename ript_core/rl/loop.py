@@ -106,12 +106,10 @@ class UpdateConfig:
     # time/update_comm_*): synchronises CUDA around the all-reduce, so it is
     # for benchmarks, off by default
     time_comm: bool = False
-    # recompute activations in backward instead of storing them
-    # (ript_core.policy.checkpointing): "full" (or "on") keeps only each
-    # layer's input, "selective" also its matmuls' and attention's outputs
-    # (recomputes only elementwise ops); the planner sizes the micro-batch for
-    # the mode. "auto" picks the cheapest mode that reaches an efficient
-    # micro-batch (docs/planner.md); "off" never
+    # recompute each layer's activations in backward instead of storing them
+    # (ript_core.policy.checkpointing): "on" lets the planner size a bigger
+    # micro-batch with it; "auto" turns it on when the plan needs it
+    # (docs/planner.md); "off" never
     activation_checkpointing: str = "auto"
     # the PPO ratio's "old" log-prob: "rollout" takes the sampler's record;
     # "recompute" scores every decision once more before the first step, with

@@ -298,11 +298,10 @@ class Trainer:
             overrides["train_micro_batch"] = cfg.update.micro_batch
         if cfg.rollout.pipeline_groups:
             overrides["pipeline_groups"] = cfg.rollout.pipeline_groups
-        ckpt = cfg.update.activation_checkpointing
-        if sharded or ckpt == "off":
-            overrides["activation_checkpointing"] = "off"  # FSDP: not supported (config check)
-        elif ckpt != "auto":
-            overrides["activation_checkpointing"] = "full" if ckpt == "on" else ckpt
+        if sharded or cfg.update.activation_checkpointing == "off":
+            overrides["activation_checkpointing"] = False  # FSDP: not supported (config check)
+        elif cfg.update.activation_checkpointing == "on":
+            overrides["activation_checkpointing"] = True
         return P.plan(
             machine,
             footprint,

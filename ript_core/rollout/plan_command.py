@@ -97,12 +97,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--inference-batch", type=int, default=None)
     o.add_argument("--train-micro-batch", type=int, default=None)
     o.add_argument("--grad-accum", type=int, default=None)
-    o.add_argument(
-        "--activation-checkpointing",
-        choices=("off", "selective", "full", "on"),
-        default=None,
-        help="override the planner's choice ('on' = 'full')",
-    )
+    o.add_argument("--activation-checkpointing", choices=("on", "off"), default=None)
     o.add_argument(
         "--pipeline-groups", type=int, default=None, help="env worker groups (1: lock-step)"
     )
@@ -180,8 +175,7 @@ def _overrides(ns: argparse.Namespace) -> dict[str, int | bool]:
         if getattr(ns, key) is not None:
             out[key] = getattr(ns, key)
     if ns.activation_checkpointing is not None:
-        mode = ns.activation_checkpointing
-        out["activation_checkpointing"] = "full" if mode == "on" else mode
+        out["activation_checkpointing"] = ns.activation_checkpointing == "on"
     return out
 
 
@@ -275,7 +269,7 @@ def print_strategies(costs: list[StrategyCost], chosen: str, recommended: str | 
         "trainable / frozen weights",
         "grads",
         "AdamW state",
-        "activations/sample (selective, full ckpt)",
+        "activations/sample (ckpt)",
         "prefix cache/sample",
         "update peak",
         "micro-batch",
@@ -300,13 +294,10 @@ def print_strategies(costs: list[StrategyCost], chosen: str, recommended: str | 
             f"{fmt_gb(c.trainable_weight_bytes)} / {fmt_gb(c.frozen_weight_bytes)}",
             fmt_gb(c.grad_bytes),
             fmt_gb(c.optimizer_bytes),
-            f"{fmt_gb(c.activations_per_sample)} ({fmt_gb(c.activations_per_sample_selective)}, "
-            f"{fmt_gb(c.activations_per_sample_ckpt)})",
+            f"{fmt_gb(c.activations_per_sample)} ({fmt_gb(c.activations_per_sample_ckpt)})",
             fmt_gb(c.prefix_cache_per_sample),
             fmt_gb(p.peak_bytes["update"]),
-            str(p.train_micro_batch)
-            if p.activation_checkpointing == "off"
-            else f"{p.train_micro_batch} {p.activation_checkpointing} ckpt",
+            f"{p.train_micro_batch}{' ckpt' if p.activation_checkpointing else ''}",
             "[green]yes[/green]" if p.fits else "[red]NO[/red]",
             mark,
         )

@@ -56,29 +56,8 @@ GRAD_BYTES_PER_TRAINABLE = 4
 MASTER_BYTES_PER_TRAINABLE = 4
 
 #: Below this micro-batch the update is launch-bound on a GPU: prefer turning
-#: activation checkpointing on to reach it -- ``selective`` (a few per cent of
-#: recomputed elementwise work) if that is enough, else ``full`` (≈ +33 %
-#: compute).
+#: activation checkpointing on (≈ +33 % compute) to reach it.
 MIN_EFFICIENT_MICRO_BATCH = 8
-
-#: ``update.activation_checkpointing`` modes, cheapest in compute first
-#: (ript_core.policy.checkpointing): ``off`` keeps every activation,
-#: ``selective`` keeps each layer's input and the outputs of its matmuls and
-#: attention kernel, ``full`` keeps only each layer's input.
-CHECKPOINTING_MODES = ("off", "selective", "full")
-
-
-def checkpointing_mode(value: bool | str) -> str:
-    """A plan's checkpointing mode: ``True`` is ``"full"``, ``False`` ``"off"``."""
-    if value is True:
-        return "full"
-    if value is False:
-        return "off"
-    if value not in CHECKPOINTING_MODES:
-        raise ValueError(
-            f"activation checkpointing {value!r}: use one of {', '.join(CHECKPOINTING_MODES)}"
-        )
-    return value
 
 #: Whether the planner turns activation checkpointing on by itself when the
 #: update does not fit a useful micro-batch without it
@@ -651,17 +630,6 @@ def _saved_elems(d: TransformerDims, tokens: int, kv_len: int) -> int:
     return tokens * (8 * d.width + mlp_saved * d.mlp) + d.heads * tokens * kv_len
 
 
-def _selective_saved_elems(d: TransformerDims, tokens: int) -> int:
-    """Elements one layer keeps under selective checkpointing: its input, the
-    outputs of its matmuls (q, k, v, output projection, the MLP's gate and up
-    -- or fc1 -- and down) and the attention kernel's output. (Measured on
-    CPU at full pi0 widths, one layer per stack: within 0.3 % of the bytes
-    alive after ``log_prob``'s forward; docs/planner.md.)"""
-    q, kv = d.heads * d.head_dim, d.kv_heads * d.head_dim
-    mlp = 2 * d.mlp if d.gated_mlp else d.mlp
-    return tokens * (3 * d.width + 2 * q + 2 * kv + mlp)
-
-
 def _kv_concat_elems(policy: PolicyFootprint) -> int:
     """Per expert layer and step: K and V of prefix + suffix concatenated."""
     t = policy.text
@@ -686,64 +654,40 @@ def rollout_activation_bytes(policy: PolicyFootprint, batch: int) -> int:
     return batch * (per_sample + chain)
 
 
-def update_activation_bytes(
-    policy: PolicyFootprint, micro_batch: int, checkpointing: bool | str
-) -> int:
+def update_activation_bytes(policy: PolicyFootprint, micro_batch: int, checkpointing: bool) -> int:
     """Activations of one micro-batch's forward+backward of the RIPT log-prob.
 
     The expert runs ``update_steps`` denoising steps with grad over the suffix,
     all in one pass (``update_steps`` x the suffix rows per layer);
     with ``grads_through_vlm`` the SigLIP + Gemma prefix is stored too,
     otherwise the prefix runs without grad and only its KV cache is kept.
-    With activation checkpointing (``True``/``"full"``) each layer keeps only
-    its input, with ``"selective"`` its input and its matmuls' and attention's
-    outputs; one layer at a time is recomputed and back-propagated: its
-    activations plus their gradients and the backward's temporaries,
+    With activation checkpointing each layer keeps only its input and one
+    layer at a time is recomputed and back-propagated: its activations plus
+    their gradients and the backward's temporaries,
     :data:`CHECKPOINT_BACKWARD_LAYERS` x one layer's saved activations.
     """
-    mode = checkpointing_mode(checkpointing)
     p, s, k = policy.prefix_tokens, policy.suffix_tokens, policy.update_steps
     img = policy.tokens_per_image
-    # (n_layers, one layer's input, one layer saved, one layer kept by selective)
-    parts: list[tuple[int, int, int, int]] = []
+    parts: list[tuple[int, int, int]] = []  # (n_layers_stored, tokens×width, one layer saved)
     expert_layer = _saved_elems(policy.expert, s, p + s) + _kv_concat_elems(policy)
     # log_prob scores the k steps in one expert pass (k x the rows per layer)
-    parts.append(
-        (
-            policy.expert.layers,
-            k * s * policy.expert.width,
-            k * expert_layer,
-            _selective_saved_elems(policy.expert, k * s),
-        )
-    )
+    parts.append((policy.expert.layers, k * s * policy.expert.width, k * expert_layer))
     extra = 0
     if policy.grads_through_vlm:
-        parts.append(
-            (
-                policy.text.layers,
-                p * policy.text.width,
-                _saved_elems(policy.text, p, p),
-                _selective_saved_elems(policy.text, p),
-            )
-        )
+        parts.append((policy.text.layers, p * policy.text.width, _saved_elems(policy.text, p, p)))
         if policy.grads_through_vision:
-            vis_tokens = policy.n_cameras * img
+            vis_layer = policy.n_cameras * _saved_elems(policy.vision, img, img)
             parts.append(
-                (
-                    policy.vision.layers,
-                    vis_tokens * policy.vision.width,
-                    policy.n_cameras * _saved_elems(policy.vision, img, img),
-                    _selective_saved_elems(policy.vision, vis_tokens),
-                )
+                (policy.vision.layers, policy.n_cameras * img * policy.vision.width, vis_layer)
             )
     else:
         extra = kv_cache_bytes(policy) // policy.dtype_bytes  # no-grad prefix, cache kept
         extra += _working_elems(policy.text, p, p)  # its transient (one layer)
-    if mode == "off":
-        stored = sum(n * one for n, _, one, _ in parts)
+    if checkpointing:
+        stored = sum(n * inp for n, inp, _ in parts)
+        stored += CHECKPOINT_BACKWARD_LAYERS * max(one for _, _, one in parts)
     else:
-        stored = sum(n * (sel if mode == "selective" else inp) for n, inp, _, sel in parts)
-        stored += CHECKPOINT_BACKWARD_LAYERS * max(one for _, _, one, _ in parts)
+        stored = sum(n * one for n, _, one in parts)
     return int(micro_batch * (stored + extra) * policy.dtype_bytes)
 
 
@@ -1038,8 +982,7 @@ class ParallelPlan:
     inference_batch: int
     train_micro_batch: int
     grad_accum: int
-    #: "off" | "selective" | "full" (:data:`CHECKPOINTING_MODES`)
-    activation_checkpointing: str
+    activation_checkpointing: bool
     train_batch: int
     peak_bytes: dict[str, int]
     breakdown: dict[str, dict[str, int]]
@@ -1059,7 +1002,7 @@ class ParallelPlan:
         """G for ``RolloutRunner(pipeline_groups=...)`` (1: lock-step)."""
         return self.pipeline.groups if self.pipeline is not None else 1
 
-    def settings(self) -> dict[str, int | str]:
+    def settings(self) -> dict[str, int | bool]:
         """The fields a trainer applies (user overrides already folded in)."""
         return {f: getattr(self, f) for f in PLAN_FIELDS}
 
@@ -1068,7 +1011,8 @@ class ParallelPlan:
         lines = [
             f"plan ({self.strategy}): {self.n_env_workers} env workers, inference batch "
             f"{self.inference_batch}, micro-batch {self.train_micro_batch} × {self.grad_accum} "
-            f"accumulation, activation checkpointing {self.activation_checkpointing}",
+            f"accumulation, activation checkpointing "
+            f"{'on' if self.activation_checkpointing else 'off'}",
             *(
                 f"  {phase}: predicted peak {fmt_gb(b)} of {fmt_gb(self.usable_bytes)} usable"
                 for phase, b in self.peak_bytes.items()
@@ -1124,7 +1068,7 @@ def _phases(
     n_env: int,
     inference_batch: int,
     micro_batch: int,
-    checkpointing: bool | str,
+    checkpointing: bool,
 ) -> _Phases:
     weights = model_bytes(policy)  # ONE copy, independent of n_env
     state = optimizer_state_bytes(policy)
@@ -1165,7 +1109,7 @@ def _min_peak(machine: MachineSpec, policy: PolicyFootprint, backend: BackendFoo
     """Smallest possible device peak: 1 env (on CPU), batch 1, micro-batch 1, checkpointing
     if the update has it."""
     n_env = 1 if machine.device == "cpu" else 0
-    ckpt = "full" if ACTIVATION_CHECKPOINTING_AVAILABLE else "off"
+    ckpt = ACTIVATION_CHECKPOINTING_AVAILABLE
     return max(_phases(machine, policy, backend, n_env, 1, 1, ckpt).peaks().values())
 
 
@@ -1203,9 +1147,7 @@ def plan(
     if unknown:
         raise ValueError(f"unknown plan override(s) {sorted(unknown)}: valid are {PLAN_FIELDS}")
     for key, value in overrides.items():
-        if key == "activation_checkpointing":
-            checkpointing_mode(value)  # raises on an unknown mode
-        elif not isinstance(value, int) or value < 1:
+        if key != "activation_checkpointing" and (not isinstance(value, int) or value < 1):
             raise ValueError(f"override {key} must be an integer >= 1, got {value!r}")
     train_batch = rollouts_per_update if train_batch is None else train_batch
     if train_batch < 1:
@@ -1276,10 +1218,10 @@ def plan(
         if n_env > by_cores:
             reasons.append(f"note: {n_env} workers on {by_cores} spare cores oversubscribe the CPU")
 
-    def fits_rollout(b: int, ckpt: str = "full") -> bool:
+    def fits_rollout(b: int, ckpt: bool = True) -> bool:
         return _phases(machine, policy, backend, n_env, b, 1, ckpt).peaks()["rollout"] <= usable
 
-    def fits_update(m: int, ckpt: str) -> bool:
+    def fits_update(m: int, ckpt: bool) -> bool:
         return _phases(machine, policy, backend, n_env, 1, m, ckpt).peaks()["update"] <= usable
 
     # --- inference batch ---------------------------------------------------------
@@ -1358,50 +1300,38 @@ def plan(
 
     # --- micro-batch / checkpointing --------------------------------------------
     want = min(train_batch, MIN_EFFICIENT_MICRO_BATCH)
-    largest = {
-        m: _largest_fitting(train_batch, lambda b, m=m: fits_update(b, m))
-        for m in CHECKPOINTING_MODES
-    }
-    act1 = {m: update_activation_bytes(policy, 1, m) for m in CHECKPOINTING_MODES}
-    no_ckpt = largest["off"]
+    no_ckpt = _largest_fitting(train_batch, lambda m: fits_update(m, False))
+    with_ckpt = _largest_fitting(train_batch, lambda m: fits_update(m, True))
+    act1 = update_activation_bytes(policy, 1, False)
+    act1c = update_activation_bytes(policy, 1, True)
     if "activation_checkpointing" in overrides:
-        ckpt = checkpointing_mode(overrides["activation_checkpointing"])
-        auto_micro = largest[ckpt]
+        ckpt = bool(overrides["activation_checkpointing"])
+        auto_micro = with_ckpt if ckpt else no_ckpt
         reasons.append(
-            f"override: activation_checkpointing = {ckpt} "
-            f"(activations {fmt_gb(act1[ckpt])} per sample)"
+            f"override: activation_checkpointing = {'on' if ckpt else 'off'} "
+            f"(activations {fmt_gb(act1c if ckpt else act1)} per sample)"
         )
     elif not ACTIVATION_CHECKPOINTING_AVAILABLE:
-        ckpt, auto_micro = "off", no_ckpt
+        ckpt, auto_micro = False, no_ckpt
         reasons.append(
             f"activation checkpointing off (not chosen automatically until its memory model is "
-            f"validated on a GPU): micro-batch {no_ckpt} fits without it ({fmt_gb(act1['off'])} "
-            f"of activations per sample; with it {fmt_gb(act1['full'])} per sample and "
-            f"micro-batch {largest['full']} would fit: set update.activation_checkpointing: full)"
+            f"validated on a GPU): micro-batch {no_ckpt} fits without it ({fmt_gb(act1)} of "
+            f"activations per sample; with it {fmt_gb(act1c)} per sample and micro-batch "
+            f"{with_ckpt} would fit: set update.activation_checkpointing: on)"
         )
     elif no_ckpt >= want:
-        ckpt, auto_micro = "off", no_ckpt
+        ckpt, auto_micro = False, no_ckpt
         reasons.append(
             f"activation checkpointing off: without it a micro-batch of {no_ckpt} fits "
-            f"({fmt_gb(act1['off'])} of activations per sample), ≥ the {want} wanted; "
-            "checkpointing would cost compute for nothing"
-        )
-    elif largest["selective"] >= want:
-        ckpt, auto_micro = "selective", largest["selective"]
-        reasons.append(
-            f"activation checkpointing selective: without it only a micro-batch of {no_ckpt} "
-            f"fits ({fmt_gb(act1['off'])} of activations per sample); keeping only the "
-            f"matmuls' and attention's outputs ({fmt_gb(act1['selective'])} per sample) fits "
-            f"{auto_micro} ≥ the {want} wanted for a few per cent of recomputed elementwise "
-            f"work (full checkpointing: {largest['full']}, ≈ +33 % compute)"
+            f"({fmt_gb(act1)} of activations per sample), ≥ the {want} wanted; "
+            "checkpointing would cost ≈ 33 % more compute for nothing"
         )
     else:
-        ckpt, auto_micro = "full", largest["full"]
+        ckpt, auto_micro = True, with_ckpt
         reasons.append(
-            f"activation checkpointing full: without it only a micro-batch of {no_ckpt} fits "
-            f"({fmt_gb(act1['off'])} of activations per sample), selectively "
-            f"{largest['selective']}; with it {fmt_gb(act1['full'])} per sample and "
-            f"micro-batch {auto_micro}"
+            f"activation checkpointing on: without it only a micro-batch of {no_ckpt} fits "
+            f"({fmt_gb(act1)} of activations per sample); with it {fmt_gb(act1c)} per sample "
+            f"and micro-batch {with_ckpt}"
         )
     if "train_micro_batch" in overrides:
         micro = overrides["train_micro_batch"]
@@ -1541,7 +1471,6 @@ class StrategyCost:
     optimizer_bytes: int
     activations_per_sample: int
     activations_per_sample_ckpt: int
-    activations_per_sample_selective: int
     prefix_cache_per_sample: int
     plan: ParallelPlan
 
@@ -1572,8 +1501,7 @@ def strategy_costs(
                 grad_bytes=grad_bytes(fp),
                 optimizer_bytes=optimizer_state_bytes(fp),
                 activations_per_sample=update_activation_bytes(fp, 1, False),
-                activations_per_sample_ckpt=update_activation_bytes(fp, 1, "full"),
-                activations_per_sample_selective=update_activation_bytes(fp, 1, "selective"),
+                activations_per_sample_ckpt=update_activation_bytes(fp, 1, True),
                 prefix_cache_per_sample=kv_cache_bytes(fp),
                 plan=plan(
                     machine, fp, backend, rollouts_per_update=rollouts_per_update, **plan_kwargs
