@@ -20,6 +20,12 @@ queries see the state and every action key). ``--flex`` adds
 ``torch.nn.attention.flex_attention`` (compiled, KV heads *not* expanded:
 ``enable_gqa``), with its block mask built once per call site
 (``mask_build_ms``: one ``create_block_mask``, as one per chunk would cost).
+``--matmul`` adds attention written as two batched matmuls around a masked
+softmax, compiled (inductor fuses the mask, softmax and casts into one
+kernel), with the 8 query heads folded into the rows of the one KV head:
+``matmul_fp32`` multiplies in float32 (TF32 off), ``matmul_bf16`` in bf16
+with the scores rounded to bf16 -- a few small kernels where the fused
+kernels give a batch-1 call only 8 thread blocks for 611 keys.
 """
 
 from __future__ import annotations
@@ -133,10 +139,44 @@ def flex_row(qt, kt, vt, mask, ref) -> dict:
     return row
 
 
+def matmul_attention(q, k, v, mask, acc: torch.dtype):
+    """``q`` ``[b, h, nq, d]``; ``k``, ``v`` ``[b, 1, nk, d]`` (one KV head);
+    ``mask`` ``[b, 1, nq, nk]`` bool. Softmax in float32 either way."""
+    b, h, nq, d = q.shape
+    rows = q.reshape(b, h * nq, d).to(acc)
+    scores = torch.matmul(rows, k[:, 0].transpose(-1, -2).to(acc)).float() * d**-0.5
+    scores = scores.view(b, h, nq, -1).masked_fill(~mask, float("-inf"))
+    probs = scores.softmax(-1).to(acc).view(b, h * nq, -1)
+    return torch.matmul(probs, v[:, 0].to(acc)).view(b, h, nq, d).to(q.dtype)
+
+
+def matmul_rows(qt, kt, vt, mask, ref) -> list[dict]:
+    """``matmul_fp32`` and ``matmul_bf16`` (module docstring), compiled."""
+    rows = []
+    for name, acc in (("matmul_fp32", torch.float32), ("matmul_bf16", torch.bfloat16)):
+        row: dict = {"backend": name}
+        try:
+            fn = torch.compile(matmul_attention, dynamic=False)
+
+            def call(fn=fn, acc=acc):
+                return fn(qt, kt, vt, mask, acc)
+
+            out = call()
+            row["ms"] = time_ms(call)
+            row["graph_ms"] = graph_ms(call)
+            row["max_abs_diff_vs_first"] = float((out.float() - ref).abs().max())
+        except Exception as exc:  # report the failure, keep the other rows
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", default="1,8,32,64")
     ap.add_argument("--flex", action="store_true", help="also time flex_attention")
+    ap.add_argument("--matmul", action="store_true", help="also time compiled matmul attention")
+    ap.add_argument("--sites", default="expert_step,gemma_prefix")
     ap.add_argument("--out", default=None)
     ns = ap.parse_args()
     dev = torch.device("cuda")
@@ -147,6 +187,8 @@ def main() -> None:
     rows = []
     for bsz in (int(b) for b in ns.batch_sizes.split(",")):
         for site, (b, q, k, h) in shapes(bsz).items():
+            if site not in ns.sites.split(","):
+                continue
             g = torch.Generator(device=dev).manual_seed(0)
             qt = torch.randn(b, h, q, 256, device=dev, dtype=torch.bfloat16, generator=g)
             # one KV head shared by the 8 query heads, expanded (copied) as
@@ -178,6 +220,11 @@ def main() -> None:
                     row["error"] = str(exc).splitlines()[0][:200]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+            if ns.matmul:
+                for row in matmul_rows(qt, *kv1, mask, ref):
+                    row.update(site=site, batch=b, queries=q, keys=k)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
             if ns.flex:
                 row = flex_row(qt, *kv1, mask, ref)
                 row.update(site=site, batch=b, queries=q, keys=k)
