@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
@@ -312,16 +313,20 @@ def update_rows(
     fp: pl.PolicyFootprint,
     peak: float,
     ckpt_micros: list[int] | None = None,
+    ckpt_first: bool = True,
 ) -> list[dict[str, Any]]:
     """log_prob (SDE chain, every step scored) + PPO clipped loss + backward,
-    per micro-batch; checkpointing tried once, at the first micro-batch.
+    per micro-batch; checkpointing tried once, at the first micro-batch
+    (unless ``ckpt_first`` is off).
 
     The row with ``checkpointing: true`` runs ript-core's activation
     checkpointing (every layer recomputed in backward) at the same
     micro-batch: the compute it costs, and the peak memory it saves."""
     device = policy.device
     runs = [
-        (m, ckpt) for i, m in enumerate(micros) for ckpt in ((False, True) if i == 0 else (False,))
+        (m, ckpt)
+        for i, m in enumerate(micros)
+        for ckpt in ((False, True) if i == 0 and ckpt_first else (False,))
     ]
     # checkpointing's point: micro-batches that do not fit without it
     runs += [(m, True) for m in ckpt_micros or [] if (m, True) not in runs]
@@ -598,6 +603,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="torch.compile mode of the compiled layers (default: inductor's default)",
     )
+    parser.add_argument(
+        "--optim-moments",
+        choices=("fp32", "8bit"),
+        default="fp32",
+        help="AdamW moments the planner budgets for (optim.moments): its micro-batch",
+    )
     parser.add_argument("--out", default=None, help="directory for the JSON results")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -612,7 +623,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     device = policy.device
     cameras = min(args.cameras, len(policy.arch.cameras))
-    fp = footprint(policy, cameras)
+    fp = attrs.evolve(footprint(policy, cameras), optimizer_moments=args.optim_moments)
     rate, bw, source = ceilings(device, policy.dtype)
     peak = H100_BF16_PEAK if device.type == "cuda" else rate
     fast = FastSampler(policy)
@@ -631,6 +642,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sample_flops_per_chunk": pl.sample_flops(fp),
         "build_s": time.perf_counter() - t0,
         "compile_mode": args.compile_mode,
+        "optim_moments": args.optim_moments,
     }
     print("meta", json.dumps(meta), flush=True)
     result: dict[str, Any] = {"meta": meta}
@@ -723,7 +735,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ckpt_micros = [int(x) for x in args.compile_update_ckpt_micro.split(",") if x]
             with compiled_layers(policy.model).installed():
                 rows = update_rows(
-                    policy, compiled, micros, cameras, args.update_iters, fp, peak, ckpt_micros
+                    policy,
+                    compiled,
+                    micros,
+                    cameras,
+                    args.update_iters,
+                    fp,
+                    peak,
+                    ckpt_micros,
+                    ckpt_first=False,  # each compiled shape costs minutes: only what was asked
                 )
             for r in rows:
                 r["compiled_layers"] = True

@@ -234,6 +234,12 @@ def summarize_run(iterations: list[dict[str, Any]], n: int, warmup: int) -> dict
         "rollout_gather_s": total("time/rollout_comm_all_gather_s") / k,
         "comm_share_of_iteration": (comm_update + total("time/rollout_comm_all_gather_s")) / wall,
         "optimizer_steps": total("update/optimizer_steps") / k,
+        # rank 0's measured peaks (CUDA only), the largest over the timed iterations
+        "memory_peak_gb": {
+            phase: max((d[key] for d in timed if key in d), default=None)
+            for phase in ("rollout", "update")
+            for key in (f"memory/{phase}_peak_gb",)
+        },
     }
 
 

@@ -112,13 +112,18 @@ def behaviour_clone(
     lr: float,
     seed: int,
     progress: bool = True,
+    moments: str = "fp32",
 ) -> list[float]:
-    """Plain flow-matching BC with AdamW; returns the loss curve."""
+    """Plain flow-matching BC with AdamW (``moments``: see
+    ript_core.rl.optimizer); returns the loss curve."""
     from tqdm.auto import tqdm
 
     # float32 master weights for a bf16 policy (ript_core.rl.optimizer)
     opt, params = make_adamw(
-        [p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0
+        [p for p in policy.parameters() if p.requires_grad],
+        moments=moments,
+        lr=lr,
+        weight_decay=0.0,
     )
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=policy.device).manual_seed(seed)

@@ -25,10 +25,21 @@ Callers that clip or all-reduce gradients must use :attr:`masters` (what
 Not used for float32 parameters (nothing to gain: plain AdamW is built) nor
 for FSDP-sharded ones (the config refuses FSDP with bf16: see
 ``RunConfig``).
+
+8-bit moments (``optim.moments: 8bit``): the same float32 masters, stepped by
+bitsandbytes' ``AdamW8bit``, which stores both moments blockwise-quantised in
+one byte each (a float32 scale per 256 values; tensors under 4096 values keep
+float32 moments) -- 2 instead of 8 bytes per trainable parameter, ~19 GB less
+for full pi0. What it buys: on an 80 GB GPU full pi0's update then fits a
+micro-batch of ~11 without activation checkpointing instead of 5 (docs/planner.md).
+What it costs: the moments carry ~1 % quantisation noise (bitsandbytes'
+dynamic 8-bit format); the masters, gradients and the update arithmetic stay
+float32.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -58,11 +69,26 @@ def _route_grad(param: torch.Tensor) -> None:
         _move_grad(master, param)
 
 
-class MasterWeightAdamW(torch.optim.AdamW):
-    """AdamW over float32 copies (:attr:`masters`) of ``params``; after every
-    :meth:`step` the copies are rounded into ``params``. A parameter that is
-    already float32 (PI0's action/time projections and action head under bf16,
-    see ript_core.policy.precision) is its own master.
+#: ``optim.moments``: how AdamW stores its two moments (module docstring).
+MOMENTS = ("fp32", "8bit")
+
+
+def bitsandbytes_missing() -> str | None:
+    """Why ``optim.moments: 8bit`` cannot run here, or None when it can."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return (
+            "optim.moments '8bit' needs bitsandbytes, which is not installed: "
+            "pip install 'ript-core[bnb]' (or set optim.moments: fp32)"
+        )
+    return None
+
+
+class MasterWeights:
+    """Mixin for an AdamW class: steps float32 copies (:attr:`masters`) of
+    ``params``; after every :meth:`step` the copies are rounded into
+    ``params``. A parameter that is already float32 (PI0's action/time
+    projections and action head under bf16, see ript_core.policy.precision)
+    is its own master.
 
     Several optimizers may hold the same parameters (the trainer's, and the BC
     warm start's before it): each parameter has one hook, and it feeds the
@@ -77,7 +103,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
             p if p.dtype == torch.float32 else nn.Parameter(p.detach().to(torch.float32, copy=True))
             for p in self.model_params
         ]
-        super().__init__(self.masters, **adamw)
+        super().__init__(self.masters, **adamw)  # type: ignore[call-arg]
         for p, _ in self._copied():
             if not getattr(p, "_ript_master_hook", False):
                 p.register_post_accumulate_grad_hook(_route_grad)
@@ -106,14 +132,14 @@ class MasterWeightAdamW(torch.optim.AdamW):
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.claim()
-        super().zero_grad(set_to_none=set_to_none)
+        super().zero_grad(set_to_none=set_to_none)  # type: ignore[misc]
         for p, _ in self._copied():
             p.grad = None
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         self.collect_grads()
-        loss = super().step(closure)
+        loss = super().step(closure)  # type: ignore[misc]
         for p, m in self._copied():
             p.copy_(m)  # round to nearest: what the model computes with
         return loss
@@ -121,7 +147,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
     def state_dict(self) -> dict[str, Any]:
         # the masters carry the low bits that the bf16 model weights lost;
         # without them a resumed run would restart from rounded weights
-        out = super().state_dict()
+        out = super().state_dict()  # type: ignore[misc]
         out["master_weights"] = [m.detach().cpu().clone() for _, m in self._copied()]
         return out
 
@@ -129,7 +155,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state = dict(state_dict)
         saved = state.pop("master_weights", None)
-        super().load_state_dict(state)
+        super().load_state_dict(state)  # type: ignore[misc]
         copied = self._copied()
         if saved is None:  # a checkpoint from a plain AdamW: start from the model's weights
             for p, m in copied:
@@ -145,21 +171,52 @@ class MasterWeightAdamW(torch.optim.AdamW):
             p.copy_(m)
 
 
+class MasterWeightAdamW(MasterWeights, torch.optim.AdamW):
+    """torch's AdamW (float32 moments) over float32 masters (:class:`MasterWeights`)."""
+
+
+_ADAMW_8BIT: dict[str, type] = {}
+
+
+def _adamw_8bit_classes() -> tuple[type, type]:
+    """bitsandbytes' AdamW8bit, and it over float32 masters (imported on first use)."""
+    if not _ADAMW_8BIT:
+        missing = bitsandbytes_missing()
+        if missing:
+            raise ImportError(missing)
+        from bitsandbytes.optim import AdamW8bit
+
+        class MasterWeightAdamW8bit(MasterWeights, AdamW8bit):
+            """bitsandbytes' AdamW8bit (8-bit moments) over float32 masters."""
+
+        _ADAMW_8BIT.update(plain=AdamW8bit, masters=MasterWeightAdamW8bit)
+    return _ADAMW_8BIT["plain"], _ADAMW_8BIT["masters"]
+
+
 def make_adamw(
-    params: Sequence[nn.Parameter], **adamw: Any
-) -> tuple[torch.optim.AdamW, list[nn.Parameter]]:
+    params: Sequence[nn.Parameter], moments: str = "fp32", **adamw: Any
+) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
     """AdamW for ``params``, and the tensors whose gradients the caller clips,
     all-reduces and checks: the params themselves when all are float32,
-    otherwise the float32 masters of a :class:`MasterWeightAdamW`.
+    otherwise the float32 masters of a :class:`MasterWeights` optimizer.
 
-    On CUDA the fused implementation is used: it keeps no extra copy of the
-    parameters per step, which the planner assumes."""
+    ``moments``: ``"fp32"`` (torch's AdamW; on CUDA its fused implementation,
+    which keeps no extra copy of the parameters per step, as the planner
+    assumes) or ``"8bit"`` (bitsandbytes' AdamW8bit, module docstring)."""
+    if moments not in MOMENTS:
+        raise ValueError(f"optim.moments {moments!r}: use one of {', '.join(MOMENTS)}")
     params = list(params)
+    if moments == "8bit":
+        adamw.pop("fused", None)  # bitsandbytes has its own kernels
+        plain, masters = _adamw_8bit_classes()
+        if all(p.dtype == torch.float32 for p in params):
+            return plain(params, **adamw), params
+        opt = masters(params, **adamw)
+        return opt, opt.masters
     if params and all(p.is_cuda for p in params):
         adamw.setdefault("fused", True)
     if all(p.dtype == torch.float32 for p in params):
-        opt = torch.optim.AdamW(_param_groups(params), **adamw)
-        return opt, params
+        return torch.optim.AdamW(_param_groups(params), **adamw), params
     opt = MasterWeightAdamW(params, **adamw)
     return opt, opt.masters
 
@@ -181,5 +238,5 @@ def _param_groups(params: list[nn.Parameter]) -> list[Any]:
 
 def collect_grads(optimizer: torch.optim.Optimizer) -> None:
     """Finish moving gradients onto an optimizer's masters (no-op for plain AdamW)."""
-    if isinstance(optimizer, MasterWeightAdamW):
+    if isinstance(optimizer, MasterWeights):
         optimizer.collect_grads()

@@ -159,6 +159,7 @@ class Trainer:
         # self.params are the tensors whose gradients the update clips and sums
         self.optimizer, self.params = make_adamw(
             trainable_parameters(self.policy),
+            moments=cfg.optim.moments,
             lr=cfg.optim.lr,
             betas=tuple(cfg.optim.betas),
             weight_decay=cfg.optim.weight_decay,
@@ -285,6 +286,7 @@ class Trainer:
             else "expert",
             lora=cfg.policy.lora,
         )
+        footprint = attrs.evolve(footprint, optimizer_moments=cfg.optim.moments)
         if sharded:  # this rank's share of the sharded gradients and AdamW state
             footprint = fsdp_footprint(footprint, self.policy.model, world)
         try:
@@ -501,6 +503,7 @@ class Trainer:
                 bc.lr,
                 self.cfg.seed,
                 self.progress and self.dist.is_main,
+                moments=self.cfg.optim.moments,
             )
         self.say(
             f"BC warm start: {self.demos.successes}/{self.demos.episodes} expert demos, "
@@ -616,7 +619,7 @@ class Trainer:
             else contextlib.nullcontext()
         )
         with compiled:
-            return loop_update(
+            out = loop_update(
                 decisions,
                 actor.log_prob,
                 self.params,
@@ -627,6 +630,12 @@ class Trainer:
                 comm_timer=self.comm_timer,
                 old_log_prob=actor.old_log_prob if self.recompute_old_log_prob else None,
             )
+        # the plan charges the gradients (fp32: 13 GB for full pi0) to the update
+        # phase only: free them before the next rollouts need the room (they
+        # stayed alive until the next update's zero_grad: +10-11 GB over the
+        # plan's rollout peak on the H100, docs/benchmarks.md)
+        self.optimizer.zero_grad(set_to_none=True)
+        return out
 
     @property
     def recompute_old_log_prob(self) -> bool:
@@ -657,9 +666,11 @@ class Trainer:
         )
         for _ in bar:
             start = time.perf_counter()
+            peaks = _DevicePeaks(self.policy.device)
             with self._gathered():  # once per iteration: ranks sample for different rounds
                 decisions, metrics = self.collect_groups()
             times = {"time/rollout_s": self._clock() - start}
+            peaks.phase_done("rollout")
             if self.comm_timer is not None:
                 times.update(self._comm_times("rollout", ("all_gather",)))  # FSDP's gather
                 # wait for the slowest rank's rollouts here, not inside the update's
@@ -676,6 +687,7 @@ class Trainer:
                 else {"optimizer_steps": 0, "skipped_steps": 0}
             )
             times["time/update_s"] = self._clock() - updating
+            peaks.phase_done("update")
             if self.comm_timer is not None:
                 times.update(self._comm_times("update"))
             if upd["optimizer_steps"]:
@@ -696,6 +708,7 @@ class Trainer:
             metrics.update({f"update/{k}": v for k, v in upd.items()})
             metrics["optim/lr"] = self.scheduler.get_last_lr()[0]
             metrics.update(times)
+            metrics.update(peaks.metrics)
             keys = sorted(k for k in metrics if k.startswith(("train/", "ript/", "time/")))
             totals = D.sum_floats([float(metrics[k]) for k in keys])
             metrics.update({k: v / self.dist.world_size for k, v in zip(keys, totals, strict=True)})
@@ -739,3 +752,21 @@ class Trainer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _DevicePeaks:
+    """Peak GPU memory of each phase of an iteration (``memory/<phase>_peak_gb``:
+    ``torch.cuda.max_memory_allocated``, this rank's), to set beside the plan's
+    ``predicted_peak_gb``; nothing on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device if device.type == "cuda" else None
+        self.metrics: dict[str, float] = {}
+        if self.device is not None:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def phase_done(self, phase: str) -> None:
+        if self.device is None:
+            return
+        self.metrics[f"memory/{phase}_peak_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9
+        torch.cuda.reset_peak_memory_stats(self.device)

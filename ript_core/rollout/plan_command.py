@@ -53,6 +53,12 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     )
     pol.add_argument("--cameras", type=int, default=None, help="camera slots (pi0 default 3)")
     pol.add_argument(
+        "--optim-moments",
+        choices=("fp32", "8bit"),
+        default="fp32",
+        help="AdamW's moments, as optim.moments (8bit: bitsandbytes' AdamW8bit)",
+    )
+    pol.add_argument(
         "--logp-steps",
         type=int,
         default=None,
@@ -146,6 +152,7 @@ def _policy(ns: argparse.Namespace, machine: MachineSpec) -> PolicyFootprint:
             fp = attrs.evolve(fp, n_cameras=ns.cameras)
     if ns.logp_steps is not None:
         fp = attrs.evolve(fp, logp_steps=ns.logp_steps)
+    fp = attrs.evolve(fp, optimizer_moments=ns.optim_moments)
     return fp.for_strategy(ns.strategy, lora=_lora(ns))
 
 

@@ -49,6 +49,10 @@ HOST_FIXED_ALLOWANCE = 2 * GB
 # --- optimizer / precision assumptions (see docs/planner.md) ------------------
 #: AdamW keeps two fp32 moments per trainable parameter.
 ADAM_BYTES_PER_TRAINABLE = 8
+#: ``optim.moments: 8bit`` (bitsandbytes' AdamW8bit): two uint8 moments plus a
+#: float32 scale per 256-value block of each (tensors under 4096 values keep
+#: fp32 moments: a few thousand parameters of pi0, not counted).
+ADAM_8BIT_BYTES_PER_TRAINABLE = 2 + 2 * 4 / 256
 #: Gradients are accumulated in fp32 across micro-batches (bf16 accumulation
 #: loses small updates).
 GRAD_BYTES_PER_TRAINABLE = 4
@@ -223,6 +227,8 @@ class PolicyFootprint:
     # False when no SigLIP/projector tensor trains (expert, lora): autograd
     # records nothing there, so the vision tower stores no activations
     grads_through_vision: bool = True
+    # how AdamW stores its moments (``optim.moments``): "fp32" or "8bit"
+    optimizer_moments: str = "fp32"
 
     def __attrs_post_init__(self) -> None:
         if self.dtype_bytes not in (2, 4):
@@ -230,6 +236,10 @@ class PolicyFootprint:
         if not 0 <= self.n_trainable <= self.n_params:
             raise ValueError(
                 f"n_trainable ({self.n_trainable}) must be within 0..n_params ({self.n_params})"
+            )
+        if self.optimizer_moments not in ("fp32", "8bit"):
+            raise ValueError(
+                f"optimizer_moments must be 'fp32' or '8bit', got {self.optimizer_moments!r}"
             )
 
     # --- derived shapes ------------------------------------------------------
@@ -591,15 +601,22 @@ def model_bytes(policy: PolicyFootprint) -> int:
 def optimizer_state_bytes(policy: PolicyFootprint) -> int:
     """Training state that stays allocated between updates (through rollouts too).
 
-    AdamW's two fp32 moments, plus an fp32 master copy of the trainable weights
-    when the model runs in bf16. (Assumes ``AdamW(fused=True)``: the foreach
-    implementation allocates one more fp32 copy of the trainable params per
-    step.)
+    AdamW's two moments (fp32, or 8-bit with ``optimizer_moments="8bit"``),
+    plus an fp32 master copy of the trainable weights when the model runs in
+    bf16. (Assumes ``AdamW(fused=True)``: the foreach implementation allocates
+    one more fp32 copy of the trainable params per step.)
     """
-    per = ADAM_BYTES_PER_TRAINABLE
-    if policy.dtype_bytes < 4:
-        per += MASTER_BYTES_PER_TRAINABLE
-    return policy.n_trainable * per
+    return int(policy.n_trainable * optimizer_state_bytes_per_trainable(policy))
+
+
+def optimizer_state_bytes_per_trainable(policy: PolicyFootprint) -> float:
+    """AdamW's moments (+ the fp32 master under bf16) per trainable parameter."""
+    per = (
+        ADAM_8BIT_BYTES_PER_TRAINABLE
+        if policy.optimizer_moments == "8bit"
+        else ADAM_BYTES_PER_TRAINABLE
+    )
+    return per + (MASTER_BYTES_PER_TRAINABLE if policy.dtype_bytes < 4 else 0)
 
 
 def grad_bytes(policy: PolicyFootprint) -> int:
@@ -1165,10 +1182,12 @@ def plan(
         f"{'CUDA context/allocator' if machine.device == 'cuda' else 'OS and interpreter'})"
     )
     w, st = model_bytes(policy), optimizer_state_bytes(policy)
+    moments = "8-bit" if policy.optimizer_moments == "8bit" else "fp32"
+    state_b = f"{optimizer_state_bytes_per_trainable(policy):.3g} B"
     precision = (
-        "bf16 weights + fp32 master copy + fp32 AdamW moments (12 B per trainable param)"
+        f"bf16 weights + fp32 master copy + {moments} AdamW moments ({state_b} per trainable param)"
         if policy.dtype_bytes == 2
-        else "fp32 weights + fp32 AdamW moments (8 B per trainable param)"
+        else f"fp32 weights + {moments} AdamW moments ({state_b} per trainable param)"
     )
     reasons.append(
         f"model: {policy.name}, {policy.n_params / 1e9:.3g}B params in {policy.dtype_name} = "
@@ -1333,6 +1352,23 @@ def plan(
             f"({fmt_gb(act1)} of activations per sample); with it {fmt_gb(act1c)} per sample "
             f"and micro-batch {with_ckpt}"
         )
+        if policy.optimizer_moments == "fp32" and policy.n_trainable:
+            # recomputation costs ≈ 1/3 more compute (~31 % MFU for full pi0 on
+            # an H100, docs/benchmarks.md); 8-bit moments may make room instead
+            lean = attrs.evolve(policy, optimizer_moments="8bit")
+            lean_micro = _largest_fitting(
+                train_batch,
+                lambda m: (
+                    _phases(machine, lean, backend, n_env, 1, m, False).peaks()["update"] <= usable
+                ),
+            )
+            if lean_micro >= want:
+                freed = optimizer_state_bytes(policy) - optimizer_state_bytes(lean)
+                reasons.append(
+                    f"note: optim.moments: 8bit (bitsandbytes, pip install 'ript-core[bnb]') "
+                    f"would free {fmt_gb(freed)} of AdamW state: micro-batch {lean_micro} "
+                    "without checkpointing"
+                )
     if "train_micro_batch" in overrides:
         micro = overrides["train_micro_batch"]
         accum = overrides.get("grad_accum", math.ceil(train_batch / micro))
@@ -1611,10 +1647,16 @@ def detect_machine() -> MachineSpec:
 
     if torch.cuda.is_available():
         dev_free, dev_total = torch.cuda.mem_get_info()
+        # what this process's torch already holds is the policy (a plan counts
+        # its weights itself) or allocator cache (reusable): counted as used, the
+        # trainer -- which plans after loading the policy -- charged the weights
+        # twice, plus the cached blocks of a float32 build cast to bf16 (68.6
+        # instead of ~75 GB usable for full pi0 on the H100)
+        dev_free += torch.cuda.memory_reserved()
         return MachineSpec(
             "cuda",
             int(dev_total),
-            int(dev_free),
+            int(min(dev_free, dev_total)),
             total,
             cores,
             free,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
+import pytest
 import torch
 from torch import nn
 
-from ript_core.rl.optimizer import MasterWeightAdamW, collect_grads, make_adamw
+from ript_core.rl.optimizer import MasterWeightAdamW, MasterWeights, collect_grads, make_adamw
 
 LR = 1e-4  # RIPT's scale: far below a bf16 weight's spacing at magnitude ~1
 
@@ -154,3 +157,71 @@ def test_fused_adamw_steps_fsdp_sharded_and_plain_parameters_together():
     ref_opt.step()
     for k, v in ref.state_dict().items():
         torch.testing.assert_close(got[k], v)
+
+
+# --- optim.moments "8bit": bitsandbytes' AdamW8bit over the same masters -------------
+
+
+def _adamw_8bit_run(moments: str, steps: int, n: int = 8192):
+    """``steps`` AdamW steps on a bf16 parameter (``n`` values: above
+    bitsandbytes' 4096-value threshold for 8-bit moments) with random
+    gradients; returns (start, master after, model param after, optimizer)."""
+    p = _bf16_param(5, n)
+    start = p.detach().float().clone()
+    opt, (master,) = make_adamw([p], moments=moments, lr=1e-3, weight_decay=0.0)
+    for step in range(steps):
+        opt.zero_grad()
+        _backward(p, _direction(100 + step, n))
+        opt.step()
+    return start, master.detach().clone(), p.detach().clone(), opt
+
+
+def test_8bit_moments_step_the_masters_close_to_float32_adamw():
+    start, m8, p8, opt8 = _adamw_8bit_run("8bit", 20)
+    _, m32, _, _ = _adamw_8bit_run("fp32", 20)
+    assert isinstance(opt8, MasterWeights) and m8.dtype == torch.float32
+    state = opt8.state[opt8.masters[0]]
+    assert state["state1"].dtype == state["state2"].dtype == torch.uint8  # one byte each
+    assert torch.equal(p8, m8.to(torch.bfloat16))  # the model computes with the master
+    d8, d32 = m8 - start, m32 - start
+    assert not torch.equal(d8, d32)  # the moments really are quantised
+    # ... to ~1 %: the 20-step update is the float32 one within a few per cent
+    rel = (d8 - d32).norm() / d32.norm()
+    assert rel < 0.05, rel
+    assert torch.nn.functional.cosine_similarity(d8, d32, dim=0) > 0.999
+
+
+def test_8bit_optimizer_state_resumes_bit_for_bit():
+    """Checkpoint after 3 steps, rebuild from the saved weights and state,
+    take 3 more: identical to 6 uninterrupted steps (masters, moments, model)."""
+    _, m_ref, p_ref, _ = _adamw_8bit_run("8bit", 6)
+    _, _, p_cut, opt = _adamw_8bit_run("8bit", 3)
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    p = nn.Parameter(p_cut.clone())
+    resumed, (master,) = make_adamw([p], moments="8bit", lr=1e-3, weight_decay=0.0)
+    resumed.load_state_dict(torch.load(buf, weights_only=False))
+    for step in range(3, 6):
+        resumed.zero_grad()
+        _backward(p, _direction(100 + step, 8192))
+        resumed.step()
+    assert torch.equal(master, m_ref) and torch.equal(p, p_ref)
+
+
+def test_8bit_moments_without_bitsandbytes_name_the_install(monkeypatch):
+    import importlib.util
+
+    from ript_core.rl import optimizer
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bitsandbytes" else real(name, *a),
+    )
+    monkeypatch.setattr(optimizer, "_ADAMW_8BIT", {})
+    with pytest.raises(ImportError, match=r"pip install 'ript-core\[bnb\]'"):
+        make_adamw([_bf16_param()], moments="8bit", lr=LR)
+    with pytest.raises(ValueError, match="optim.moments 'adam8'"):
+        make_adamw([_bf16_param()], moments="adam8", lr=LR)

@@ -13,7 +13,7 @@ import torch
 from ript_core.policy import load_policy
 from ript_core.policy.strategies import ADAPTER_WEIGHTS, STRATEGY_FILE, TRAINABLE_FILE
 from ript_core.rl.checkpoint import latest_checkpoint
-from ript_core.rl.optimizer import MasterWeightAdamW
+from ript_core.rl.optimizer import MasterWeightAdamW, MasterWeights
 from ript_core.rl.trainer import Trainer
 
 TIMING = ("_per_s", "_frac", "occupancy")
@@ -67,10 +67,10 @@ def test_resume_from_a_lora_checkpoint_continues_exactly(tiny_cfg, tmp_path, mon
         torch.testing.assert_close(cut_w[k], ref_w[k], atol=1e-6, rtol=0)
 
 
-def _cut_and_resume(tiny_cfg, tmp_path, monkeypatch, ript, policy):
+def _cut_and_resume(tiny_cfg, tmp_path, monkeypatch, ript, policy, **sections):
     """Run ``cut`` to its iteration-2 checkpoint, stop, resume it to the end;
     its metrics must equal the uninterrupted ``ref`` run's."""
-    cut_cfg = tiny_cfg(run_dir=str(tmp_path / "cut"), ript=ript, policy=policy, **CHEAP)
+    cut_cfg = tiny_cfg(run_dir=str(tmp_path / "cut"), ript=ript, policy=policy, **CHEAP, **sections)
     original = Trainer.checkpoint
 
     def stop_after_two(self):
@@ -104,7 +104,33 @@ def test_a_bf16_run_trains_float32_masters_and_resumes_exactly(tiny_cfg, tmp_pat
         for p in bf16:  # the model computes with its master, rounded to nearest
             assert torch.equal(p, masters[id(p)].to(torch.bfloat16))
         assert any(not torch.equal(masters[id(p)], p.float()) for p in bf16)
+        # gradients live through the update only (the plan charges them there)
+        assert all(p.grad is None for p in [*t.params, *t.optimizer.model_params])
     _cut_and_resume(tiny_cfg, tmp_path, monkeypatch, ript, policy)
+    ref_w, cut_w = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
+    assert ref_w.keys() == cut_w.keys()
+    assert all(torch.equal(cut_w[k], ref_w[k]) for k in ref_w)
+
+
+def test_8bit_moments_train_bf16_masters_and_resume_exactly(tiny_cfg, tmp_path, monkeypatch):
+    """``optim.moments: 8bit``: bitsandbytes' AdamW8bit over the float32
+    masters; its quantised moments travel with the checkpoint too."""
+    ript = {"iterations": 3, "max_sampling_rounds": 1}
+    policy = {"dtype": "bfloat16"}
+    optim = {"moments": "8bit"}
+    ref_cfg = tiny_cfg(
+        run_dir=str(tmp_path / "ref"), ript=ript, policy=policy, optim=optim, **CHEAP
+    )
+    with Trainer(ref_cfg, progress=False) as t:
+        assert isinstance(t.optimizer, MasterWeights) and not isinstance(
+            t.optimizer, MasterWeightAdamW
+        )
+        t.run()
+        states = [t.optimizer.state[m] for m in t.params if t.optimizer.state[m]]
+        # pi0-tiny's larger matrices (>= 4096 values) keep one-byte moments
+        assert any(s["state1"].dtype == torch.uint8 for s in states)
+        assert all(p.grad is None for p in [*t.params, *t.optimizer.model_params])
+    _cut_and_resume(tiny_cfg, tmp_path, monkeypatch, ript, policy, optim=optim)
     ref_w, cut_w = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
     assert ref_w.keys() == cut_w.keys()
     assert all(torch.equal(cut_w[k], ref_w[k]) for k in ref_w)

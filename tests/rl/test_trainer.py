@@ -123,7 +123,25 @@ def test_bad_configs_fail_before_any_work(tiny_cfg, tmp_path):
         Trainer(tiny_cfg(env={"eval_init_states": "5:12"}))
     with pytest.raises(TrainingError, match="no complete checkpoint"):
         Trainer(tiny_cfg(), resume=True)
+    with pytest.raises(ValueError, match="optim.moments 'int4': use 'fp32' or '8bit'"):
+        Trainer(tiny_cfg(optim={"moments": "int4"}))
+    with pytest.raises(ValueError, match="optim.moments '8bit' with update.distributed 'fsdp'"):
+        Trainer(tiny_cfg(optim={"moments": "8bit"}, update={"distributed": "fsdp"}))
     assert not (tmp_path / "run").exists()  # nothing was created
+
+
+def test_8bit_moments_without_bitsandbytes_fail_before_any_work(tiny_cfg, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bitsandbytes" else real(name, *a),
+    )
+    with pytest.raises(ValueError, match=r"needs bitsandbytes.*pip install 'ript-core\[bnb\]'"):
+        Trainer(tiny_cfg(optim={"moments": "8bit"}))
+    assert not (tmp_path / "run").exists()
 
 
 def test_rss_stays_flat_over_200_short_iterations(tiny_cfg):

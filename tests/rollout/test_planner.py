@@ -497,3 +497,46 @@ def test_checkpointing_is_planned_when_the_update_fits_only_a_small_micro_batch(
     assert not off.activation_checkpointing and off.fits
     assert 1 <= off.train_micro_batch < MIN_EFFICIENT_MICRO_BATCH <= p.train_micro_batch
     assert off.peak_bytes["update"] <= off.usable_bytes
+
+
+def test_8bit_moments_let_full_pi0_skip_checkpointing_on_an_80gb_gpu(checkpointing_policy):
+    """Full pi0 with fp32 AdamW moments on an H100 (85 GB) fits a plain
+    micro-batch of 5: the planner checkpoints and says what 8-bit moments
+    would free; with them the update runs without recomputation."""
+    from ript_core.rollout.planner import optimizer_state_bytes
+
+    fp = PolicyFootprint.pi0(dtype_bytes=2, n_cameras=2)
+    lean_fp = attrs.evolve(fp, optimizer_moments="8bit")
+    # master (4 B) + two one-byte moments + a float32 scale per 256 values of each
+    assert optimizer_state_bytes(lean_fp) == int(fp.n_trainable * (4 + 2 + 8 / 256))
+    assert optimizer_state_bytes(fp) == fp.n_trainable * 12
+    h100 = MachineSpec.gpu(85 * 10**9, 16, 128 * GB)
+    toy = BackendFootprint.toy()
+    fp32 = plan(h100, fp, toy, rollouts_per_update=64)
+    lean = plan(h100, lean_fp, toy, rollouts_per_update=64)
+    assert fp32.fits and lean.fits
+    assert fp32.activation_checkpointing and not lean.activation_checkpointing
+    assert MIN_EFFICIENT_MICRO_BATCH <= lean.train_micro_batch < fp32.train_micro_batch
+    notes = [r for r in fp32.reasons if r.startswith("note: optim.moments: 8bit")]
+    assert len(notes) == 1 and "would free 19.3 GB" in notes[0]
+    assert not any("optim.moments" in r for r in lean.reasons)
+    assert lean.peak_bytes["update"] <= lean.usable_bytes
+    with pytest.raises(ValueError, match="optimizer_moments must be 'fp32' or '8bit'"):
+        attrs.evolve(fp, optimizer_moments="4bit")
+
+
+def test_detect_machine_counts_memory_torch_already_holds_as_free(monkeypatch):
+    """The trainer plans with its policy already on the GPU: torch's own
+    allocations (the weights, which a plan counts itself) and its cache
+    (reusable) must not shrink the budget a second time."""
+    import torch
+
+    from ript_core.rollout import planner
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (60 * GB, 80 * GB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: 15 * GB)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "fake GPU")
+    m = planner.detect_machine()
+    assert m.device == "cuda" and m.device_total_bytes == 80 * GB
+    assert m.device_free_bytes == 75 * GB
