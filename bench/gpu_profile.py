@@ -14,7 +14,12 @@ Two measurements, both on the CUDA-graph path that rollouts use:
 2. ``torch.profiler`` over the same chunk function run eagerly (no graph: the
    profiler cannot see inside a replay): number of kernels and GPU time per
    kernel name. Under a graph the launch gaps vanish but each kernel still
-   runs; their sum is what a replay cannot go below.
+   runs; their sum is what a replay cannot go below. Kernels are also summed
+   by kind (``by_kind``: matmul, attention, fused/elementwise, copy, other).
+
+``--compile`` runs both through the regionally compiled layers
+(``FastSampler(compile_layers=True)``, what ``policy.compile`` does);
+``--kernel-batches`` picks the batch sizes that get a kernel table.
 """
 
 from __future__ import annotations
@@ -56,11 +61,29 @@ def replay_ms(policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iter
     return statistics.median(out)
 
 
-def kernel_table(policy: PI0Policy, batch: Any, steps: int) -> dict[str, Any]:
+KINDS = (
+    ("attention", ("fmha", "attention", "flash", "attn")),
+    ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "sm90", "sm80", "cublas")),
+    ("fused/elementwise", ("triton", "elementwise", "reduce", "norm", "softmax")),
+    ("copy", ("copy", "memcpy", "memset", "cat")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    for kind, marks in KINDS:
+        if any(m in low for m in marks):
+            return kind
+    return "other"
+
+
+def kernel_table(
+    policy: PI0Policy, batch: Any, steps: int, compile_layers: bool = False
+) -> dict[str, Any]:
     """Kernels of one eager static-cache chunk: count, total GPU ms, top names."""
     from torch.profiler import ProfilerActivity, profile
 
-    eager = FastSampler(policy, use_graphs=False)
+    eager = FastSampler(policy, use_graphs=False, compile_layers=compile_layers)
     noise = torch.randn(len(batch), policy.chunk_size, policy.max_action_dim).to(policy.device)
     level = policy.config.noise_level
     for _ in range(2):
@@ -81,9 +104,15 @@ def kernel_table(policy: PI0Policy, batch: Any, steps: int) -> dict[str, Any]:
         ({"kernel": k[:120], "count": len(v), "ms": sum(v)} for k, v in per_name.items()),
         key=lambda r: -r["ms"],
     )
+    by_kind: dict[str, dict[str, float]] = defaultdict(lambda: {"count": 0, "ms": 0.0})
+    for r in rows:
+        kind = by_kind[kernel_kind(r["kernel"])]
+        kind["count"] += r["count"]
+        kind["ms"] += r["ms"]
     return {
         "kernels": sum(r["count"] for r in rows),
         "kernel_ms": sum(r["ms"] for r in rows),
+        "by_kind": dict(by_kind),
         "top": rows[:25],
     }
 
@@ -95,8 +124,13 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch-sizes", default="1,16,64")
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--kernel-batches", default="1", help="batch sizes with a kernel table")
+    ap.add_argument("--compile", action="store_true", help="through the compiled layers")
     ap.add_argument("--out", default=None)
     ns = ap.parse_args()
+    if ns.compile:
+        # a layer past dynamo's recompile limit would silently run eagerly
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
     policy = PI0Policy.from_preset(
         ns.preset, seed=0, dtype=ns.dtype, device=ns.device, logp_horizon=5
     )
@@ -108,6 +142,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if policy.device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "steps": steps,
+        "compiled_layers": ns.compile,
         "attn": {
             "vision": cfgs.vlm_config.vision_config._attn_implementation,
             "text": cfgs.vlm_config.text_config._attn_implementation,
@@ -115,7 +150,8 @@ def main() -> None:
         },
     }
     print(json.dumps(meta), flush=True)
-    fast = FastSampler(policy)
+    fast = FastSampler(policy, compile_layers=ns.compile)
+    kernel_batches = {int(b) for b in ns.kernel_batches.split(",") if b}
     rows = []
     for bsz in (int(b) for b in ns.batch_sizes.split(",")):
         batch = policy.preprocess(make_inputs(policy, bsz, cameras=2))
@@ -130,8 +166,8 @@ def main() -> None:
             "step_ms": step,
             "graphs": fast.use_graphs and fast.capture_error is None,
         }
-        if bsz == 1:
-            row["eager_kernels"] = kernel_table(policy, batch, steps)
+        if bsz in kernel_batches:
+            row["eager_kernels"] = kernel_table(policy, batch, steps, ns.compile)
         rows.append(row)
         print(json.dumps(row), flush=True)
         fast.clear()
