@@ -196,6 +196,29 @@ def _sum_bucket(bucket: list[torch.nn.Parameter]) -> None:
         offset += p.numel()
 
 
+LogProb = Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor]
+
+
+def fixed_size(log_prob: LogProb, rows: int) -> LogProb:
+    """``log_prob`` that always sees ``rows`` rows: a shorter batch (an
+    update's last micro-batch holds whatever decisions are left) is filled up
+    with copies of its first row, and only the real rows' log-probs come back
+    (the copies get no gradient). For compiled layers (``update.compile``),
+    where every new batch size recompiled every layer's forward and backward:
+    ~50 s on the H100 each time (docs/benchmarks.md). Rows do not interact in
+    ``log_prob``, so the real rows' values are those of an unpadded call up to
+    the kernels' rounding."""
+
+    def call(inputs: Sequence[Any], records: Sequence[dict[str, Any]]) -> torch.Tensor:
+        n = len(inputs)
+        if n == 0 or n >= rows:
+            return log_prob(inputs, records)
+        fill = rows - n
+        return log_prob([*inputs, *[inputs[0]] * fill], [*records, *[records[0]] * fill])[:n]
+
+    return call
+
+
 def _rescore(
     decisions: Sequence[Decision],
     old_log_prob: Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor],

@@ -56,7 +56,13 @@ from ript_core.rl.demos import (
     record_demos,
 )
 from ript_core.rl.evaluate import EvalResult, evaluate
-from ript_core.rl.loop import Decision, is_informative, leave_one_out_advantages, loop_update
+from ript_core.rl.loop import (
+    Decision,
+    fixed_size,
+    is_informative,
+    leave_one_out_advantages,
+    loop_update,
+)
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
 from ript_core.rl.sampler import Context, ContextSampler
@@ -613,22 +619,24 @@ class Trainer:
                 return coef * bc_loss_on(self.policy, demos, idx, self.bc_gen)
 
         actor = PI0Actor(self.policy)
-        compiled = (
-            compiled_layers(self.policy.model).installed()
-            if self.cfg.update.compile
-            else contextlib.nullcontext()
-        )
+        log_prob, old_log_prob = actor.log_prob, actor.old_log_prob
+        compiled = contextlib.nullcontext()
+        if self.cfg.update.compile:
+            compiled = compiled_layers(self.policy.model).installed()
+            # one input shape for the compiled graphs, whatever is left over
+            log_prob = fixed_size(log_prob, self.micro_batch)
+            old_log_prob = fixed_size(old_log_prob, self.micro_batch)
         with compiled:
             out = loop_update(
                 decisions,
-                actor.log_prob,
+                log_prob,
                 self.params,
                 self.optimizer,
                 attrs.evolve(self.cfg.update, micro_batch=self.micro_batch),
                 self.update_rng,
                 extra_loss=extra,
                 comm_timer=self.comm_timer,
-                old_log_prob=actor.old_log_prob if self.recompute_old_log_prob else None,
+                old_log_prob=old_log_prob if self.recompute_old_log_prob else None,
             )
         # the plan charges the gradients (fp32: 13 GB for full pi0) to the update
         # phase only: free them before the next rollouts need the room (they

@@ -5,6 +5,7 @@ import torch
 from ript_core.rl.loop import (
     Decision,
     UpdateConfig,
+    fixed_size,
     is_informative,
     leave_one_out_advantages,
     loop_update,
@@ -167,3 +168,66 @@ def test_old_log_prob_mode_is_validated():
     assert UpdateConfig().old_log_prob == "auto"
     with pytest.raises(ValueError, match="old_log_prob"):
         UpdateConfig(old_log_prob="sampled")
+
+
+def test_fixed_size_batches_give_the_real_rows_their_own_log_probs_and_gradients():
+    """update.compile pads each micro-batch to one size (a new size recompiled
+    every layer): the function sees ``rows`` rows, the caller gets the real
+    rows' log-probs, equal to an unpadded call, and only their gradients."""
+    from ript_core.rl.actor import PI0Actor
+    from tests.rl.fixtures import fixed_decisions, tiny_policy
+
+    policy = tiny_policy(seed=2)
+    decisions = fixed_decisions(policy, 3)
+    actor = PI0Actor(policy)
+    seen = []
+
+    def spy(inputs, records):
+        seen.append(len(inputs))
+        return actor.log_prob(inputs, records)
+
+    inputs, records = [d.policy_input for d in decisions], [d.record for d in decisions]
+    weights = torch.tensor([1.0, -2.0, 0.5])
+
+    def grads(fn):
+        policy.zero_grad(set_to_none=True)
+        logp = fn(inputs, records)
+        (logp * weights).sum().backward()
+        out = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+        return logp.detach(), out
+
+    plain_logp, plain_grads = grads(actor.log_prob)
+    padded_logp, padded_grads = grads(fixed_size(spy, 5))
+    assert seen == [5] and padded_logp.shape == (3,)
+    torch.testing.assert_close(padded_logp, plain_logp, rtol=0, atol=1e-5)
+    assert padded_grads.keys() == plain_grads.keys() and plain_grads
+    for name, g in plain_grads.items():
+        torch.testing.assert_close(padded_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    # full and empty batches pass through untouched
+    seen.clear()
+    fixed_size(spy, 3)(inputs, records)
+    fixed_size(spy, 2)(inputs, records)
+    assert seen == [3, 3]
+
+
+def test_a_fixed_size_update_equals_the_plain_one():
+    """7 decisions in micro-batches of 3 (3 + 3 + 1): padded to 3 every time,
+    the same step as without padding."""
+    results = []
+    for pad in (False, True):
+        policy = Gauss1D(0.3)
+        actions = [1.0, -1.0, 0.5, 2.0, -0.2, 0.7, -1.5]
+        decisions = decisions_for(policy, actions, [1.0, -0.5, 0.25, 1.0, -1.0, 0.5, -0.25])
+        sizes = []
+
+        def logp(inputs, records, policy=policy, sizes=sizes):
+            sizes.append(len(records))
+            return policy.log_prob(inputs, records)
+
+        fn = fixed_size(logp, 3) if pad else logp
+        opt = torch.optim.SGD(policy.parameters(), lr=1.0)
+        loop_update(decisions, fn, list(policy.parameters()), opt,
+                    UpdateConfig(micro_batch=3, max_grad_norm=1e9), np.random.default_rng(0))  # fmt: skip
+        results.append(policy.mu.item())
+        assert sizes == ([3, 3, 3] if pad else [3, 3, 1])
+    assert results[1] == pytest.approx(results[0], abs=1e-7)
