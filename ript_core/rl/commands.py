@@ -41,7 +41,10 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()  # a torchrun rank that exits with it alive can abort
+        # every rank past its last collective before any tears the group down,
+        # then an orderly shutdown: a torchrun rank that exits with it alive can abort
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
 
 

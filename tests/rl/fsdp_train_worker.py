@@ -31,5 +31,8 @@ def train(name: str, iterations: int, resume: bool) -> str:
 assert train("ref", 2, resume=False) == "fsdp"
 train("cut", 1, resume=False)
 train("cut", 2, resume=True)
-# an orderly gloo shutdown: left to interpreter exit, its threads can abort the process
+# an orderly gloo shutdown: left to interpreter exit, its threads can abort the
+# process; the barrier first, so that no rank tears the group down while the
+# other is still in a collective
+torch.distributed.barrier()
 torch.distributed.destroy_process_group()
