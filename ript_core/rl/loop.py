@@ -122,8 +122,9 @@ class UpdateConfig:
     )
     # run the update's forward and backward through compiled layers
     # (ript_core.policy.compiled_layers): +14 % samples/s at micro-batch 16 on
-    # the H100 without checkpointing; with checkpointing not yet measured on
-    # a GPU. Compiles once per shape (minutes at full size). Not with fsdp.
+    # the H100 without checkpointing, nothing with it. Compiles once (minutes
+    # at full size): the trainer pads every micro-batch to the planned size
+    # (fixed_size). Not with fsdp.
     compile: bool = False
 
 
