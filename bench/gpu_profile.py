@@ -63,7 +63,11 @@ def replay_ms(policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iter
 
 KINDS = (
     ("attention", ("fmha", "attention", "flash", "attn")),
-    ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "sm90", "sm80", "cublas")),
+    # CUDA kernel names (cuBLAS/cuBLASLt/CUTLASS), or the aten ops of a CPU table
+    (
+        "matmul",
+        ("gemm", "xmma", "cutlass", "nvjet", "sm90", "sm80", "cublas", "::mm", "addmm", "bmm"),
+    ),
     ("fused/elementwise", ("triton", "elementwise", "reduce", "norm", "softmax")),
     ("copy", ("copy", "memcpy", "memset", "cat")),
 )

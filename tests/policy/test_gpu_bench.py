@@ -79,6 +79,31 @@ def test_gpu_profile_bench_splits_a_chunk_into_prefix_and_steps_on_cpu(tmp_path,
     table = row["eager_kernels"]
     assert table["kernels"] > 0 and table["kernel_ms"] > 0
     assert any(r["kernel"] == "aten::scaled_dot_product_attention" for r in table["top"])
+    # the kinds partition the table
+    kinds = table["by_kind"]
+    assert sum(k["count"] for k in kinds.values()) == table["kernels"]
+    assert sum(k["ms"] for k in kinds.values()) == pytest.approx(table["kernel_ms"])
+    assert kinds["attention"]["count"] > 0 and kinds["matmul"]["count"] > 0
+
+
+def test_gpu_profile_sorts_kernel_names_into_kinds(repo_root, monkeypatch):
+    """Names from the H100 profile (bench/results/gpu_profile_compiled_h100.json)."""
+    monkeypatch.syspath_prepend(str(repo_root / "bench"))
+    from gpu_profile import kernel_kind
+
+    assert kernel_kind("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_TNN") == "matmul"
+    assert kernel_kind("void sgemm_largek_lds64<true, false, 5, 5, 4, 4, 4, 34>") == "matmul"
+    assert kernel_kind("void cublasLt::splitKreduce_kernel<32, 16, int, float>") == "matmul"
+    assert kernel_kind("fmha_cutlassF_bf16_aligned_32x128_gmem_sm80(PyTorchMemEffAttention") == (
+        "attention"
+    )
+    assert kernel_kind("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<96>") == (
+        "attention"
+    )
+    assert kernel_kind("triton_poi_fused__unsafe_view_gelu_mul_6") == "fused/elementwise"
+    assert kernel_kind("aten::addmm") == "matmul"
+    assert kernel_kind("Memcpy HtoD (Pageable -> Device)") == "copy"
+    assert kernel_kind("some_unknown_kernel") == "other"
 
 
 def test_update_profile_bench_on_cpu_tiny(load_bench, tmp_path):
