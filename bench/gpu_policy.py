@@ -605,7 +605,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--optim-moments",
-        choices=("fp32", "8bit"),
+        choices=pl.OPTIMIZER_MOMENTS,
         default="fp32",
         help="AdamW moments the planner budgets for (optim.moments): its micro-batch",
     )

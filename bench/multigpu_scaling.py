@@ -236,9 +236,11 @@ def summarize_run(iterations: list[dict[str, Any]], n: int, warmup: int) -> dict
         "optimizer_steps": total("update/optimizer_steps") / k,
         # rank 0's measured peaks (CUDA only), the largest over the timed iterations
         "memory_peak_gb": {
-            phase: max((d[key] for d in timed if key in d), default=None)
+            phase: max(
+                (d[f"memory/{phase}_peak_gb"] for d in timed if f"memory/{phase}_peak_gb" in d),
+                default=None,
+            )
             for phase in ("rollout", "update")
-            for key in (f"memory/{phase}_peak_gb",)
         },
     }
 

@@ -222,7 +222,7 @@ def fixed_size(log_prob: LogProb, rows: int) -> LogProb:
 
 def _rescore(
     decisions: Sequence[Decision],
-    old_log_prob: Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor],
+    old_log_prob: LogProb,
     micro_batch: int | None,
     pad: Decision | None,
 ) -> torch.Tensor:
@@ -261,14 +261,14 @@ def _padding_decision(decisions: Sequence[Decision]) -> Decision | None:
 
 def loop_update(
     decisions: Sequence[Decision],
-    log_prob: Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor],
+    log_prob: LogProb,
     params: list[torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     cfg: UpdateConfig,
     rng: np.random.Generator,
     extra_loss: Callable[[], torch.Tensor] | None = None,
     comm_timer: CommTimer | None = None,
-    old_log_prob: Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor] | None = None,
+    old_log_prob: LogProb | None = None,
 ) -> dict[str, float]:
     """Run the PPO epochs over ``decisions``; returns averaged metrics.
 

@@ -17,6 +17,7 @@ from ript_core.cli import command, console
 from ript_core.policy.config import LoraSettings
 from ript_core.rollout.planner import (
     GB,
+    OPTIMIZER_MOMENTS,
     STRATEGY_PREFERENCE,
     BackendFootprint,
     InferenceCost,
@@ -54,7 +55,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     pol.add_argument("--cameras", type=int, default=None, help="camera slots (pi0 default 3)")
     pol.add_argument(
         "--optim-moments",
-        choices=("fp32", "8bit"),
+        choices=OPTIMIZER_MOMENTS,
         default="fp32",
         help="AdamW's moments, as optim.moments (8bit: bitsandbytes' AdamW8bit)",
     )

@@ -53,6 +53,8 @@ ADAM_BYTES_PER_TRAINABLE = 8
 #: float32 scale per 256-value block of each (tensors under 4096 values keep
 #: fp32 moments: a few thousand parameters of pi0, not counted).
 ADAM_8BIT_BYTES_PER_TRAINABLE = 2 + 2 * 4 / 256
+#: ``optim.moments``: how AdamW stores its two moments (ript_core.rl.optimizer).
+OPTIMIZER_MOMENTS = ("fp32", "8bit")
 #: Gradients are accumulated in fp32 across micro-batches (bf16 accumulation
 #: loses small updates).
 GRAD_BYTES_PER_TRAINABLE = 4
@@ -237,7 +239,7 @@ class PolicyFootprint:
             raise ValueError(
                 f"n_trainable ({self.n_trainable}) must be within 0..n_params ({self.n_params})"
             )
-        if self.optimizer_moments not in ("fp32", "8bit"):
+        if self.optimizer_moments not in OPTIMIZER_MOMENTS:
             raise ValueError(
                 f"optimizer_moments must be 'fp32' or '8bit', got {self.optimizer_moments!r}"
             )
@@ -1240,8 +1242,8 @@ def plan(
     def fits_rollout(b: int, ckpt: bool = True) -> bool:
         return _phases(machine, policy, backend, n_env, b, 1, ckpt).peaks()["rollout"] <= usable
 
-    def fits_update(m: int, ckpt: bool) -> bool:
-        return _phases(machine, policy, backend, n_env, 1, m, ckpt).peaks()["update"] <= usable
+    def fits_update(m: int, ckpt: bool, fp: PolicyFootprint = policy) -> bool:
+        return _phases(machine, fp, backend, n_env, 1, m, ckpt).peaks()["update"] <= usable
 
     # --- inference batch ---------------------------------------------------------
     auto_inf = _largest_fitting(n_env, fits_rollout)
@@ -1356,12 +1358,7 @@ def plan(
             # recomputation costs ≈ 1/3 more compute (~31 % MFU for full pi0 on
             # an H100, docs/benchmarks.md); 8-bit moments may make room instead
             lean = attrs.evolve(policy, optimizer_moments="8bit")
-            lean_micro = _largest_fitting(
-                train_batch,
-                lambda m: (
-                    _phases(machine, lean, backend, n_env, 1, m, False).peaks()["update"] <= usable
-                ),
-            )
+            lean_micro = _largest_fitting(train_batch, lambda m: fits_update(m, False, lean))
             if lean_micro >= want:
                 freed = optimizer_state_bytes(policy) - optimizer_state_bytes(lean)
                 reasons.append(
