@@ -609,6 +609,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="fp32",
         help="AdamW moments the planner budgets for (optim.moments): its micro-batch",
     )
+    parser.add_argument(
+        "--attention",
+        choices=("auto", "masks"),
+        default="auto",
+        help="the fast sampler's attention: auto (key-limited FlashAttention where it "
+        "runs, varlen_attention.py) or masks (SDPA over boolean masks, the route before)",
+    )
     parser.add_argument("--out", default=None, help="directory for the JSON results")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -626,7 +633,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fp = attrs.evolve(footprint(policy, cameras), optimizer_moments=args.optim_moments)
     rate, bw, source = ceilings(device, policy.dtype)
     peak = H100_BF16_PEAK if device.type == "cuda" else rate
-    fast = FastSampler(policy)
+    varlen = None if args.attention == "auto" else False
+    fast = FastSampler(policy, varlen=varlen)
     meta = {
         **run_meta(args.preset, args.dtype, device),
         "params": sum(p.numel() for p in policy.parameters()),
@@ -636,6 +644,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "chunk": policy.chunk_size,
         "steps": policy.num_steps,
         "cuda_graphs": fast.use_graphs,
+        "attention": "key-limited flash" if fast.varlen else "sdpa masks",
         "matmul_flops_per_s": rate,
         "copy_bytes_per_s": bw,
         "ceilings": source,
@@ -705,7 +714,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save()
     if "compile" not in skip and "sampling" not in skip and device.type == "cuda":
         # the compiled layers are installed only inside this sampler's chunks
-        compiled = FastSampler(policy, compile_layers=True)
+        compiled = FastSampler(policy, compile_layers=True, varlen=varlen)
         csizes = [int(b) for b in args.compile_batch_sizes.split(",")]
         try:
             t1 = time.perf_counter()
@@ -722,7 +731,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save()
     if "compile" not in skip and "update" not in skip and device.type == "cuda":
         if "sampling" in skip:  # no sampler from the pass above
-            compiled = FastSampler(policy, compile_layers=True)
+            compiled = FastSampler(policy, compile_layers=True, varlen=varlen)
         if "compile_error" not in meta:
             # the RIPT update through the same compiled layers (AOTAutograd
             # compiles their backward on the first step): fewer, fused kernels

@@ -48,9 +48,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ript_core.policy import varlen_attention
 from ript_core.policy.attention import with_attention_backends
 from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
+from ript_core.policy.varlen_attention import (
+    key_limited_attention,
+    limit_mask,
+    prefix_limits,
+    suffix_limits,
+)
 from ript_core.rollout.planner import batch_bucket  # the planner costs the same buckets
 
 log = logging.getLogger(__name__)
@@ -65,12 +72,20 @@ class PrefixKVCache:
     part of transformers' ``Cache`` the Gemma layers use (``update``,
     ``get_seq_length``, ``is_initialized``).
 
-    ``offset`` selects where the next ``update`` writes: ``0`` while the VLM
-    encodes the prefix (returns slots ``[0, P)``), ``P`` during the expert
-    steps (writes ``[P, P + S)``, returns the whole buffer). Writes are
-    in-place ``copy_`` into pre-allocated storage, so shapes and addresses are
-    static -- what a CUDA graph needs. Inference only (no autograd through
-    the in-place writes).
+    Storage per layer is ``[B, P + S, kv_heads, head_dim]`` (FlashAttention's
+    ``[tokens, heads, dim]`` per sample) and every ``update`` returns the
+    whole buffer as ``[B, kv_heads, P + S, head_dim]`` views: shapes and
+    addresses are static -- what a CUDA graph needs. A sample's layout is
+    ``[valid prefix | suffix | unused]``:
+
+    - prefix phase (:meth:`begin_prefix`): the VLM's keys/values fill slots
+      ``[0, P)`` (the sampler has put the valid prefix tokens first);
+    - suffix phase (:meth:`begin_suffix`): each expert step writes its ``S``
+      keys/values at ``[L_b, L_b + S)``, right after sample ``b``'s ``L_b``
+      valid prefix tokens (over its padding, which nothing attends to).
+
+    So every query sees a leading run of its sample's keys
+    (varlen_attention.py). Inference only (in-place writes).
     """
 
     def __init__(
@@ -84,58 +99,67 @@ class PrefixKVCache:
         dtype: torch.dtype,
         device: torch.device,
     ) -> None:
-        shape = (batch, kv_heads, prefix_len + suffix_len, head_dim)
+        shape = (batch, prefix_len + suffix_len, kv_heads, head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.prefix_len = prefix_len
-        self.offset = 0
+        self.suffix_len = suffix_len
+        self.buffer_len = prefix_len + suffix_len
         self.is_initialized = True
+        #: flat ``[B * S]`` rows of the suffix's slots in the flattened buffer
+        #: (suffix phase), or None (prefix phase)
+        self.suffix_rows: torch.Tensor | None = None
+
+    def begin_prefix(self) -> None:
+        self.suffix_rows = None
+
+    def begin_suffix(self, valid_len: torch.Tensor) -> None:
+        """Place the suffix of sample ``b`` at slots ``[valid_len[b], valid_len[b] + S)``."""
+        bsz = valid_len.shape[0]
+        slots = valid_len[:, None] + torch.arange(self.suffix_len, device=valid_len.device)
+        base = torch.arange(bsz, device=valid_len.device)[:, None] * self.buffer_len
+        self.suffix_rows = (base + slots).flatten()
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, **_: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.offset + key_states.shape[-2]
         k, v = self.keys[layer_idx], self.values[layer_idx]
-        k[:, :, self.offset : end].copy_(key_states)
-        v[:, :, self.offset : end].copy_(value_states)
-        return k[:, :, :end], v[:, :, :end]
+        ks, vs = key_states.transpose(1, 2), value_states.transpose(1, 2)  # [B, n, KVH, D]
+        if self.suffix_rows is None:
+            k[:, : ks.shape[1]].copy_(ks)
+            v[:, : vs.shape[1]].copy_(vs)
+        else:
+            bsz, n, kvh, dim = ks.shape
+            k.view(-1, kvh, dim).index_copy_(0, self.suffix_rows, ks.reshape(bsz * n, kvh, dim))
+            v.view(-1, kvh, dim).index_copy_(0, self.suffix_rows, vs.reshape(bsz * n, kvh, dim))
+        return k.transpose(1, 2), v.transpose(1, 2)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.offset
+        return 0 if self.suffix_rows is None else self.prefix_len
 
 
-def prefix_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """``[B, 1, P, P]`` bool: PI0's prefix is one bidirectional block (all
-    ``token_type_ids`` 0), so a query attends to every valid key."""
-    valid = attention_mask.bool()
-    p = valid.shape[1]
-    return valid[:, None, None, :].expand(-1, 1, p, -1)
+def valid_first_order(valid: torch.Tensor) -> torch.Tensor:
+    """``[B, P]`` long: a stable reordering of each sample's prefix tokens that
+    puts the valid ones first (``order[b, slot]`` = source token). PI0's
+    prefix is one bidirectional block and positions travel with the tokens,
+    so the reordered prefix gives the same keys/values, only in other slots."""
+    valid = valid.bool()
+    count = valid.sum(1, keepdim=True)
+    dest = torch.where(valid, valid.cumsum(1) - 1, (~valid).cumsum(1) - 1 + count)
+    source = torch.arange(valid.shape[1], device=valid.device).expand_as(dest)
+    return torch.empty_like(dest).scatter_(1, dest, source)
 
 
-def suffix_attention_mask(attention_mask: torch.Tensor, suffix_len: int) -> torch.Tensor:
-    """``[B, 1, S, P + S]`` bool: what transformers' ``PI0Model.forward``
-    builds with ``block_sequence_ids`` (prefix + state one block, the actions
-    a second): every suffix token sees the valid prefix and the state token;
-    only action tokens (rows ``1..S-1``) see the action tokens."""
-    valid = attention_mask.bool()
-    bsz = valid.shape[0]
-    rows = torch.arange(suffix_len, device=valid.device)
-    cols = torch.arange(suffix_len, device=valid.device)
-    # state column always visible; action columns visible from action rows
-    block = (cols[None, :] == 0) | ((rows[:, None] >= 1) & (cols[None, :] >= 1))
-    prefix = valid[:, None, None, :].expand(-1, 1, suffix_len, -1)
-    return torch.cat([prefix, block[None, None].expand(bsz, 1, -1, -1)], dim=-1)
-
-
-def _suffix_positions(attention_mask: torch.Tensor, suffix_len: int) -> torch.Tensor:
-    ones = torch.ones(
-        attention_mask.shape[0],
-        suffix_len,
-        dtype=attention_mask.dtype,
-        device=attention_mask.device,
-    )
-    full = torch.cat([attention_mask, ones], dim=1)
-    return (full.cumsum(1) - 1)[:, -suffix_len:]
+def suffix_key_limits(valid_len: torch.Tensor, suffix_len: int) -> torch.Tensor:
+    """``[B, S]``: how many leading keys each suffix query sees -- the state
+    token (row 0) the valid prefix and itself, the action tokens the valid
+    prefix, the state and all actions: transformers' ``PI0Model.forward``
+    block mask (prefix + state one block, the actions a second) in this
+    cache's layout."""
+    # tensor ops only (no host scalar written into a device tensor): this
+    # runs inside CUDA graph capture
+    row = torch.arange(suffix_len, device=valid_len.device)
+    return valid_len[:, None] + torch.where(row == 0, 1, suffix_len)[None, :]
 
 
 class _Graph:
@@ -158,9 +182,19 @@ class FastSampler:
         use_graphs: bool | None = None,
         compile_layers: bool = False,
         bucket_batches: bool | None = None,
+        varlen: bool | None = None,
     ) -> None:
         self.policy = policy
         self.use_graphs = policy.device.type == "cuda" if use_graphs is None else use_graphs
+        # FlashAttention over key-length limits instead of SDPA over boolean
+        # masks (varlen_attention.py). Default: wherever the flash kernel
+        # runs; forced on elsewhere (tests) it runs a dense reference.
+        head_dim = policy.model.config.dit_config.head_dim
+        self.varlen = (
+            varlen_attention.flash_applies(policy.dtype, policy.device, head_dim)
+            if varlen is None
+            else varlen
+        )
         # A rollout's batch is the number of envs waiting for a decision, so
         # it varies call to call; one graph (capture + memory pool) per exact
         # size would pile up. With buckets a batch is padded to the next power
@@ -177,12 +211,15 @@ class FastSampler:
 
     @contextlib.contextmanager
     def _layers_compiled(self) -> Iterator[None]:
-        """With ``compile_layers``, the layers' compiled calls
-        (:mod:`.compiled_layers`, made on first use) for one chunk."""
-        if not self.compile_layers:
-            yield
-            return
-        with compiled_layers(self.policy.model).installed():
+        """For one chunk: with ``compile_layers``, the layers' compiled calls
+        (:mod:`.compiled_layers`, made on first use); with ``varlen``, the
+        key-limited attention function."""
+        with contextlib.ExitStack() as stack:
+            if self.varlen:
+                inner = self.policy.model.model
+                stack.enter_context(key_limited_attention(inner.vlm.language_model, inner.dit))
+            if self.compile_layers:
+                stack.enter_context(compiled_layers(self.policy.model).installed())
             yield
 
     def clear(self) -> None:
@@ -250,24 +287,41 @@ class FastSampler:
         steps, coeffs, mode = plan["steps"], plan["coeffs"], plan["mode"]
         attention_mask = s["attention_mask"]
 
-        # 1. prefix: SigLIP + Gemma, keys/values straight into slots [0, P)
-        cache.offset = 0
+        # 1. prefix: SigLIP + Gemma, valid tokens first (valid_first_order),
+        #    keys/values straight into slots [0, P)
+        valid = attention_mask.bool()
+        valid_len = valid.sum(1)
+        order = valid_first_order(valid)
         embeds = model.model.embed_prefix(
             s["input_ids"], s["pixel_values"], s["pixel_attention_mask"]
         )
+        embeds = embeds.gather(1, order[:, :, None].expand_as(embeds))
+        positions = (attention_mask.cumsum(-1) - 1).gather(1, order)
+        prefix_len, buffer_len = cache.prefix_len, cache.buffer_len
+        limits = {}
+        if plan["varlen"]:
+            limits = {varlen_attention.KWARG: prefix_limits(valid_len, prefix_len, buffer_len)}
+        cache.begin_prefix()
         model.model.vlm(
             inputs_embeds=embeds,
-            attention_mask=prefix_attention_mask(attention_mask),
-            position_ids=attention_mask.cumsum(-1) - 1,
+            # one row for every query, expanded (a view): keys [0, L_b)
+            attention_mask=limit_mask(valid_len[:, None], buffer_len).expand(
+                -1, -1, prefix_len, -1
+            ),
+            position_ids=positions,
             cache=cache,
             use_cache=True,
+            **limits,
         )
 
-        # 2. the steps against the fixed prefix; mask/positions built once
-        cache.offset = cache.prefix_len
+        # 2. the steps against the fixed prefix; suffix slots, mask, positions
+        #    and limits built once
         suffix_len = pol.chunk_size + 1
-        mask = suffix_attention_mask(attention_mask, suffix_len)
-        positions = _suffix_positions(attention_mask, suffix_len)
+        cache.begin_suffix(valid_len)
+        mask = limit_mask(suffix_key_limits(valid_len, suffix_len), buffer_len)
+        positions = valid_len[:, None] + torch.arange(suffix_len, device=valid_len.device)
+        if plan["varlen"]:
+            limits = {varlen_attention.KWARG: suffix_limits(valid_len, suffix_len, buffer_len)}
         x = s["noise"]
         s["chain"][:, 0].copy_(x)
         logp = torch.zeros_like(s["logp"])
@@ -281,6 +335,7 @@ class FastSampler:
                 position_ids=positions,
                 cache=cache,
                 use_cache=True,
+                **limits,
             ).last_hidden_state
             v = model.action_out_proj(hidden[:, -pol.chunk_size :]).to(torch.float32)
             x_ode = x + coeffs.dt * v  # flow.euler_step, as written there
@@ -450,6 +505,7 @@ class FastSampler:
             "mode": mode,
             "coeffs": coeffs,
             "stochastic": stochastic,
+            "varlen": self.varlen,
             "region": region,
             "noise_region": region
             if pol.config.sde_noise_region == "scored"

@@ -115,7 +115,7 @@ class UpdateConfig:
     # "recompute" scores every decision once more before the first step, with
     # the update's kernels and micro-batch (one extra forward, no backward);
     # "auto": recompute when the policy does not run in float32 (in bf16 the
-    # sampler's and the update's kernels round differently: up to 0.25 nats
+    # sampler's and the update's kernels round differently: up to 1.1 nats
     # on a ~490-nat chunk log-prob on the H100, docs/benchmarks.md)
     old_log_prob: str = attrs.field(
         default="auto", validator=attrs.validators.in_(("auto", "rollout", "recompute"))

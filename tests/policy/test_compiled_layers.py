@@ -106,3 +106,21 @@ def test_every_batch_bucket_runs_compiled(aot_eager, caplog):
     assert [m.split("bucket ")[1].split(",")[0] for m in ready] == ["1", "2", "4", "8"]
     assert all("compiled layers" in m for m in ready)
     assert limit >= cl.SIGNATURES_PER_LAYER * len(checkpointed_layers(policy.model))
+
+
+def test_compiled_key_limited_sampler_matches_the_eager_layers(aot_eager):
+    """The key-limited route (varlen_attention.py) through compiled layers:
+    dynamo traces the limits kwarg and the cache's per-sample suffix writes
+    into the same chunks as the eager layers."""
+    from ript_core.policy.fast_sampler import FastSampler
+
+    policy = tiny_policy(seed=2, num_steps=2)
+    inputs = make_inputs(3, seed=9)
+    inputs[2] = make_inputs(3, seed=4, wrist=False)[2]  # a camera missing mid-prefix
+    batch = policy.preprocess(inputs)
+    noise = torch.randn(3, policy.chunk_size, policy.max_action_dim)
+    compiled = FastSampler(policy, use_graphs=False, compile_layers=True, varlen=True)
+    plain = FastSampler(policy, use_graphs=False, varlen=True)
+    out = compiled.sample(batch, "ode", None, noise, 0.0, 2)
+    ref = plain.sample(batch, "ode", None, noise, 0.0, 2)
+    assert (out.chain - ref.chain).abs().max().item() <= 1e-5

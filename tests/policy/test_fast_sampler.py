@@ -12,14 +12,17 @@ import torch
 from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
+from ript_core.policy import varlen_attention
 from ript_core.policy.fast_sampler import (
     FastSampler,
     PrefixKVCache,
-    prefix_attention_mask,
-    suffix_attention_mask,
+    suffix_key_limits,
+    valid_first_order,
 )
+from ript_core.policy.varlen_attention import limit_mask
 from tests.policy.conftest import make_inputs, tiny_policy
 from tests.policy.test_sampling import reference_actions
+from tests.policy.test_varlen_attention import patch_attention
 
 
 def _fast(policy, batch, mode, generator=None, noise=None, level=None):
@@ -33,52 +36,133 @@ def _gens(n: int, seed: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
 
-def test_masks_equal_transformers(policy):
-    """Our tensor-op masks are the ones transformers' mask factory builds
-    (prefix: PaliGemma with token_type_ids 0; suffix: PI0Model.forward's
-    block mask) -- including padded prompt tokens."""
-    batch = policy.preprocess(make_inputs(3))
-    kw = policy.model_inputs(batch)
-    am = kw["attention_mask"]
-    assert not bool(am.all()), "the test needs padding"
+def _mixed_camera_inputs(n: int = 3, seed: int = 0):
+    """Prompts of different lengths and, in sample 1, a missing wrist camera:
+    masked prefix tokens both at the end and in the middle."""
+    inputs = make_inputs(n, seed=seed)
+    inputs[1] = make_inputs(2, seed=seed + 7, wrist=False)[1]
+    return inputs
+
+
+def test_valid_first_order_is_stable_and_puts_valid_tokens_first():
+    valid = torch.tensor([[1, 0, 1, 1, 0], [0, 0, 1, 0, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    order = valid_first_order(valid)
+    assert order.tolist() == [[0, 2, 3, 1, 4], [2, 4, 0, 1, 3], [0, 1, 2, 3, 4]]
+
+
+def test_masks_equal_transformers_in_the_cache_layout(policy):
+    """The sampler's masks are transformers' (prefix: PaliGemma with
+    token_type_ids 0; suffix: PI0Model.forward's block mask), moved into the
+    cache's layout: valid prefix tokens first, the suffix right after them,
+    nothing visible beyond. Checked for every valid query, with padded
+    prompts and a camera missing in the middle of the prefix."""
+    batch = policy.preprocess(_mixed_camera_inputs())
+    am = policy.model_inputs(batch)["attention_mask"]
+    bsz, p, s = am.shape[0], am.shape[1], policy.chunk_size + 1
+    t = p + s
+    valid = am.bool()
+    assert not bool(valid[1, : p // 2].all()), "the test needs a masked camera"
     cfg = policy.model.config
-    p, s = am.shape[1], policy.chunk_size + 1
-    embeds = torch.zeros(3, p, 4)
     ref_prefix = create_causal_mask(
         config=cfg.vlm_config.text_config,
-        inputs_embeds=embeds,
+        inputs_embeds=torch.zeros(bsz, p, 4),
         attention_mask=am,
         cache=None,
         position_ids=am.cumsum(-1) - 1,
         block_sequence_ids=torch.zeros_like(am),
-    )
-    assert torch.equal(ref_prefix.expand(3, 1, p, p), prefix_attention_mask(am))
-
+    ).expand(bsz, 1, p, p)
     cache = DynamicCache(config=cfg.dit_config)
-    layers = cfg.dit_config.num_hidden_layers
-    kv = torch.zeros(3, cfg.dit_config.num_key_value_heads, p, cfg.dit_config.head_dim)
-    for i in range(layers):
+    kv = torch.zeros(bsz, cfg.dit_config.num_key_value_heads, p, cfg.dit_config.head_dim)
+    for i in range(cfg.dit_config.num_hidden_layers):
         cache.update(kv, kv, i)
     blocks = torch.cat([torch.zeros(p + 1, dtype=torch.long), torch.ones(s - 1, dtype=torch.long)])
     ref_suffix = create_causal_mask(
         config=cfg.dit_config,
-        inputs_embeds=torch.zeros(3, s, 4),
-        attention_mask=torch.cat([am, torch.ones(3, s, dtype=am.dtype)], dim=1),
+        inputs_embeds=torch.zeros(bsz, s, 4),
+        attention_mask=torch.cat([am, torch.ones(bsz, s, dtype=am.dtype)], dim=1),
         cache=cache,
-        block_sequence_ids=blocks[None].repeat(3, 1),
-    )
-    assert torch.equal(ref_suffix.expand(3, 1, s, p + s), suffix_attention_mask(am, s))
+        block_sequence_ids=blocks[None].repeat(bsz, 1),
+    ).expand(bsz, 1, s, p + s)
+
+    order = valid_first_order(valid)
+    length = valid.sum(1)
+    ours_prefix = limit_mask(length[:, None], t).expand(-1, -1, p, -1)
+    ours_suffix = limit_mask(suffix_key_limits(length, s), t)
+    for b in range(bsz):
+        n = int(length[b])
+        # cache slot -> the key it holds in transformers' layout
+        slot_key = torch.cat([order[b, :n], p + torch.arange(s)])
+        for row in range(n):  # a valid prefix query, in cache order
+            query = int(order[b, row])
+            assert torch.equal(ours_prefix[b, 0, row, :n], ref_prefix[b, 0, query, order[b, :n]])
+            assert not bool(ours_prefix[b, 0, row, n:].any())
+        assert torch.equal(ours_suffix[b, 0, :, : n + s], ref_suffix[b, 0][:, slot_key])
+        assert not bool(ours_suffix[b, 0, :, n + s :].any())
+        # and transformers hides nothing of what the layout drops
+        assert not bool(ref_prefix[b, 0][valid[b]][:, ~valid[b]].any())
 
 
 def test_prefix_cache_writes_in_place():
-    cache = PrefixKVCache(2, 1, 1, 3, 2, 4, torch.float32, torch.device("cpu"))
+    """Prefix phase: slots [0, P); suffix phase: each sample's S slots right
+    after its valid prefix; the same storage throughout."""
+    cache = PrefixKVCache(2, 2, 1, 4, 2, 3, torch.float32, torch.device("cpu"))
     addr = cache.keys[1].data_ptr()
-    k, v = cache.update(torch.ones(1, 1, 3, 4), torch.ones(1, 1, 3, 4) * 2, 1)
-    assert k.shape[-2] == 3 and bool((v == 2).all())
-    cache.offset = 3
-    k, _ = cache.update(torch.full((1, 1, 2, 4), 5.0), torch.zeros(1, 1, 2, 4), 1)
-    assert k.shape[-2] == 5 and bool((k[:, :, 3:] == 5).all()) and bool((k[:, :, :3] == 1).all())
-    assert cache.keys[1].data_ptr() == addr and cache.get_seq_length() == 3
+    cache.begin_prefix()
+    k, v = cache.update(torch.ones(2, 1, 4, 3), torch.full((2, 1, 4, 3), 2.0), 1)
+    assert k.shape == (2, 1, 6, 3) and bool((v[:, :, :4] == 2).all())
+    assert cache.get_seq_length() == 0
+    cache.begin_suffix(torch.tensor([4, 1]))
+    suffix = torch.arange(2 * 2 * 3, dtype=torch.float32).view(2, 1, 2, 3) + 10
+    k, _ = cache.update(suffix, suffix, 1)
+    assert torch.equal(k[0, :, 4:6], suffix[0]) and bool((k[0, :, :4] == 1).all())
+    assert torch.equal(k[1, :, 1:3], suffix[1])
+    assert bool((k[1, :, :1] == 1).all()) and bool((k[1, :, 3:4] == 1).all())
+    assert cache.keys[1].data_ptr() == addr and cache.get_seq_length() == 4
+
+
+@pytest.mark.parametrize("varlen", [False, True])
+def test_mixed_padding_equals_eager(policy, varlen):
+    """Padded prompts and a missing camera: the reordered prefix and the
+    moved suffix give the eager loop's chunk, through SDPA masks and through
+    the key-limited route (its dense reference on CPU)."""
+    batch = policy.preprocess(_mixed_camera_inputs(seed=3))
+    noise = torch.randn(
+        3, policy.chunk_size, policy.max_action_dim, generator=torch.Generator().manual_seed(8)
+    )
+    sampler = FastSampler(policy, use_graphs=False, varlen=varlen)
+    fast = sampler.sample(batch, "ode", None, noise, 0.0, policy.num_steps)
+    eager = policy.sample(batch, "ode", noise=noise)
+    assert (fast.chain - eager.chain).abs().max().item() <= 1e-5
+    sde = sampler.sample(batch, "sde", _gens(3, 70), None, 0.5, policy.num_steps)
+    ref = policy.sample(batch, "sde", generator=_gens(3, 70))
+    assert (sde.chain - ref.chain).abs().max().item() <= 1e-5
+    assert (sde.log_prob - ref.log_prob).abs().max().item() <= 1e-3
+
+
+def test_varlen_is_off_on_cpu_and_restores_the_attention_implementation(policy):
+    """On CPU the sampler defaults to SDPA masks; forced on, it switches the
+    Gemma and expert layers to the key-limited function per chunk only."""
+    assert FastSampler(policy, use_graphs=False).varlen is False
+    inner = policy.model.model
+    configs = [
+        inner.vlm.language_model.layers[0].self_attn.config,
+        inner.dit.layers[0].self_attn.config,
+    ]
+    before = [c._attn_implementation for c in configs]
+    seen = []
+    original = varlen_attention.varlen_attention_forward
+
+    def spy(module, query, *args, **kwargs):
+        seen.append(kwargs.get(varlen_attention.KWARG) is not None)
+        return original(module, query, *args, **kwargs)
+
+    with patch_attention(spy):
+        FastSampler(policy, use_graphs=False, varlen=True).sample(
+            policy.preprocess(make_inputs(2)), "ode", None, None, 0.0, policy.num_steps
+        )
+    layers = policy.model.config.dit_config.num_hidden_layers
+    assert len(seen) == layers * (1 + policy.num_steps) and all(seen)
+    assert [c._attn_implementation for c in configs] == before
 
 
 def test_ode_equals_eager_and_transformers(policy):

@@ -1,0 +1,269 @@
+"""PI0's sampling attention as "each query sees the first n keys": FlashAttention
+without a mask.
+
+The fast sampler (fast_sampler.py) lays a sample's KV buffer out as ``[valid
+prefix tokens | state | actions | unused]`` (the prefix tokens are reordered so
+that the valid ones come first; the suffix is written right after them). Then
+every attention call of a chunk has one of three shapes, with ``L`` the
+sample's number of valid prefix tokens and ``S`` the suffix length:
+
+- a prefix query sees keys ``[0, L)``;
+- the state query sees keys ``[0, L + 1)``;
+- an action query sees keys ``[0, L + S)``.
+
+"Query group ``i`` sees the first ``n_i`` keys of its sample" is what
+FlashAttention's variable-length kernel expresses without any mask
+(``seqused_k``): :class:`KeyLimits` holds those tensors. Against the boolean
+masks that SDPA takes otherwise, this avoids (measured on the H100,
+docs/benchmarks.md) the memory-efficient kernel a mask forces, and
+transformers' ``repeat_kv``, which copies the one KV head eight times for
+every masked GQA call.
+
+The same limits are also a plain boolean mask (:func:`KeyLimits.dense_mask`,
+:func:`limit_mask`): where FlashAttention does not apply (CPU, float32, no
+flash kernel in the torch build) the sampler passes that mask to SDPA, and the
+CPU tests check the flash route's bookkeeping against it
+(:func:`reference_varlen_attention`).
+
+The attention function is registered with transformers as
+``"ript_varlen"`` and switched on per use (:func:`key_limited_attention`);
+without limits in its keyword arguments it is transformers' SDPA path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+#: transformers' attention implementation name for :func:`varlen_attention_forward`.
+IMPLEMENTATION = "ript_varlen"
+
+#: The keyword argument that carries :class:`KeyLimits` through transformers'
+#: model and layer ``**kwargs`` down to the attention function.
+KWARG = "ript_key_limits"
+
+
+class KeyLimits(NamedTuple):
+    """FlashAttention's variable-length arguments for one attention site.
+
+    Queries are flattened to ``[sum of query lengths, heads, head_dim]`` and
+    keys to ``[batch * buffer_len, kv_heads, head_dim]``; query sequence ``i``
+    is rows ``cu_q[i]:cu_q[i+1]`` and sees ``seqused_k[i]`` keys from row
+    ``cu_k[i]`` of the keys. All int32 (the kernel's type)."""
+
+    cu_q: torch.Tensor
+    cu_k: torch.Tensor
+    seqused_k: torch.Tensor
+    max_q: int
+    max_k: int
+
+    def dense_mask(self, total_k: int) -> torch.Tensor:
+        """``[total_q, total_k]`` bool: which flattened key each flattened
+        query sees -- the limits' meaning, written out (tests, reference)."""
+        total_q = int(self.cu_q[-1])
+        q_seq = (
+            torch.searchsorted(
+                self.cu_q.long(), torch.arange(total_q, device=self.cu_q.device), right=True
+            )
+            - 1
+        )
+        start = self.cu_k.long()[q_seq][:, None]
+        stop = start + self.seqused_k.long()[q_seq][:, None]
+        k = torch.arange(total_k, device=self.cu_q.device)[None, :]
+        return (k >= start) & (k < stop)
+
+
+def prefix_limits(valid_len: torch.Tensor, prefix_len: int, buffer_len: int) -> KeyLimits:
+    """Every prefix query of sample ``b`` sees its ``valid_len[b]`` first keys."""
+    bsz = valid_len.shape[0]
+    idx = torch.arange(bsz + 1, device=valid_len.device, dtype=torch.int32)
+    return KeyLimits(
+        cu_q=idx * prefix_len,
+        cu_k=idx * buffer_len,
+        seqused_k=valid_len.to(torch.int32),
+        max_q=prefix_len,
+        max_k=buffer_len,
+    )
+
+
+def suffix_limits(valid_len: torch.Tensor, suffix_len: int, buffer_len: int) -> KeyLimits:
+    """Two query sequences per sample: the state token (row 0, sees ``L + 1``
+    keys) and the action tokens (rows ``1..S-1``, see ``L + S``), both reading
+    the sample's keys from the start of its buffer."""
+    bsz = valid_len.shape[0]
+    dev = valid_len.device
+    starts = torch.arange(bsz, device=dev, dtype=torch.int32)
+    cu_q = torch.stack([starts * suffix_len, starts * suffix_len + 1], dim=1).flatten()
+    cu_k = (starts * buffer_len).repeat_interleave(2)
+    end = torch.full((1,), bsz, device=dev, dtype=torch.int32)
+    used = torch.stack([valid_len + 1, valid_len + suffix_len], dim=1).flatten()
+    return KeyLimits(
+        cu_q=torch.cat([cu_q, end * suffix_len]),
+        cu_k=torch.cat([cu_k, end * buffer_len]),
+        seqused_k=used.to(torch.int32),
+        max_q=suffix_len - 1,
+        max_k=buffer_len,
+    )
+
+
+def limit_mask(key_limit: torch.Tensor, buffer_len: int) -> torch.Tensor:
+    """``[B, 1, Q, buffer_len]`` bool from ``key_limit[b, q]`` (how many
+    leading keys query ``q`` of sample ``b`` sees): the SDPA form of the limits."""
+    keys = torch.arange(buffer_len, device=key_limit.device)
+    return (keys[None, None, :] < key_limit[:, :, None])[:, None]
+
+
+def _flash_kernel() -> Any:
+    """torch's public variable-length FlashAttention if it takes ``seqused_k``
+    and GQA (torch >= 2.13), else the aten op it wraps (older torch: the
+    same kernel, the same arguments)."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        varlen_attn = None
+    if varlen_attn is not None:
+        params = inspect.signature(varlen_attn).parameters
+        if "seqused_k" in params and "enable_gqa" in params:
+
+            def public(q, k, v, lim, scale):  # noqa: ANN001, ANN202
+                return varlen_attn(
+                    q,
+                    k,
+                    v,
+                    lim.cu_q,
+                    lim.cu_k,
+                    lim.max_q,
+                    lim.max_k,
+                    scale=scale,
+                    enable_gqa=True,
+                    seqused_k=lim.seqused_k,
+                )
+
+            return public
+
+    def aten(q, k, v, lim, scale):  # noqa: ANN001, ANN202
+        out = torch.ops.aten._flash_attention_forward(
+            q,
+            k,
+            v,
+            lim.cu_q,
+            lim.cu_k,
+            lim.max_q,
+            lim.max_k,
+            0.0,
+            False,
+            False,
+            scale=scale,
+            seqused_k=lim.seqused_k,
+        )
+        return out[0]
+
+    return aten
+
+
+_FLASH = _flash_kernel()
+
+
+def flash_applies(dtype: torch.dtype, device: torch.device, head_dim: int) -> bool:
+    """Whether the FlashAttention route can run: CUDA, half precision, head
+    dim <= 256 and a torch built with flash kernels."""
+    return (
+        device.type == "cuda"
+        and dtype in (torch.float16, torch.bfloat16)
+        and head_dim <= 256
+        and torch.backends.cuda.is_flash_attention_available()
+    )
+
+
+def reference_varlen_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, limits: KeyLimits, scale: float
+) -> torch.Tensor:
+    """The flattened call written as one dense masked attention (any device):
+    what the flash kernel computes, for tests and CPU runs of the route."""
+    groups = q.shape[1] // k.shape[1]
+    mask = limits.dense_mask(k.shape[0])
+    # [H, Tq, D] x [H, Tk, D], the KV heads repeated for the query heads
+    qh = q.transpose(0, 1)
+    kh = k.transpose(0, 1).repeat_interleave(groups, dim=0)
+    vh = v.transpose(0, 1).repeat_interleave(groups, dim=0)
+    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=scale)
+    return out.transpose(0, 1)
+
+
+def varlen_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function contract (``query`` ``[B, H, Q, D]``,
+    ``key``/``value`` ``[B, KVH, T, D]``, returns ``[B, Q, H, D]``).
+
+    With :class:`KeyLimits` under :data:`KWARG` the keys must be the whole
+    static buffer (``T`` = the limits' ``max_k``); FlashAttention runs on CUDA
+    where :func:`flash_applies`, the dense reference elsewhere. Without limits
+    this is transformers' SDPA attention with ``attention_mask``."""
+    limits: KeyLimits | None = kwargs.pop(KWARG, None)
+    if limits is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    bsz, heads, q_len, head_dim = query.shape
+    kv_heads, buffer_len = key.shape[1], key.shape[2]
+    if buffer_len != limits.max_k:
+        raise ValueError(
+            f"key-limited attention needs the whole KV buffer ({limits.max_k} slots), "
+            f"got {buffer_len} keys"
+        )
+    scale = head_dim**-0.5 if scaling is None else scaling
+    # [B, H, Q, D] -> [B*Q, H, D]; free when the projection's layout is kept
+    q = query.transpose(1, 2).reshape(bsz * q_len, heads, head_dim)
+    k = key.transpose(1, 2).reshape(bsz * buffer_len, kv_heads, head_dim)
+    v = value.transpose(1, 2).reshape(bsz * buffer_len, kv_heads, head_dim)
+    if flash_applies(q.dtype, q.device, head_dim):
+        out = _FLASH(q, k, v, limits, scale)
+    else:
+        out = reference_varlen_attention(q, k, v, limits, scale)
+    return out.view(bsz, q_len, heads, head_dim), None
+
+
+AttentionInterface.register(IMPLEMENTATION, varlen_attention_forward)
+
+
+def _attention_configs(models: list[nn.Module]) -> list[Any]:
+    found: dict[int, Any] = {}
+    for model in models:
+        for module in model.modules():
+            cfg = getattr(module, "config", None)
+            if hasattr(module, "layer_idx") and hasattr(module, "q_proj") and cfg is not None:
+                found[id(cfg)] = cfg
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def key_limited_attention(*models: nn.Module) -> Iterator[None]:
+    """Route the attention layers of ``models`` (PI0's Gemma and expert)
+    through :func:`varlen_attention_forward` for the duration; restore their
+    implementation afterwards. The configs are the modules' own (transformers
+    copies a sub-model's config when it builds it)."""
+    configs = _attention_configs(list(models))
+    before = [cfg._attn_implementation for cfg in configs]
+    try:
+        for cfg in configs:
+            cfg._attn_implementation = IMPLEMENTATION
+        yield
+    finally:
+        for cfg, impl in zip(configs, before, strict=True):
+            cfg._attn_implementation = impl

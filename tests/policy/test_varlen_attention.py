@@ -1,0 +1,167 @@
+"""Key-limited attention (varlen_attention.py): the limits' bookkeeping and
+the attention function, on CPU against masked SDPA computed here. The flash
+kernel itself runs only on CUDA: bench/gpu_policy.py checks it there against
+:func:`reference_varlen_attention`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from ript_core.policy import varlen_attention
+from ript_core.policy.fast_sampler import suffix_key_limits
+from ript_core.policy.varlen_attention import (
+    KWARG,
+    flash_applies,
+    key_limited_attention,
+    limit_mask,
+    prefix_limits,
+    reference_varlen_attention,
+    suffix_limits,
+    varlen_attention_forward,
+)
+
+
+@contextlib.contextmanager
+def patch_attention(fn) -> Iterator[None]:  # noqa: ANN001
+    """Register ``fn`` as the key-limited implementation for the duration."""
+    mapping = AttentionInterface._global_mapping
+    before = mapping[varlen_attention.IMPLEMENTATION]
+    mapping[varlen_attention.IMPLEMENTATION] = fn
+    try:
+        yield
+    finally:
+        mapping[varlen_attention.IMPLEMENTATION] = before
+
+
+VALID = torch.tensor([7, 3, 10])  # valid prefix tokens per sample
+P, S = 10, 4
+T = P + S
+
+
+def _masked_sdpa(query, key, value, mask, scale):
+    """Per sample: SDPA over ``[H, Q, D]`` with the KV heads repeated and a
+    boolean ``[Q, T]`` mask -- the definition, sample by sample."""
+    groups = query.shape[1] // key.shape[1]
+    out = []
+    for b in range(query.shape[0]):
+        k = key[b].repeat_interleave(groups, dim=0)
+        v = value[b].repeat_interleave(groups, dim=0)
+        out.append(F.scaled_dot_product_attention(query[b], k, v, attn_mask=mask[b], scale=scale))
+    return torch.stack(out)  # [B, H, Q, D]
+
+
+def test_limits_mean_the_leading_keys_of_the_own_sample():
+    bsz = VALID.shape[0]
+    pre = prefix_limits(VALID, P, T).dense_mask(bsz * T).view(bsz, P, bsz, T)
+    suf = suffix_limits(VALID, S, T).dense_mask(bsz * T).view(bsz, S, bsz, T)
+    rows = suffix_key_limits(VALID, S)
+    for b in range(bsz):
+        for other in range(bsz):
+            if other != b:
+                assert not bool(pre[b, :, other].any()) and not bool(suf[b, :, other].any())
+        assert torch.equal(pre[b, :, b], torch.arange(T)[None, :].expand(P, T) < VALID[b])
+        assert torch.equal(suf[b, :, b], torch.arange(T)[None, :] < rows[b][:, None])
+        assert torch.equal(suf[b, :, b], limit_mask(rows, T)[b, 0])
+    lim = suffix_limits(VALID, S, T)
+    assert lim.max_q == S - 1 and lim.max_k == T
+    assert lim.cu_q.dtype == lim.cu_k.dtype == lim.seqused_k.dtype == torch.int32
+    assert lim.seqused_k.tolist() == [8, 11, 4, 7, 11, 14]
+
+
+@pytest.mark.parametrize("site", ["prefix", "suffix"])
+def test_attention_function_with_limits_equals_masked_sdpa(site):
+    """GQA (4 query heads on 2 KV heads), the keys the whole buffer."""
+    torch.manual_seed(0)
+    bsz, heads, kv_heads, dim = VALID.shape[0], 4, 2, 8
+    q_len = P if site == "prefix" else S
+    query = torch.randn(bsz, heads, q_len, dim)
+    key, value = torch.randn(bsz, kv_heads, T, dim), torch.randn(bsz, kv_heads, T, dim)
+    if site == "prefix":
+        limits, rows = prefix_limits(VALID, P, T), VALID[:, None].expand(-1, P)
+    else:
+        limits, rows = suffix_limits(VALID, S, T), suffix_key_limits(VALID, S)
+    mask = limit_mask(rows, T)[:, 0]
+    module = nn.Module()
+    out, weights = varlen_attention_forward(
+        module, query, key, value, None, scaling=0.3, **{KWARG: limits}
+    )
+    expected = _masked_sdpa(query, key, value, mask, 0.3).transpose(1, 2)
+    assert weights is None and out.shape == (bsz, q_len, heads, dim)
+    assert (out - expected).abs().max().item() <= 1e-6
+
+
+def test_reference_is_one_dense_masked_call():
+    """The flattened reference against the per-sample definition."""
+    torch.manual_seed(1)
+    bsz, heads, dim = VALID.shape[0], 2, 4
+    q = torch.randn(bsz * S, heads, dim)
+    k, v = torch.randn(bsz * T, 1, dim), torch.randn(bsz * T, 1, dim)
+    out = reference_varlen_attention(q, k, v, suffix_limits(VALID, S, T), 0.5)
+    mask = limit_mask(suffix_key_limits(VALID, S), T)[:, 0]
+    per_sample = _masked_sdpa(
+        q.view(bsz, S, heads, dim).transpose(1, 2),
+        k.view(bsz, T, 1, dim).transpose(1, 2),
+        v.view(bsz, T, 1, dim).transpose(1, 2),
+        mask,
+        0.5,
+    )
+    assert (out.view(bsz, S, heads, dim) - per_sample.transpose(1, 2)).abs().max() <= 1e-6
+
+
+def test_without_limits_it_is_transformers_sdpa():
+    torch.manual_seed(2)
+    module = nn.Module()
+    module.is_causal = False
+    query, key = torch.randn(2, 2, 5, 8), torch.randn(2, 2, 7, 8)
+    value = torch.randn(2, 2, 7, 8)
+    mask = torch.rand(2, 1, 5, 7) > 0.3
+    mask[..., 0] = True
+    ours, _ = varlen_attention_forward(module, query, key, value, mask, scaling=0.2)
+    theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.2)
+    assert torch.equal(ours, theirs)
+
+
+def test_wrong_key_length_is_refused():
+    with pytest.raises(ValueError, match="whole KV buffer"):
+        varlen_attention_forward(
+            nn.Module(),
+            torch.randn(3, 2, P, 4),
+            torch.randn(3, 1, P, 4),
+            torch.randn(3, 1, P, 4),
+            None,
+            **{KWARG: prefix_limits(VALID, P, T)},
+        )
+
+
+def test_flash_applies_only_to_half_precision_cuda():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not flash_applies(torch.bfloat16, cpu, 256)
+    assert not flash_applies(torch.float32, cuda, 256)
+    assert not flash_applies(torch.bfloat16, cuda, 512)
+
+
+def test_switch_restores_the_implementation_after_an_error():
+    from tests.policy.conftest import tiny_policy
+
+    policy = tiny_policy()
+    inner = policy.model.model
+    cfg = inner.dit.layers[0].self_attn.config
+    before = cfg._attn_implementation
+    with pytest.raises(RuntimeError), key_limited_attention(inner.vlm.language_model, inner.dit):
+        assert cfg._attn_implementation == varlen_attention.IMPLEMENTATION
+        assert inner.vlm.language_model.layers[0].self_attn.config._attn_implementation == (
+            varlen_attention.IMPLEMENTATION
+        )
+        raise RuntimeError("boom")
+    assert cfg._attn_implementation == before
+    # SigLIP keeps its own attention
+    vision = inner.vlm.vision_tower.config
+    assert vision._attn_implementation != varlen_attention.IMPLEMENTATION
