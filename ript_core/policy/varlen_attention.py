@@ -64,6 +64,10 @@ class KeyLimits(NamedTuple):
     seqused_k: torch.Tensor
     max_q: int
     max_k: int
+    #: query rows per token: 1, or the number of query heads when they are
+    #: folded into the rows (one KV head: every head of a token reads the
+    #: same keys, so ``[B, Q, H, D]`` becomes ``B*Q*H`` single-head rows)
+    rows_per_token: int = 1
 
     def dense_mask(self, total_k: int) -> torch.Tensor:
         """``[total_q, total_k]`` bool: which flattened key each flattened
@@ -94,23 +98,28 @@ def prefix_limits(valid_len: torch.Tensor, prefix_len: int, buffer_len: int) -> 
     )
 
 
-def suffix_limits(valid_len: torch.Tensor, suffix_len: int, buffer_len: int) -> KeyLimits:
+def suffix_limits(
+    valid_len: torch.Tensor, suffix_len: int, buffer_len: int, rows_per_token: int = 1
+) -> KeyLimits:
     """Two query sequences per sample: the state token (row 0, sees ``L + 1``
     keys) and the action tokens (rows ``1..S-1``, see ``L + S``), both reading
-    the sample's keys from the start of its buffer."""
+    the sample's keys from the start of its buffer. With ``rows_per_token``
+    (the heads folded into the rows) each token is that many rows."""
     bsz = valid_len.shape[0]
     dev = valid_len.device
+    rows = suffix_len * rows_per_token  # query rows per sample
     starts = torch.arange(bsz, device=dev, dtype=torch.int32)
-    cu_q = torch.stack([starts * suffix_len, starts * suffix_len + 1], dim=1).flatten()
+    cu_q = torch.stack([starts * rows, starts * rows + rows_per_token], dim=1).flatten()
     cu_k = (starts * buffer_len).repeat_interleave(2)
     end = torch.full((1,), bsz, device=dev, dtype=torch.int32)
     used = torch.stack([valid_len + 1, valid_len + suffix_len], dim=1).flatten()
     return KeyLimits(
-        cu_q=torch.cat([cu_q, end * suffix_len]),
+        cu_q=torch.cat([cu_q, end * rows]),
         cu_k=torch.cat([cu_k, end * buffer_len]),
         seqused_k=used.to(torch.int32),
-        max_q=suffix_len - 1,
+        max_q=(suffix_len - 1) * rows_per_token,
         max_k=buffer_len,
+        rows_per_token=rows_per_token,
     )
 
 
@@ -170,6 +179,22 @@ def _flash_kernel() -> Any:
 
 
 _FLASH = _flash_kernel()
+
+#: Launch the flash kernel outside torch.compile's graphs (a graph break
+#: around it; the sampler's CUDA graph captures it either way). Inside a
+#: compiled layer the kernel reads the KV buffer the same graph has just
+#: written, and inductor copied the whole buffer for it (two copies per
+#: layer and step: 6.3 ms of a 411 ms batch-64 chunk on the H100,
+#: docs/benchmarks.md).
+EAGER_FLASH = True
+_FLASH_OUTSIDE_GRAPHS = torch.compiler.disable(_FLASH)
+
+#: Fold the query heads into the rows of the expert's suffix when there is
+#: one KV head (PI0): FlashAttention runs one block of rows per (sequence,
+#: head), so the state token's one-row sequences cost a whole block per
+#: head; folded, its eight heads share one block and the action tokens fill
+#: theirs (docs/benchmarks.md).
+FOLD_HEADS = True
 
 
 def flash_applies(dtype: torch.dtype, device: torch.device, head_dim: int) -> bool:
@@ -232,8 +257,15 @@ def varlen_attention_forward(
     q = query.transpose(1, 2).reshape(bsz * q_len, heads, head_dim)
     k = key.transpose(1, 2).reshape(bsz * buffer_len, kv_heads, head_dim)
     v = value.transpose(1, 2).reshape(bsz * buffer_len, kv_heads, head_dim)
+    if limits.rows_per_token > 1:
+        if kv_heads != 1 or limits.rows_per_token != heads:
+            raise ValueError(
+                f"folded heads need one KV head and {heads} rows per token, got "
+                f"{kv_heads} KV heads and {limits.rows_per_token} rows per token"
+            )
+        q = q.view(bsz * q_len * heads, 1, head_dim)  # rows (b, token, head)
     if flash_applies(q.dtype, q.device, head_dim):
-        out = _FLASH(q, k, v, limits, scale)
+        out = (_FLASH_OUTSIDE_GRAPHS if EAGER_FLASH else _FLASH)(q, k, v, limits, scale)
     else:
         out = reference_varlen_attention(q, k, v, limits, scale)
     return out.view(bsz, q_len, heads, head_dim), None

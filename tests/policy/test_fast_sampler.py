@@ -120,11 +120,13 @@ def test_prefix_cache_writes_in_place():
     assert cache.keys[1].data_ptr() == addr and cache.get_seq_length() == 4
 
 
-@pytest.mark.parametrize("varlen", [False, True])
-def test_mixed_padding_equals_eager(policy, varlen):
+@pytest.mark.parametrize("varlen,fold", [(False, False), (True, False), (True, True)])
+def test_mixed_padding_equals_eager(policy, varlen, fold, monkeypatch):
     """Padded prompts and a missing camera: the reordered prefix and the
     moved suffix give the eager loop's chunk, through SDPA masks and through
-    the key-limited route (its dense reference on CPU)."""
+    the key-limited route (its dense reference on CPU), with the expert's
+    heads folded into the rows or not."""
+    monkeypatch.setattr(varlen_attention, "FOLD_HEADS", fold)
     batch = policy.preprocess(_mixed_camera_inputs(seed=3))
     noise = torch.randn(
         3, policy.chunk_size, policy.max_action_dim, generator=torch.Generator().manual_seed(8)

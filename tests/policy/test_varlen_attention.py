@@ -165,3 +165,37 @@ def test_switch_restores_the_implementation_after_an_error():
     # SigLIP keeps its own attention
     vision = inner.vlm.vision_tower.config
     assert vision._attn_implementation != varlen_attention.IMPLEMENTATION
+
+
+def test_folded_heads_equal_masked_sdpa():
+    """One KV head: the suffix's query heads folded into the rows (each
+    token's heads one after another) give the per-head attention."""
+    torch.manual_seed(3)
+    bsz, heads, dim = VALID.shape[0], 4, 8
+    query = torch.randn(bsz, heads, S, dim)
+    key, value = torch.randn(bsz, 1, T, dim), torch.randn(bsz, 1, T, dim)
+    limits = suffix_limits(VALID, S, T, rows_per_token=heads)
+    assert limits.max_q == (S - 1) * heads and int(limits.cu_q[-1]) == bsz * S * heads
+    out, _ = varlen_attention_forward(
+        nn.Module(), query, key, value, None, scaling=0.3, **{KWARG: limits}
+    )
+    mask = limit_mask(suffix_key_limits(VALID, S), T)[:, 0]
+    expected = _masked_sdpa(query, key, value, mask, 0.3).transpose(1, 2)
+    assert (out - expected).abs().max().item() <= 1e-6
+    # the same as unfolded
+    plain, _ = varlen_attention_forward(
+        nn.Module(), query, key, value, None, scaling=0.3, **{KWARG: suffix_limits(VALID, S, T)}
+    )
+    assert (out - plain).abs().max().item() <= 1e-6
+
+
+def test_folded_heads_need_one_kv_head():
+    with pytest.raises(ValueError, match="one KV head"):
+        varlen_attention_forward(
+            nn.Module(),
+            torch.randn(3, 4, S, 8),
+            torch.randn(3, 2, T, 8),
+            torch.randn(3, 2, T, 8),
+            None,
+            **{KWARG: suffix_limits(VALID, S, T, rows_per_token=4)},
+        )
