@@ -129,15 +129,23 @@ def test_without_limits_it_is_transformers_sdpa():
     assert torch.equal(ours, theirs)
 
 
-def test_wrong_key_length_is_refused():
-    with pytest.raises(ValueError, match="whole KV buffer"):
+@pytest.mark.parametrize(
+    "q_len,kv_heads,keys,limits,match",
+    [
+        (P, 1, P, lambda: prefix_limits(VALID, P, T), "whole KV buffer"),
+        (S, 2, T, lambda: suffix_limits(VALID, S, T, rows_per_token=4), "one KV head"),
+    ],
+)
+def test_bad_keys_are_refused(q_len, kv_heads, keys, limits, match):
+    """Keys shorter than the buffer the limits index; folded heads over two KV heads."""
+    with pytest.raises(ValueError, match=match):
         varlen_attention_forward(
             nn.Module(),
-            torch.randn(3, 2, P, 4),
-            torch.randn(3, 1, P, 4),
-            torch.randn(3, 1, P, 4),
+            torch.randn(3, 4, q_len, 8),
+            torch.randn(3, kv_heads, keys, 8),
+            torch.randn(3, kv_heads, keys, 8),
             None,
-            **{KWARG: prefix_limits(VALID, P, T)},
+            **{KWARG: limits()},
         )
 
 
@@ -187,15 +195,3 @@ def test_folded_heads_equal_masked_sdpa():
         nn.Module(), query, key, value, None, scaling=0.3, **{KWARG: suffix_limits(VALID, S, T)}
     )
     assert (out - plain).abs().max().item() <= 1e-6
-
-
-def test_folded_heads_need_one_kv_head():
-    with pytest.raises(ValueError, match="one KV head"):
-        varlen_attention_forward(
-            nn.Module(),
-            torch.randn(3, 4, S, 8),
-            torch.randn(3, 2, T, 8),
-            torch.randn(3, 2, T, 8),
-            None,
-            **{KWARG: suffix_limits(VALID, S, T, rows_per_token=4)},
-        )
