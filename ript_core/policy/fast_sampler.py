@@ -193,10 +193,13 @@ class FastSampler:
         self.use_graphs = policy.device.type == "cuda" if use_graphs is None else use_graphs
         # FlashAttention over key-length limits instead of SDPA over boolean
         # masks (varlen_attention.py). Default: wherever the flash kernel
-        # runs; forced on elsewhere (tests) it runs a dense reference.
+        # runs and the policy asks for SDPA (the default; another
+        # attn_implementation is the user's choice everywhere); forced on
+        # elsewhere (tests) it runs a dense reference.
         head_dim = policy.model.config.dit_config.head_dim
         self.varlen = (
-            varlen_attention.flash_applies(policy.dtype, policy.device, head_dim)
+            policy.config.attn_implementation == "sdpa"
+            and varlen_attention.flash_applies(policy.dtype, policy.device, head_dim)
             if varlen is None
             else varlen
         )

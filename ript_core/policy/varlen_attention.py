@@ -199,12 +199,14 @@ FOLD_HEADS = True
 
 def flash_applies(dtype: torch.dtype, device: torch.device, head_dim: int) -> bool:
     """Whether the FlashAttention route can run: CUDA, half precision, head
-    dim <= 256 and a torch built with flash kernels."""
+    dim <= 256, a torch built with flash kernels and a GPU they run on
+    (compute capability 8.0 or newer: Ampere, Hopper, ...)."""
     return (
         device.type == "cuda"
         and dtype in (torch.float16, torch.bfloat16)
         and head_dim <= 256
         and torch.backends.cuda.is_flash_attention_available()
+        and torch.cuda.get_device_capability(device) >= (8, 0)
     )
 
 

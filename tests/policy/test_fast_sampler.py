@@ -145,6 +145,11 @@ def test_varlen_is_off_on_cpu_and_restores_the_attention_implementation(policy):
     """On CPU the sampler defaults to SDPA masks; forced on, it switches the
     Gemma and expert layers to the key-limited function per chunk only."""
     assert FastSampler(policy, use_graphs=False).varlen is False
+    with pytest.MonkeyPatch.context() as mp:  # where flash runs: on for SDPA policies only
+        mp.setattr(varlen_attention, "flash_applies", lambda *_: True)
+        assert FastSampler(policy, use_graphs=False).varlen is True
+        mp.setattr(policy.config, "attn_implementation", "eager")
+        assert FastSampler(policy, use_graphs=False).varlen is False
     inner = policy.model.model
     configs = [
         inner.vlm.language_model.layers[0].self_attn.config,

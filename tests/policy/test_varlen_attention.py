@@ -149,11 +149,19 @@ def test_bad_keys_are_refused(q_len, kv_heads, keys, limits, match):
         )
 
 
-def test_flash_applies_only_to_half_precision_cuda():
+def test_flash_applies_only_to_half_precision_on_ampere_or_newer(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not flash_applies(torch.bfloat16, cpu, 256)
+    # as on a CUDA build: the kernels exist; the GPU decides
+    monkeypatch.setattr(torch.backends.cuda, "is_flash_attention_available", lambda: True)
+    capability = [(9, 0)]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability[0])
+    assert flash_applies(torch.bfloat16, cuda, 256)
+    assert flash_applies(torch.float16, cuda, 64)
     assert not flash_applies(torch.float32, cuda, 256)
     assert not flash_applies(torch.bfloat16, cuda, 512)
+    capability[0] = (7, 5)  # a T4: torch ships flash kernels it cannot run
+    assert not flash_applies(torch.bfloat16, cuda, 256)
 
 
 def test_switch_restores_the_implementation_after_an_error():
