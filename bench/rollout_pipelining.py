@@ -53,7 +53,7 @@ import attrs
 from ript_core.envs.catalogue import Availability, TaskInfo
 from ript_core.hookspecs import hookimpl
 from ript_core.plugins import ENTRY_POINT_GROUP, get_registry
-from ript_core.rollout.planner import batch_bucket
+from ript_core.rollout.planner import batch_bucket, round_batch_sizes
 
 BACKEND = "slowtoy"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -240,6 +240,11 @@ def main() -> None:
     actor = PI0Actor(policy, "sde")
     device = policy.device
     build_s = time.perf_counter() - t0  # before the compile warm-up, reported apart
+    # what each runner will announce (planner.round_batch_sizes), all at once:
+    # the warm-up then compiles every graph the timed runs can reach
+    actor.expect_batch_sizes(
+        sorted({s for sc in scenarios for g in groups for s in round_batch_sizes(sc.workers, g)})
+    )
     compile_s = (
         warm_buckets(actor, task, max(sc.workers for sc in scenarios)) if args.compile else 0
     )
@@ -267,17 +272,26 @@ def main() -> None:
         run_scenario(sc, groups, actor, args, device)
 
 
+def announced_sizes(actor: Any) -> tuple[int, ...]:
+    """The batch sizes announced to the actor's fast sampler (none for a stub
+    or off CUDA)."""
+    fast = actor.policy.fast_sampler() if hasattr(actor, "policy") else None
+    return tuple(sorted(fast.batch_sizes)) if fast is not None else ()
+
+
 def warm_buckets(actor: Any, task: TaskInfo, largest: int) -> float:
     """Run the actor once at every batch bucket the runner can reach (the fast
-    sampler pads a batch to the next power of two) so that no compilation
-    lands inside a timed rollout; returns the seconds it took."""
+    sampler pads a batch to the next power of two or the next announced size)
+    so that no compilation lands inside a timed rollout; returns the seconds
+    it took."""
     registry = get_registry()
     env = registry.make_env(BACKEND, task.name, {})
     adapt, _ = registry.default_adapters(BACKEND, task.name, {})
     obs, _ = env.reset(seed=0)
     one = adapt(obs)
     t0 = time.perf_counter()
-    for size in sorted({min(batch_bucket(n), largest) for n in range(1, largest + 1)}):
+    sizes = announced_sizes(actor)
+    for size in sorted({min(batch_bucket(n, sizes), largest) for n in range(1, largest + 1)}):
         actor.act([one] * size, list(range(size)))
     return time.perf_counter() - t0
 
@@ -345,8 +359,9 @@ def run_scenario(
     base_rollouts, base = results[first]
     # the cost line needs several batch sizes: fit it on the calls of every G
     calls = [c for _, s in results.values() for c in s.policy_call_times]
-    # the CUDA fast sampler pads each batch to its power-of-two bucket
-    cost = InferenceCost.fit(calls, bucketed=device.type == "cuda")
+    # the CUDA fast sampler pads each batch to its bucket (a power of two or
+    # an announced size)
+    cost = InferenceCost.fit(calls, bucketed=device.type == "cuda", sizes=announced_sizes(actor))
     chunk_s = base.env_busy_s / max(1, base.policy_samples)
     print(
         f"## {n} env workers, {sc.step_ms:g} ms per step, replan every {sc.replan_every}, "

@@ -210,6 +210,9 @@ class FastSampler:
         # graphs. Default: on with graphs.
         self.bucket_batches = self.use_graphs if bucket_batches is None else bucket_batches
         self.compile_layers = compile_layers
+        #: batch sizes announced by the caller (:meth:`PI0Policy.expect_batch_sizes`):
+        #: each gets a graph of its own instead of padding to a power of two
+        self.batch_sizes: set[int] = set()
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._fingerprint: tuple[Any, ...] | None = None
         self._time_embeds: dict[tuple[int, int, torch.device], torch.Tensor] = {}
@@ -417,7 +420,7 @@ class FastSampler:
             step_inputs["eps"] = eps
         if chosen is not None:
             step_inputs["chosen"] = chosen
-        padded = batch_bucket(bsz) if self.bucket_batches else bsz
+        padded = batch_bucket(bsz, self.batch_sizes) if self.bucket_batches else bsz
         if padded > bsz:
             rows = torch.cat(
                 [

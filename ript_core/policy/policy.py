@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -529,6 +529,16 @@ class PI0Policy(nn.Module):
         if fast is None:
             fast = _FAST_SAMPLERS[self] = FastSampler(self, compile_layers=self.config.compile)
         return fast
+
+    def expect_batch_sizes(self, sizes: Iterable[int]) -> None:
+        """Batch sizes the caller will send again and again (a pipelined
+        rollout runner's group calls, ``planner.round_batch_sizes``): the CUDA
+        fast sampler gives each a graph of its own instead of padding it to
+        the next power of two (3 groups of 43 envs would run as 64 each).
+        Nothing changes where the fast sampler does not run."""
+        fast = self.fast_sampler()
+        if fast is not None:
+            fast.batch_sizes.update(int(s) for s in sizes if int(s) > 0)
 
     # ---- re-scoring --------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -752,11 +752,29 @@ def sample_flops(policy: PolicyFootprint) -> float:
     return vision + prefix + expert
 
 
-def batch_bucket(batch: int) -> int:
+def batch_bucket(batch: int, sizes: Collection[int] = ()) -> int:
     """The batch a bucketing policy actually runs: the next power of two (the
     CUDA fast sampler pads to it so that a few CUDA graphs serve every size,
-    ript_core/policy/fast_sampler.py)."""
-    return 1 << (batch - 1).bit_length() if batch > 1 else batch
+    ript_core/policy/fast_sampler.py), or the smallest of ``sizes`` that holds
+    it if that is smaller -- batch sizes its caller announced it will send
+    (:func:`round_batch_sizes`: a pipelined runner's group calls), which get
+    graphs of their own."""
+    power = 1 << (batch - 1).bit_length() if batch > 1 else batch
+    return min([power, *(s for s in sizes if s >= batch)])
+
+
+def round_batch_sizes(n_env: int, groups: int, max_batch: int | None = None) -> tuple[int, ...]:
+    """The batch of every policy call in one full round of the runner: G
+    groups (:func:`group_sizes`), each served in calls of at most
+    ``max_batch``. The runner announces these to its policy
+    (``expect_batch_sizes``) and the planner costs them unpadded."""
+    out: set[int] = set()
+    for n in group_sizes(n_env, min(groups, n_env)):
+        cap = max_batch or n
+        full, rest = divmod(n, cap)
+        out.update([cap] if full else [])
+        out.update([rest] if rest else [])
+    return tuple(sorted(out))
 
 
 @attrs.frozen
@@ -783,8 +801,11 @@ class InferenceCost:
         if self.call_s < 0 or self.per_sample_s < 0:
             raise ValueError(f"inference costs must be >= 0, got {self}")
 
-    def seconds(self, batch: int) -> float:
-        return self.call_s + self.per_sample_s * (batch_bucket(batch) if self.bucketed else batch)
+    def seconds(self, batch: int, sizes: Collection[int] = ()) -> float:
+        """One call of ``batch``; ``sizes``: the batch sizes announced to a
+        bucketing policy (:func:`batch_bucket`)."""
+        run = batch_bucket(batch, sizes) if self.bucketed else batch
+        return self.call_s + self.per_sample_s * run
 
     @classmethod
     def estimate(
@@ -806,16 +827,22 @@ class InferenceCost:
         )
 
     @classmethod
-    def fit(cls, calls: Sequence[tuple[int, float]], bucketed: bool = False) -> InferenceCost:
+    def fit(
+        cls,
+        calls: Sequence[tuple[int, float]],
+        bucketed: bool = False,
+        sizes: Collection[int] = (),
+    ) -> InferenceCost:
         """Least squares of ``seconds = call_s + per_sample_s × batch`` on measured
         ``(batch, seconds)`` calls, on the median per batch size (one slow call —
         a warm-up, a busy core — should not move the line). With a single batch
         size the two terms cannot be told apart: it is all ``call_s``.
-        ``bucketed``: the calls ran padded to their power-of-two bucket, so the
-        line is fitted against the bucket sizes."""
+        ``bucketed``: the calls ran padded to their bucket (:func:`batch_bucket`
+        with the announced ``sizes``), so the line is fitted against those."""
         by_batch: dict[int, list[float]] = {}
         for b, t in calls:
-            by_batch.setdefault(batch_bucket(int(b)) if bucketed else int(b), []).append(float(t))
+            run = batch_bucket(int(b), sizes) if bucketed else int(b)
+            by_batch.setdefault(run, []).append(float(t))
         if not by_batch:
             raise ValueError("no policy calls to fit")
         xs = sorted(by_batch)
@@ -887,10 +914,14 @@ def pipeline_option(
     groups = min(groups, n_env)
     sizes = group_sizes(n_env, groups)
     cap = inference_batch or max(sizes)
+    # the runner announces its calls' sizes: a bucketing policy runs them unpadded
+    announced = round_batch_sizes(n_env, groups, inference_batch)
     per_group = []
     for n in sizes:
         full, rest = divmod(n, cap)
-        per_group.append(full * cost.seconds(cap) + (cost.seconds(rest) if rest else 0.0))
+        per_group.append(
+            full * cost.seconds(cap, announced) + (cost.seconds(rest, announced) if rest else 0.0)
+        )
     policy = sum(per_group)
     period = max(policy, max(pg + env_chunk_s for pg in per_group))
     wave = None if decisions is None else policy + (decisions - 1) * period + env_chunk_s

@@ -46,6 +46,7 @@ from ript_core.envs.catalogue import TaskInfo
 from ript_core.envs.interfaces import ActionAdapter, ObservationAdapter, PolicyInput
 from ript_core.envs.validation import validate_observation
 from ript_core.plugins import get_registry
+from ript_core.rollout.planner import round_batch_sizes
 from ript_core.rollout.workers import (
     EnvPool,
     ResetCommand,
@@ -83,6 +84,11 @@ class PolicyOutput:
 
 
 class ChunkPolicy(Protocol):
+    """What the runner drives. It may also have ``expect_batch_sizes(sizes)``:
+    the runner then announces the batch of every call of a full round before
+    it starts (``planner.round_batch_sizes``; a CUDA-graph policy can prepare
+    those sizes instead of padding them)."""
+
     def act(self, inputs: Sequence[PolicyInput], seeds: Sequence[int]) -> PolicyOutput: ...
 
 
@@ -258,6 +264,9 @@ class RolloutRunner:
         # strided, so that a pool whose size G does not divide still gets
         # groups that differ by at most one worker
         groups = [list(range(g, self.pool.n, n_groups)) for g in range(n_groups)]
+        announce = getattr(self.policy, "expect_batch_sizes", None)
+        if announce is not None:
+            announce(round_batch_sizes(self.pool.n, n_groups, self.max_batch))
         stats = RolloutStats(n_workers=self.pool.n, pipeline_groups=n_groups)
         queue: deque[EpisodeRequest] = deque(requests)
         restarts: dict[int, int] = {}

@@ -280,3 +280,13 @@ def test_compiled_layers_serve_the_sampler_only(monkeypatch):
     assert calls[0] == per_chunk  # the plain sampler did not use them
     policy.log_prob(batch, out.chain).sum().backward()
     assert calls[0] == per_chunk  # nor did re-scoring and its backward
+
+
+def test_policy_and_actor_pass_announced_sizes_to_the_fast_sampler(policy, monkeypatch):
+    from ript_core.rl.actor import PI0Actor
+
+    policy.expect_batch_sizes([3, 5])  # CPU: no fast sampler, nothing to do
+    sampler = FastSampler(policy, use_graphs=False, bucket_batches=True)
+    monkeypatch.setattr(policy, "fast_sampler", lambda: sampler)
+    PI0Actor(policy).expect_batch_sizes((21, 22, 0))
+    assert sampler.batch_sizes == {21, 22}

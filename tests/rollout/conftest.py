@@ -39,6 +39,10 @@ class SeededPolicy:
         type(self).constructed += 1
         self.chunk, self.dim, self.calls, self.on_call = chunk, dim, 0, on_call
         self.batch_sizes = []
+        self.announced: list[tuple[int, ...]] = []
+
+    def expect_batch_sizes(self, sizes):
+        self.announced.append(tuple(sizes))
 
     def act(self, inputs, seeds):
         self.calls += 1

@@ -24,6 +24,7 @@ from ript_core.rollout.planner import (
     choose_pipeline,
     pipeline_option,
     plan,
+    round_batch_sizes,
 )
 from ript_core.rollout.runner import EpisodeRequest, PolicyOutput, RolloutRunner
 from ript_core.rollout.workers import InProcessEnvPool, ProcessEnvPool
@@ -56,6 +57,10 @@ def test_pipelined_rollouts_equal_lockstep(
     # each policy call served one group (at most ceil(n / G) envs), never all of them
     biggest_group = -(-n_workers // groups)
     assert max(policy.batch_sizes) == min(biggest_group, max_batch or biggest_group)
+    # the runner announced its full round's call sizes once, and the full
+    # calls were those
+    assert policy.announced == [round_batch_sizes(n_workers, groups, max_batch)]
+    assert set(policy.batch_sizes[:groups]) <= set(policy.announced[0])
     assert stats.env_steps == sum(r.length for r in rollouts)
 
 
@@ -389,25 +394,28 @@ def test_bucketed_cost_charges_the_padded_batch():
     assert gpu.bucketed and not cpu.bucketed
 
 
-def test_planner_avoids_groups_that_pad_to_a_larger_bucket():
+def test_planner_costs_the_announced_group_calls_unpadded():
     # the H100 run of 128 envs, 50-step chunks, 16 decisions (docs/benchmarks.md,
     # rollout_pipelining_h100_n128_gpu_resize.md): policy ms per call at the
-    # mean batch of G = 1 / 2 / 4, and the env chunk; measured 1.35x at G = 2
-    # and 1.49x at G = 4. Fitted on exact batches, 3 groups of 43 look best;
-    # the fast sampler runs them as 64.
+    # mean batch of G = 1 / 2 / 4 (then padded to 128 / 64 / 32), the env chunk.
+    # Before the runner announced its group sizes, 3 groups of 43 ran as 64.
     calls = [(116, 1.047), (58, 0.5388), (29, 0.292)]
     kw = dict(replan_every=50, decisions=16)
-    exact = choose_pipeline(128, 0.766, InferenceCost.fit(calls), **kw)
-    assert exact.groups == 3
     cost = InferenceCost.fit(calls, bucketed=True)
-    padded = choose_pipeline(128, 0.766, cost, **kw)
-    assert padded.groups == 4
-    by_g = {o.groups: padded.lockstep.wave_s / o.wave_s for o in padded.options}
-    assert by_g[2] == pytest.approx(1.35, abs=0.03)
-    assert by_g[4] == pytest.approx(1.49, abs=0.03)
-    assert by_g[3] < by_g[2]  # three calls of 64 per period
-    three = next(o for o in padded.options if o.groups == 3)
-    assert three.policy_s == pytest.approx(3 * cost.seconds(64))
+    assert round_batch_sizes(128, 3) == (42, 43)
+    assert round_batch_sizes(128, 4) == (32,)
+    assert round_batch_sizes(128, 3, max_batch=16) == (10, 11, 16)
+    plan = choose_pipeline(128, 0.766, cost, **kw)
+    by_g = {o.groups: o for o in plan.options}
+    line = cost.call_s + cost.per_sample_s * 43, cost.call_s + cost.per_sample_s * 42
+    assert by_g[3].policy_s == pytest.approx(2 * line[0] + line[1])
+    # the measured G = 2 and 4 (powers of two: nothing changes for them)
+    speedup = {g: plan.lockstep.wave_s / o.wave_s for g, o in by_g.items()}
+    assert speedup[2] == pytest.approx(1.35, abs=0.03)
+    assert speedup[4] == pytest.approx(1.49, abs=0.03)
+    # a call the runner did not announce still pads to its power of two
+    assert cost.seconds(33, (42, 43)) == pytest.approx(cost.seconds(42, (42, 43)))
+    assert cost.seconds(44, (42, 43)) == pytest.approx(cost.seconds(64))
 
 
 def test_fast_sampler_pads_to_the_planners_bucket():
@@ -420,3 +428,21 @@ def test_fast_sampler_pads_to_the_planners_bucket():
     assert out.actions.shape[0] == 3
     (graph,) = sampler._graphs.values()
     assert {t.shape[0] for t in graph.inputs.values()} == {batch_bucket(3)} == {4}
+
+
+def test_announced_batch_sizes_get_graphs_of_their_own():
+    """A pipelined runner's groups of 3 run as 3, not padded to 4; a batch of
+    2 still takes its power of two, a batch of 5 its 8 (nothing announced
+    holds it) -- the planner's ``batch_bucket`` with the same sizes."""
+    from ript_core.policy.fast_sampler import FastSampler
+    from tests.policy.conftest import make_inputs, tiny_policy
+
+    policy = tiny_policy(num_steps=2)
+    sampler = FastSampler(policy, use_graphs=False, bucket_batches=True)
+    sampler.batch_sizes.update(round_batch_sizes(9, 3))
+    assert sampler.batch_sizes == {3}
+    for n in (3, 2, 5):
+        out = sampler.sample(policy.preprocess(make_inputs(n, seed=n)), "ode", None, None, 0.0, 2)
+        assert out.actions.shape[0] == n
+    runs = sorted({t.shape[0] for g in sampler._graphs.values() for t in g.inputs.values()})
+    assert runs == sorted({batch_bucket(n, {3}) for n in (3, 2, 5)}) == [2, 3, 8]
