@@ -17,13 +17,14 @@ FlashAttention's variable-length kernel expresses without any mask
 masks that SDPA takes otherwise, this avoids (measured on the H100,
 docs/benchmarks.md) the memory-efficient kernel a mask forces, and
 transformers' ``repeat_kv``, which copies the one KV head eight times for
-every masked GQA call.
+every masked GQA call. With one KV head the expert's query heads are also
+folded into the rows (:data:`FOLD_HEADS`).
 
 The same limits are also a plain boolean mask (:func:`KeyLimits.dense_mask`,
-:func:`limit_mask`): where FlashAttention does not apply (CPU, float32, no
-flash kernel in the torch build) the sampler passes that mask to SDPA, and the
-CPU tests check the flash route's bookkeeping against it
-(:func:`reference_varlen_attention`).
+:func:`limit_mask`): where FlashAttention does not apply (:func:`flash_applies`:
+CPU, float32, GPUs before Ampere, no flash kernel in the torch build) the
+sampler passes that mask to the configured attention, and the CPU tests check
+the flash route's bookkeeping against it (:func:`reference_varlen_attention`).
 
 The attention function is registered with transformers as
 ``"ript_varlen"`` and switched on per use (:func:`key_limited_attention`);
@@ -181,11 +182,13 @@ def _flash_kernel() -> Any:
 _FLASH = _flash_kernel()
 
 #: Launch the flash kernel outside torch.compile's graphs (a graph break
-#: around it; the sampler's CUDA graph captures it either way). Inside a
-#: compiled layer the kernel reads the KV buffer the same graph has just
-#: written, and inductor copied the whole buffer for it (two copies per
-#: layer and step: 6.3 ms of a 411 ms batch-64 chunk on the H100,
-#: docs/benchmarks.md).
+#: around it; the sampler's CUDA graph captures it either way). Tried
+#: because compiled layers copied the whole KV buffer twice per layer and
+#: step; those copies came from the buffer writes, which now also run
+#: outside (fast_sampler.PrefixKVCache.update). Kept: an extern kernel gives
+#: inductor nothing to fuse, and under the CUDA graph the break costs
+#: nothing (measured with the folding below: 416 -> 404 ms per compiled
+#: batch-64 chunk on the H100, docs/benchmarks.md).
 EAGER_FLASH = True
 _FLASH_OUTSIDE_GRAPHS = torch.compiler.disable(_FLASH)
 
