@@ -10,15 +10,17 @@ back every step, the block attention mask rebuilt every step, and host syncs
 Here one chunk is a pure tensor function of fixed-shape inputs
 (:meth:`FastSampler._chunk`):
 
-1. the prefix (SigLIP + Gemma) writes its keys/values straight into a
-   pre-allocated ``[B, kv_heads, P + S, head_dim]`` buffer per layer
-   (:class:`PrefixKVCache`, slots ``[0, P)``); its bidirectional
-   key-padding mask is built with tensor ops, so transformers' mask
-   factory (which may sync to test ``mask.all()``) never runs;
-2. each denoising step writes only the suffix's ``S = chunk + 1`` keys/values
-   into slots ``[P, P + S)`` and attends to the whole buffer: nothing grows,
-   nothing is cropped; the suffix block mask and RoPE positions are built
-   once per chunk;
+1. the prefix (SigLIP + Gemma), its valid tokens reordered to the front
+   (:func:`valid_first_order`), writes its keys/values straight into a
+   pre-allocated ``[B, P + S, kv_heads, head_dim]`` buffer per layer
+   (:class:`PrefixKVCache`, slots ``[0, P)``);
+2. each denoising step writes only the suffix's ``S = chunk + 1`` keys/values,
+   right after each sample's valid prefix, and attends to the whole buffer:
+   nothing grows, nothing is cropped. Every query then sees a leading run of
+   its sample's keys: FlashAttention's key limits on CUDA
+   (varlen_attention.py), the same limits as boolean masks elsewhere, built
+   once per chunk with tensor ops (transformers' mask factory, which may
+   sync to test ``mask.all()``, never runs), as are the RoPE positions;
 3. the float64 time embeddings of the grid (precision.py) are computed once,
    when the graph is built (they depend only on the step count);
 4. the SDE noise (and, for ``sde_scheme="one"``, the stochastic step) is drawn
