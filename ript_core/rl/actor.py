@@ -29,12 +29,12 @@ class PI0Actor:
     def generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
         return [torch.Generator(device=self.policy.device).manual_seed(int(s)) for s in seeds]
 
-    @torch.no_grad()
     def expect_batch_sizes(self, sizes: Sequence[int]) -> None:
         """The runner's call sizes (``planner.round_batch_sizes``), passed to
         the policy (:meth:`PI0Policy.expect_batch_sizes`)."""
         self.policy.expect_batch_sizes(sizes)
 
+    @torch.no_grad()
     def act(self, inputs: Sequence[PolicyInput], seeds: Sequence[int]) -> PolicyOutput:
         batch = self.policy.preprocess(inputs)
         out = self.policy.sample(batch, self.mode, generator=self.generators(seeds))

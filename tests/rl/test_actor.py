@@ -28,6 +28,23 @@ def test_a_samples_chunk_does_not_depend_on_its_batch_mates():
     assert np.abs(other_seed.actions[0] - alone.actions[0]).max() > 1e-3
 
 
+def test_acting_builds_no_autograd_graph(monkeypatch):
+    """Rollouts run preprocessing, sampling and postprocessing without
+    gradients (no graph kept alive per decision)."""
+    policy = tiny_policy()
+    seen = []
+    for name in ("preprocess", "postprocess"):
+        original = getattr(policy, name)
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(torch.is_grad_enabled())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(policy, name, spy)
+    PI0Actor(policy, "sde").act(toy_inputs(2), seeds=[1, 2])
+    assert seen == [False, False]
+
+
 def test_rescored_log_prob_equals_the_recorded_one_and_is_differentiable():
     policy = tiny_policy()
     decisions = fixed_decisions(policy, n=4)
