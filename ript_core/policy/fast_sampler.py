@@ -58,6 +58,7 @@ from ript_core.policy.varlen_attention import (
     key_limited_attention,
     limit_mask,
     prefix_limits,
+    suffix_key_limits,
     suffix_limits,
 )
 from ript_core.rollout.planner import batch_bucket  # the planner costs the same buckets
@@ -155,18 +156,6 @@ def valid_first_order(valid: torch.Tensor) -> torch.Tensor:
     dest = torch.where(valid, valid.cumsum(1) - 1, (~valid).cumsum(1) - 1 + count)
     source = torch.arange(valid.shape[1], device=valid.device).expand_as(dest)
     return torch.empty_like(dest).scatter_(1, dest, source)
-
-
-def suffix_key_limits(valid_len: torch.Tensor, suffix_len: int) -> torch.Tensor:
-    """``[B, S]``: how many leading keys each suffix query sees -- the state
-    token (row 0) the valid prefix and itself, the action tokens the valid
-    prefix, the state and all actions: transformers' ``PI0Model.forward``
-    block mask (prefix + state one block, the actions a second) in this
-    cache's layout."""
-    # tensor ops only (no host scalar written into a device tensor): this
-    # runs inside CUDA graph capture
-    row = torch.arange(suffix_len, device=valid_len.device)
-    return valid_len[:, None] + torch.where(row == 0, 1, suffix_len)[None, :]
 
 
 class _Graph:

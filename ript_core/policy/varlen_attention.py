@@ -99,13 +99,25 @@ def prefix_limits(valid_len: torch.Tensor, prefix_len: int, buffer_len: int) -> 
     )
 
 
+def suffix_key_limits(valid_len: torch.Tensor, suffix_len: int) -> torch.Tensor:
+    """``[B, S]``: how many leading keys each suffix query sees -- the state
+    token (row 0) the valid prefix and itself, the action tokens the valid
+    prefix, the state and all actions: transformers' ``PI0Model.forward``
+    block mask (prefix + state one block, the actions a second) in the
+    fast sampler's KV layout (module docstring)."""
+    # tensor ops only (no host scalar written into a device tensor): this
+    # runs inside CUDA graph capture
+    row = torch.arange(suffix_len, device=valid_len.device)
+    return valid_len[:, None] + torch.where(row == 0, 1, suffix_len)[None, :]
+
+
 def suffix_limits(
     valid_len: torch.Tensor, suffix_len: int, buffer_len: int, rows_per_token: int = 1
 ) -> KeyLimits:
-    """Two query sequences per sample: the state token (row 0, sees ``L + 1``
-    keys) and the action tokens (rows ``1..S-1``, see ``L + S``), both reading
-    the sample's keys from the start of its buffer. With ``rows_per_token``
-    (the heads folded into the rows) each token is that many rows."""
+    """Two query sequences per sample: the state token (row 0) and the action
+    tokens (rows ``1..S-1``), each seeing its :func:`suffix_key_limits` from
+    the start of the sample's buffer. With ``rows_per_token`` (the heads
+    folded into the rows) each token is that many rows."""
     bsz = valid_len.shape[0]
     dev = valid_len.device
     rows = suffix_len * rows_per_token  # query rows per sample
@@ -113,7 +125,7 @@ def suffix_limits(
     cu_q = torch.stack([starts * rows, starts * rows + rows_per_token], dim=1).flatten()
     cu_k = (starts * buffer_len).repeat_interleave(2)
     end = torch.full((1,), bsz, device=dev, dtype=torch.int32)
-    used = torch.stack([valid_len + 1, valid_len + suffix_len], dim=1).flatten()
+    used = suffix_key_limits(valid_len, suffix_len)[:, :2].flatten()  # state, actions
     return KeyLimits(
         cu_q=torch.cat([cu_q, end * rows]),
         cu_k=torch.cat([cu_k, end * buffer_len]),

@@ -772,8 +772,10 @@ def round_batch_sizes(n_env: int, groups: int, max_batch: int | None = None) -> 
     for n in group_sizes(n_env, min(groups, n_env)):
         cap = max_batch or n
         full, rest = divmod(n, cap)
-        out.update([cap] if full else [])
-        out.update([rest] if rest else [])
+        if full:
+            out.add(cap)
+        if rest:
+            out.add(rest)
     return tuple(sorted(out))
 
 

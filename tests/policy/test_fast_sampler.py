@@ -16,10 +16,9 @@ from ript_core.policy import varlen_attention
 from ript_core.policy.fast_sampler import (
     FastSampler,
     PrefixKVCache,
-    suffix_key_limits,
     valid_first_order,
 )
-from ript_core.policy.varlen_attention import limit_mask
+from ript_core.policy.varlen_attention import limit_mask, suffix_key_limits
 from tests.policy.conftest import make_inputs, tiny_policy
 from tests.policy.test_sampling import reference_actions
 from tests.policy.test_varlen_attention import patch_attention

@@ -16,7 +16,6 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from ript_core.policy import varlen_attention
-from ript_core.policy.fast_sampler import suffix_key_limits
 from ript_core.policy.varlen_attention import (
     KWARG,
     flash_applies,
@@ -24,6 +23,7 @@ from ript_core.policy.varlen_attention import (
     limit_mask,
     prefix_limits,
     reference_varlen_attention,
+    suffix_key_limits,
     suffix_limits,
     varlen_attention_forward,
 )
