@@ -94,7 +94,7 @@ def kernel_table(
         eager.sample(batch, "ode", None, noise, level, steps)
     cuda = policy.device.type == "cuda"
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=acts) as prof:
+    with profile(activities=acts, record_shapes=True) as prof:
         eager.sample(batch, "ode", None, noise, level, steps)
         if cuda:
             torch.cuda.synchronize()
@@ -118,7 +118,39 @@ def kernel_table(
         "kernel_ms": sum(r["ms"] for r in rows),
         "by_kind": dict(by_kind),
         "top": rows[:25],
+        "copy_launchers": copy_launchers(prof) if cuda else [],
     }
+
+
+def copy_launchers(prof: Any, top: int = 12) -> list[dict[str, Any]]:
+    """The CPU ops whose kernels are device copies, grouped by op, input
+    shapes and the chain of ops above them: which code pays for the
+    ``direct_copy`` kernels of the table."""
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for e in prof.events():
+        kernels = [k for k in getattr(e, "kernels", []) if "copy" in k.name.lower()]
+        if e.device_type.name != "CPU" or not kernels:
+            continue
+        chain, parent = [], e.cpu_parent
+        while parent is not None and len(chain) < 5:
+            chain.append(parent.name)
+            parent = parent.cpu_parent
+        key = (e.name, str(getattr(e, "input_shapes", "")), " < ".join(chain))
+        groups[key].append(sum(k.duration for k in kernels) / 1e3)  # us -> ms
+    rows = sorted(
+        (
+            {
+                "op": op,
+                "shapes": shapes[:200],
+                "callers": chain[:300],
+                "count": len(v),
+                "ms": sum(v),
+            }
+            for (op, shapes, chain), v in groups.items()
+        ),
+        key=lambda r: -r["ms"],
+    )
+    return rows[:top]
 
 
 def main() -> None:

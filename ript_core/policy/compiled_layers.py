@@ -36,6 +36,7 @@ import torch._dynamo
 from torch import nn
 
 from ript_core.policy.checkpointing import checkpointed_layers as transformer_layers
+from ript_core.policy.siglip_mlp import bias_in_activation
 
 #: torch.compile's backend; tests use "aot_eager" (the same graphs, no codegen).
 BACKEND = "inductor"
@@ -93,7 +94,8 @@ class CompiledLayers:
         try:
             for layer, fn in compiled:
                 layer._compiled_call_impl = fn
-            yield
+            with bias_in_activation(self.model):  # SigLIP's fc1 bias into the GELU kernel
+                yield
         finally:
             for (layer, _), prev in zip(compiled, before, strict=True):
                 layer._compiled_call_impl = prev

@@ -54,6 +54,7 @@ from ript_core.policy import varlen_attention
 from ript_core.policy.attention import with_attention_backends
 from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
+from ript_core.policy.kv_only_layer import last_layer_kv_only
 from ript_core.policy.varlen_attention import (
     key_limited_attention,
     limit_mask,
@@ -262,18 +263,30 @@ class FastSampler:
             self._time_embeds[key] = torch.stack(rows)
         return self._time_embeds[key]
 
+    def _time_terms(self, time_embeds: torch.Tensor) -> torch.Tensor:
+        """``[steps, B, H]``: the time half of ``action_time_mlp_in`` plus its
+        bias, for every step at once. ``W @ [a; t] + b = W_a @ a + (W_t @ t + b)``:
+        ``t`` is one vector per sample and step, so its half is multiplied
+        ``B * steps`` times per chunk instead of ``B * chunk * steps`` (a third
+        of the float32 action-time MLP's FLOPs). Inside the chunk function
+        (not in the plan): the weights change between chunks in training."""
+        mlp_in = self.policy.model.embed_action_time.action_time_mlp_in
+        width = mlp_in.in_features // 2
+        te = time_embeds.to(mlp_in.weight.dtype)  # float64 -> float32, as transformers casts
+        return F.linear(te, mlp_in.weight[:, width:], mlp_in.bias)
+
     def _action_time_embeds(
-        self, state: torch.Tensor, x: torch.Tensor, time_embeds: torch.Tensor
+        self, state: torch.Tensor, x: torch.Tensor, time_term: torch.Tensor
     ) -> torch.Tensor:
-        """transformers' ``PI0ActionTimeEmbedding.forward`` with the sinusoid
-        given (precomputed); cast to the expert's dtype as precision.py's hook does."""
+        """transformers' ``PI0ActionTimeEmbedding.forward`` with the time half
+        of ``action_time_mlp_in`` given (:meth:`_time_terms`); cast to the
+        expert's dtype as precision.py's hook does."""
         m = self.policy.model.embed_action_time
         state_embeds = m.state_proj(state)
         action_embeds = m.action_in_proj(x)
-        te = time_embeds[:, None, :].expand_as(action_embeds).to(dtype=action_embeds.dtype)
-        merged = m.action_time_mlp_out(
-            F.silu(m.action_time_mlp_in(torch.cat([action_embeds, te], 2)))
-        )
+        width = action_embeds.shape[-1]
+        hidden = F.linear(action_embeds, m.action_time_mlp_in.weight[:, :width])
+        merged = m.action_time_mlp_out(F.silu(hidden + time_term[:, None, :]))
         out = torch.cat([state_embeds[:, None, :], merged], dim=1)
         return out.to(self.policy.dtype)
 
@@ -304,17 +317,20 @@ class FastSampler:
         if plan["varlen"]:
             limits = {varlen_attention.KWARG: prefix_limits(valid_len, prefix_len, buffer_len)}
         cache.begin_prefix()
-        model.model.vlm(
-            inputs_embeds=embeds,
-            # one row for every query, expanded (a view): keys [0, L_b)
-            attention_mask=limit_mask(valid_len[:, None], buffer_len).expand(
-                -1, -1, prefix_len, -1
-            ),
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            **limits,
-        )
+        # the last Gemma layer only fills the cache: its output is dead work
+        # (kv_only_layer.py); so is the returned last_hidden_state
+        with last_layer_kv_only(model.model.vlm.language_model):
+            model.model.vlm(
+                inputs_embeds=embeds,
+                # one row for every query, expanded (a view): keys [0, L_b)
+                attention_mask=limit_mask(valid_len[:, None], buffer_len).expand(
+                    -1, -1, prefix_len, -1
+                ),
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                **limits,
+            )
 
         # 2. the steps against the fixed prefix; suffix slots, mask, positions
         #    and limits built once
@@ -330,13 +346,14 @@ class FastSampler:
                     valid_len, suffix_len, buffer_len, rows_per_token=heads if fold else 1
                 )
             }
+        time_terms = self._time_terms(plan["time_embeds"])
         x = s["noise"]
         s["chain"][:, 0].copy_(x)
         logp = torch.zeros_like(s["logp"])
         region, noise_region = plan["region"], plan["noise_region"]
         chosen = s.get("chosen")
         for i in range(steps):
-            emb = self._action_time_embeds(s["state"], x, plan["time_embeds"][i])
+            emb = self._action_time_embeds(s["state"], x, time_terms[i])
             hidden = model.model.dit(
                 inputs_embeds=emb,
                 attention_mask=mask,

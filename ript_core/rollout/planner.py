@@ -717,18 +717,19 @@ def update_activation_bytes(policy: PolicyFootprint, micro_batch: int, checkpoin
 #: Fixed time per transformer layer pass of one ``sample`` call -- the part
 #: that does not grow with the batch (kernel launches and gaps, Python).
 #: cuda: full pi0 in bf16 on an H100 through the CUDA-graph fast sampler (the
-#: default there, with its key-limited FlashAttention): ≈ 29.5 ms per call for
-#: 27 + 18 + 10 × 18 = 225 layer passes (the line through its SDE chunks at
-#: batch 1-64, bench/results/gpu_policy.json, docs/benchmarks.md); the eager
+#: default there, with its key-limited FlashAttention and the prefix's last
+#: layer cut to its keys/values): ≈ 26.2 ms per call for 27 + 18 + 10 × 18 =
+#: 225 layer passes (the line through its SDE chunks at batch 1-64,
+#: bench/results/gpu_policy.json, docs/benchmarks.md); the eager
 #: path costs ~8× more (282 ms, DESIGN §5).
 #: cpu: ``pi0-tiny`` on the 2-core CPU machine (9 ms for 2 + 2 + 5 × 2 = 14 passes).
-CALL_S_PER_LAYER_PASS = {"cuda": 1.31e-4, "cpu": 0.65e-3}
+CALL_S_PER_LAYER_PASS = {"cuda": 1.16e-4, "cpu": 0.65e-3}
 #: Sustained FLOP/s of the per-sample work, calibrated on the same runs
-#: (pi0 bf16 H100, fast sampler: ≈ 7.3 ms per extra sample for ≈ 3.07
+#: (pi0 bf16 H100, fast sampler: ≈ 7.0 ms per extra sample for ≈ 3.07
 #: TFLOP; pi0-tiny fp32 CPU: ≈ 0.8 ms per extra sample). The fp32 GPU
 #: figure assumes TF32 off (fp32 parity), about a twelfth of the bf16 rate.
 SAMPLE_FLOPS_PER_S = {
-    ("cuda", 2): 4.2e14,
+    ("cuda", 2): 4.37e14,
     ("cuda", 4): 5.0e13,
     ("cpu", 2): 2.5e10,
     ("cpu", 4): 2.5e10,

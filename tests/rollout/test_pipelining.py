@@ -320,10 +320,10 @@ def test_inference_cost_fit_recovers_the_line_despite_a_slow_call():
 
 def test_inference_estimate_matches_the_calibration_measurements():
     # bench/results/gpu_policy.json: pi0 bf16 on an H100, 2 cameras, 10 steps,
-    # the CUDA-graph fast sampler (SDE): 36.8 ms at 1, 82.9 at 8, 260.6 at 32, 498.4 at 64
+    # the CUDA-graph fast sampler (SDE): 36.5 ms at 1, 79.9 at 8, 248.5 at 32, 476.3 at 64
     gpu = MachineSpec.gpu(80 * GB, 16, 128 * GB)
     est = InferenceCost.estimate(PolicyFootprint.pi0(n_cameras=2), gpu)
-    for batch, seconds in ((1, 0.0368), (8, 0.0829), (32, 0.2606), (64, 0.4984)):
+    for batch, seconds in ((1, 0.0365), (8, 0.0799), (32, 0.2485), (64, 0.4763)):
         assert est.seconds(batch) == pytest.approx(seconds, rel=0.1)
     # pi0-tiny fp32 on the 2-core CPU: 9 ms at 1, 61 ms at 64
     cpu = MachineSpec.cpu_only(24 * GB, 2)
