@@ -64,14 +64,26 @@ class KVOnlyLayer(nn.Module):
         return hidden_states
 
 
+def _sharded(layer: nn.Module) -> bool:
+    # FSDP gathers a sharded layer's weights in hooks around the layer's own
+    # call, which KVOnlyLayer bypasses (it calls the layer's children)
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in layer.parameters())
+
+
 @contextlib.contextmanager
 def last_layer_kv_only(language_model: nn.Module) -> Iterator[None]:
     """Within the block, ``language_model``'s last decoder layer only fills
     the cache (its output, and the model's ``last_hidden_state``, are not
-    computed). The layer is put back afterwards, also on error."""
+    computed). The layer is put back afterwards, also on error. A
+    FSDP-sharded layer is left as it is (the block then changes nothing)."""
     layers = language_model.layers
     last = language_model.config.num_hidden_layers - 1
     full = layers[last]
+    if _sharded(full):
+        yield
+        return
     layers[last] = KVOnlyLayer(full)
     try:
         yield

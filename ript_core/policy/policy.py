@@ -47,6 +47,7 @@ from ript_core.policy.flow import (
     take_step,
 )
 from ript_core.policy.images import to_model_range
+from ript_core.policy.kv_only_layer import last_layer_kv_only
 from ript_core.policy.norms import use_fused_rms_norm
 from ript_core.policy.pipeline import Pipeline
 from ript_core.policy.precision import DTYPES, apply_precision
@@ -373,7 +374,10 @@ class PI0Policy(nn.Module):
         # as it was: a recording cache for the prefix, a frozen view for the
         # expert (ript_core.policy.checkpointing)
         ckpt = activation_checkpointing(self.model)
-        with torch.set_grad_enabled(grad):
+        # the last Gemma layer only fills the cache: the rest of it is dead
+        # work for PI0 (kv_only_layer.py), and so is last_hidden_state
+        lm = self.model.model.vlm.language_model
+        with torch.set_grad_enabled(grad), last_layer_kv_only(lm):
             attention_mask = inputs["attention_mask"]
             position_ids = attention_mask.cumsum(-1) - 1
             embeds = self.model.model.embed_prefix(

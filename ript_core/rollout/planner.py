@@ -725,30 +725,37 @@ def update_activation_bytes(policy: PolicyFootprint, micro_batch: int, checkpoin
 #: cpu: ``pi0-tiny`` on the 2-core CPU machine (9 ms for 2 + 2 + 5 × 2 = 14 passes).
 CALL_S_PER_LAYER_PASS = {"cuda": 1.16e-4, "cpu": 0.65e-3}
 #: Sustained FLOP/s of the per-sample work, calibrated on the same runs
-#: (pi0 bf16 H100, fast sampler: ≈ 7.0 ms per extra sample for ≈ 3.07
-#: TFLOP; pi0-tiny fp32 CPU: ≈ 0.8 ms per extra sample). The fp32 GPU
-#: figure assumes TF32 off (fp32 parity), about a twelfth of the bf16 rate.
+#: (pi0 bf16 H100, fast sampler: ≈ 7.0 ms per extra sample for ≈ 2.94
+#: TFLOP; pi0-tiny fp32 CPU: ≈ 0.8 ms per extra sample for 17 MFLOP -- both
+#: FLOP counts without the prefix's dead last-layer work, see sample_flops).
+#: The fp32 GPU figure assumes TF32 off (fp32 parity), about a twelfth of
+#: the bf16 rate.
 SAMPLE_FLOPS_PER_S = {
-    ("cuda", 2): 4.37e14,
+    ("cuda", 2): 4.2e14,
     ("cuda", 4): 5.0e13,
-    ("cpu", 2): 2.5e10,
-    ("cpu", 4): 2.5e10,
+    ("cpu", 2): 2.0e10,
+    ("cpu", 4): 2.0e10,
 }
 
 
 def sample_flops(policy: PolicyFootprint) -> float:
     """FLOPs of one sample of one ``sample`` call: SigLIP over every camera, the
     Gemma prefix once, and ``num_steps`` expert passes attending to the cache
-    (2 FLOPs per weight per token + the attention score and value products)."""
+    (2 FLOPs per weight per token + the attention score and value products).
+    The work the policy needs, not what transformers' forward does: of the
+    prefix's last Gemma layer only the key/value projections count (the rest
+    of it is dead, and skipped: ript_core/policy/kv_only_layer.py)."""
 
-    def stack(d: TransformerDims, tokens: int, kv: int) -> float:
-        return d.layers * (
+    def stack(d: TransformerDims, tokens: int, kv: int, layers: int | None = None) -> float:
+        return (d.layers if layers is None else layers) * (
             2.0 * tokens * d.layer_params() + 4.0 * tokens * kv * d.heads * d.head_dim
         )
 
     img, p, s = policy.tokens_per_image, policy.prefix_tokens, policy.suffix_tokens
     vision = policy.n_cameras * stack(policy.vision, img, img)
-    prefix = stack(policy.text, p, p)
+    text = policy.text
+    last_kv = 2.0 * p * 2 * text.width * text.kv_heads * text.head_dim
+    prefix = stack(text, p, p, layers=text.layers - 1) + last_kv
     expert = policy.num_steps * stack(policy.expert, s, p + s)
     return vision + prefix + expert
 
