@@ -47,6 +47,7 @@ import torch
 from ript_core.debug.recording import Recording
 from ript_core.envs.interfaces import ActionAdapter, ObservationAdapter, PolicyInput
 from ript_core.policy import PI0Policy
+from ript_core.policy.kv_only_layer import full_last_layer
 from ript_core.policy.precision import require_fp32_highest, tf32_settings
 
 
@@ -278,7 +279,10 @@ def record_inference(
         generator = None
         if mode == "sde":
             generator = torch.Generator(device=policy.device).manual_seed(seed + 1)
-        out = policy.sample(batch, mode, generator=generator, noise=noise.to(policy.device))
+        # every stage real: the prefix's last layer and final norm, which
+        # sampling otherwise skips as dead work (kv_only_layer.py)
+        with full_last_layer():
+            out = policy.sample(batch, mode, generator=generator, noise=noise.to(policy.device))
     finally:
         hooks.remove()
     rec.add("actions/normalized", out.actions)

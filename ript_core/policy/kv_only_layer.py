@@ -64,6 +64,23 @@ class KVOnlyLayer(nn.Module):
         return hidden_states
 
 
+#: > 0 inside :func:`full_last_layer`: the swap is off
+_FULL = 0
+
+
+@contextlib.contextmanager
+def full_last_layer() -> Iterator[None]:
+    """Within the block every prefix pass runs its last layer in full, so
+    that its output and the model's ``last_hidden_state`` are real: for tools
+    that read hidden states (the debug recorder's stage-by-stage dumps)."""
+    global _FULL
+    _FULL += 1
+    try:
+        yield
+    finally:
+        _FULL -= 1
+
+
 def _sharded(layer: nn.Module) -> bool:
     # FSDP gathers a sharded layer's weights in hooks around the layer's own
     # call, which KVOnlyLayer bypasses (it calls the layer's children)
@@ -77,11 +94,12 @@ def last_layer_kv_only(language_model: nn.Module) -> Iterator[None]:
     """Within the block, ``language_model``'s last decoder layer only fills
     the cache (its output, and the model's ``last_hidden_state``, are not
     computed). The layer is put back afterwards, also on error. A
-    FSDP-sharded layer is left as it is (the block then changes nothing)."""
+    FSDP-sharded layer is left as it is, and so is every layer inside
+    :func:`full_last_layer` (the block then changes nothing)."""
     layers = language_model.layers
     last = language_model.config.num_hidden_layers - 1
     full = layers[last]
-    if _sharded(full):
+    if _FULL or _sharded(full):
         yield
         return
     layers[last] = KVOnlyLayer(full)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from ript_core.policy.kv_only_layer import KVOnlyLayer, last_layer_kv_only
+from ript_core.policy.kv_only_layer import KVOnlyLayer, full_last_layer, last_layer_kv_only
 from tests.policy.conftest import tiny_policy
 
 
@@ -58,3 +58,13 @@ def test_the_full_layer_is_restored_after_an_error_and_misuse_is_refused():
     assert lm.layers[-1] is last
     with pytest.raises(ValueError, match="fill a prefix cache"):
         KVOnlyLayer(last)(torch.zeros(1, 2, lm.config.hidden_size))
+
+
+def test_full_last_layer_turns_the_swap_off_for_tools_that_read_hidden_states():
+    policy = tiny_policy()
+    lm = policy.model.model.vlm.language_model
+    last = lm.layers[-1]
+    with full_last_layer(), last_layer_kv_only(lm):
+        assert lm.layers[-1] is last
+    with last_layer_kv_only(lm):
+        assert isinstance(lm.layers[-1], KVOnlyLayer)
