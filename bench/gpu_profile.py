@@ -122,13 +122,20 @@ def kernel_table(
     }
 
 
+def is_copy_kernel(name: str) -> bool:
+    """A device copy (``direct_copy_kernel``, ``index_copy_kernel``, a memcpy),
+    not a fused kernel whose name merely mentions ``_to_copy``."""
+    low = name.lower()
+    return "copy_kernel" in low or "memcpy" in low
+
+
 def copy_launchers(prof: Any, top: int = 12) -> list[dict[str, Any]]:
     """The CPU ops whose kernels are device copies, grouped by op, input
     shapes and the chain of ops above them: which code pays for the
     ``direct_copy`` kernels of the table."""
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for e in prof.events():
-        kernels = [k for k in getattr(e, "kernels", []) if "copy" in k.name.lower()]
+        kernels = [k for k in getattr(e, "kernels", []) if is_copy_kernel(k.name)]
         if e.device_type.name != "CPU" or not kernels:
             continue
         chain, parent = [], e.cpu_parent

@@ -106,6 +106,41 @@ def test_gpu_profile_sorts_kernel_names_into_kinds(repo_root, monkeypatch):
     assert kernel_kind("some_unknown_kernel") == "other"
 
 
+def test_gpu_profile_groups_device_copies_by_the_op_that_launched_them(repo_root, monkeypatch):
+    """``copy_launchers`` on events shaped like torch.profiler's: copies are
+    summed per (op, shapes, callers); fused kernels whose names mention
+    ``_to_copy`` and CPU ops without copies are left out."""
+    from types import SimpleNamespace as NS
+
+    monkeypatch.syspath_prepend(str(repo_root / "bench"))
+    from gpu_profile import copy_launchers, is_copy_kernel
+
+    cpu = NS(name="CPU")
+    linear = NS(name="aten::linear", cpu_parent=None)
+    addmm = NS(name="aten::addmm", cpu_parent=linear)
+    copy = "void at::native::elementwise_kernel<128, 4, direct_copy_kernel_cuda>"
+    fused = "triton_red_fused__fused_rms_norm__to_copy_add_0"
+    events = [
+        NS(name="aten::addmm", device_type=cpu, cpu_parent=linear, input_shapes=[[4304]],
+           kernels=[NS(name=copy, duration=232.0), NS(name="nvjet_badd", duration=470.0)]),
+        NS(name="aten::addmm", device_type=cpu, cpu_parent=linear, input_shapes=[[4304]],
+           kernels=[NS(name=copy, duration=230.0)]),
+        NS(name="aten::copy_", device_type=cpu, cpu_parent=addmm, input_shapes=[[2, 3]],
+           kernels=[NS(name="Memcpy DtoD (Device -> Device)", duration=10.0)]),
+        NS(name="norm", device_type=cpu, cpu_parent=None, input_shapes=[],
+           kernels=[NS(name=fused, duration=999.0)]),
+        NS(name=copy, device_type=NS(name="CUDA"), cpu_parent=None, input_shapes=[],
+           kernels=[NS(name=copy, duration=5.0)]),
+    ]  # fmt: skip
+    rows = copy_launchers(NS(events=lambda: events))
+    assert [(r["op"], r["count"], r["callers"]) for r in rows] == [
+        ("aten::addmm", 2, "aten::linear"),
+        ("aten::copy_", 1, "aten::addmm < aten::linear"),
+    ]
+    assert rows[0]["ms"] == pytest.approx(0.462) and rows[1]["ms"] == pytest.approx(0.010)
+    assert is_copy_kernel(copy) and not is_copy_kernel(fused)
+
+
 def test_update_profile_bench_on_cpu_tiny(load_bench, tmp_path):
     """bench/gpu_update_profile.py on CPU, pi0-tiny: one row per run, a
     profile whose kinds add up to the profiled op time."""
