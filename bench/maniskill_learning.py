@@ -7,6 +7,11 @@ run too (then ``finished`` is false and ``ript_success`` is the last
 held-out evaluation so far).
 
     python bench/maniskill_learning.py --wall-s 3600 --load "load average 2-4"
+
+``--pool A.json B.json ...`` instead combines per-seed results (each
+written by the first form with one ``--extra-eval``) into one: success on
+the extra held-out set pooled over the seeds, each seed against its own
+BC, the per-seed lifts and every seed's curve in one plot.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ TARGET_PP = 20.0  # issue 16: RIPT lifts held-out success by >= 20 points over B
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default=CONFIG)
-    p.add_argument("--wall-s", type=float, required=True, help="wall time of the run so far")
+    p.add_argument("--wall-s", type=float, help="wall time of the run so far (not with --pool)")
     p.add_argument("--out", default="bench/results/maniskill_learning")
     p.add_argument(
         "--extra-eval",
@@ -41,7 +46,13 @@ def main() -> int:
     p.add_argument(
         "--load", default="", help="what else ran on the machine (e.g. the load average seen)"
     )
+    p.add_argument("--pool", nargs="+", default=None, metavar="SEED_JSON")
+    p.add_argument("--command", default=None, help="with --pool: how each seed was run")
     ns = p.parse_args()
+    if ns.pool:
+        return pool(ns.pool, Path(ns.out), ns.command)
+    if ns.wall_s is None:
+        p.error("--wall-s is required (the run's wall time)")
 
     cfg = yaml.safe_load(Path(ns.config).read_text())
     run_dir = Path(cfg["run_dir"])
@@ -143,6 +154,97 @@ def main() -> int:
     fig.savefig(out.with_suffix(".png"), dpi=120)
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
     return 0
+
+
+def pool(paths: list[str], out: Path, command: str | None) -> int:
+    """Per-seed results -> one JSON (:func:`pooled_result`) and a plot of
+    every seed's curve."""
+    result = pooled_result(paths, command)
+    seeds = result["seeds"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, s in enumerate(seeds):
+        ax.plot(
+            *zip(*s["held_out_curve"], strict=True),
+            "o-",
+            label=f"run {i}: {s['bc']['successes']}/{s['bc']['episodes']} -> "
+            f"{s['ript']['successes']}/{s['ript']['episodes']} on {s['init_states']}",
+        )
+    ax.set(xlabel="RIPT iteration (0 = after BC)", ylabel="held-out success (run's own 50)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"pi0-tiny on {result['task']}: {len(seeds)} seeds, lift {result['lift_pp']:+.1f}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+    print(json.dumps({k: v for k, v in result.items() if k != "seeds"}, indent=2))
+    return 0
+
+
+def pooled_result(paths: list[str], command: str | None = None) -> dict:
+    """Pooled success on the seeds' shared extra held-out set (each seed
+    against its own BC), per-seed lifts with their standard errors."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    seeds = []
+    for path, r in zip(paths, runs, strict=True):
+        if len(r.get("extra_evals", [])) != 1:
+            raise SystemExit(f"{path}: needs exactly one extra held-out evaluation")
+        ev = r["extra_evals"][0]
+        bc, ript = ev["bc"], ev["ript"]
+        b, a = bc["successes"] / bc["episodes"], ript["successes"] / ript["episodes"]
+        se = np.sqrt(b * (1 - b) / bc["episodes"] + a * (1 - a) / ript["episodes"])
+        seeds.append(
+            {
+                "result_file": path,
+                "init_states": ev["init_states"],
+                "bc": bc,
+                "ript": ript,
+                "lift_pp": round(100 * (a - b), 1),
+                "lift_se_pp": round(100 * float(se), 1),
+                "wall_s": r["wall_s"],
+                "env_steps": r["env_steps"],
+                "held_out_curve": r["curve"]["held_out_success"],
+                "run_command": r["command"],
+            }
+        )
+    if len({s["init_states"] for s in seeds}) != 1:
+        raise SystemExit("the seeds were evaluated on different held-out sets")
+    n_bc = sum(s["bc"]["episodes"] for s in seeds)
+    n_ript = sum(s["ript"]["episodes"] for s in seeds)
+    bc = sum(s["bc"]["successes"] for s in seeds) / n_bc
+    ript = sum(s["ript"]["successes"] for s in seeds) / n_ript
+    lifts = [s["lift_pp"] for s in seeds]
+    in_range = all(0.15 <= s["bc"]["successes"] / s["bc"]["episodes"] <= 0.70 for s in seeds)
+    first = runs[0]
+    result = {
+        "task": first["task"],
+        "demos": first["demos"],
+        "held_out": f"init states {seeds[0]['init_states']}, ODE, each seed against its own BC",
+        "bc_success": round(bc, 4),
+        "ript_success": round(ript, 4),
+        "lift_pp": round(100 * (ript - bc), 1),
+        "lift_pp_per_seed": lifts,
+        "lift_pp_mean": round(float(np.mean(lifts)), 1),
+        "lift_pp_seed_sd": round(float(np.std(lifts, ddof=1)), 1) if len(lifts) > 1 else None,
+        "iterations": first["iterations"],
+        "env_steps": sum(s["env_steps"] for s in seeds),
+        "wall_s": sum(s["wall_s"] for s in seeds),
+        "device": f"CPU ({platform.machine()}), 2 cores, shared, ManiSkill CPU sim + lavapipe "
+        "rendering, 2 env workers (each seed's load: its result_file)",
+        "command": command or " ; ".join(s["run_command"] for s in seeds),
+        "demos_command": first["demos_command"],
+        "seeds": seeds,
+        "target": first["target"] + " (here: the mean lift over seeds)",
+        "target_reached": bool(in_range and round(100 * (ript - bc), 6) >= TARGET_PP),
+    }
+    return result
 
 
 if __name__ == "__main__":
