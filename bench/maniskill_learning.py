@@ -147,13 +147,18 @@ def main() -> int:
             *zip(*evals, strict=True), "o-", lw=2, label=f"held-out ({n_eval} init states, ODE)"
         )
     ax.set(xlabel="RIPT iteration (0 = after BC)", ylabel="success rate", ylim=(-0.02, 1.02))
-    ax.set_title(f"pi0-tiny on {result['task']}" + ("" if finished else " (unfinished)"))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
+    title = f"pi0-tiny on {result['task']}" + ("" if finished else " (unfinished)")
+    _finish(fig, ax, title, out, legend_size=8)
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
     return 0
+
+
+def _finish(fig, ax, title: str, out: Path, legend_size: int) -> None:
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
 
 
 def pool(paths: list[str], out: Path, command: str | None) -> int:
@@ -179,11 +184,8 @@ def pool(paths: list[str], out: Path, command: str | None) -> int:
         )
     ax.set(xlabel="RIPT iteration (0 = after BC)", ylabel="held-out success (run's own 50)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"pi0-tiny on {result['task']}: {len(seeds)} seeds, lift {result['lift_pp']:+.1f}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
+    title = f"pi0-tiny on {result['task']}: {len(seeds)} seeds, lift {result['lift_pp']:+.1f}"
+    _finish(fig, ax, title, out, legend_size=7)
     print(json.dumps({k: v for k, v in result.items() if k != "seeds"}, indent=2))
     return 0
 
