@@ -39,6 +39,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import Cache, DynamicLayer
 
 from ript_core.policy.attention import allowed_backends
+from ript_core.policy.sharded import has_sharded_parameters
 
 _ORIGINAL = "_ript_forward_without_checkpointing"
 
@@ -56,7 +57,7 @@ def checkpointed_layers(model: nn.Module) -> list[nn.Module]:
 
 def set_activation_checkpointing(model: nn.Module, on: bool) -> None:
     """Wrap (``on``) or unwrap every layer's ``forward``; idempotent."""
-    if on and any(isinstance(p, torch.distributed.tensor.DTensor) for p in model.parameters()):
+    if on and has_sharded_parameters(model):
         raise ValueError(
             "activation checkpointing is not supported with FSDP-sharded weights: use "
             "update.distributed ddp, or a smaller micro-batch without checkpointing"

@@ -55,6 +55,7 @@ from ript_core.policy.attention import with_attention_backends
 from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
 from ript_core.policy.kv_only_layer import last_layer_kv_only
+from ript_core.policy.sharded import has_sharded_parameters
 from ript_core.policy.varlen_attention import (
     key_limited_attention,
     limit_mask,
@@ -242,11 +243,7 @@ class FastSampler:
     def supported(policy: PI0Policy) -> bool:
         """The fast path drives plain tensors; sharded (DTensor) parameters
         gather through hooks a graph cannot capture -- those use the eager path."""
-        try:
-            from torch.distributed.tensor import DTensor
-        except ImportError:  # pragma: no cover - torch without distributed
-            return True
-        return not any(isinstance(p, DTensor) for p in policy.model.parameters())
+        return not has_sharded_parameters(policy.model)
 
     # ---- the chunk function --------------------------------------------------------
 

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ript_core.policy.sharded import has_sharded_parameters
+
 
 class KVOnlyLayer(nn.Module):
     """Writes a decoder layer's keys/values into the cache and stops.
@@ -81,14 +83,6 @@ def full_last_layer() -> Iterator[None]:
         _FULL -= 1
 
 
-def _sharded(layer: nn.Module) -> bool:
-    # FSDP gathers a sharded layer's weights in hooks around the layer's own
-    # call, which KVOnlyLayer bypasses (it calls the layer's children)
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in layer.parameters())
-
-
 @contextlib.contextmanager
 def last_layer_kv_only(language_model: nn.Module) -> Iterator[None]:
     """Within the block, ``language_model``'s last decoder layer only fills
@@ -99,7 +93,9 @@ def last_layer_kv_only(language_model: nn.Module) -> Iterator[None]:
     layers = language_model.layers
     last = language_model.config.num_hidden_layers - 1
     full = layers[last]
-    if _FULL or _sharded(full):
+    # FSDP gathers a sharded layer's weights in hooks around the layer's own
+    # call, which KVOnlyLayer bypasses (it calls the layer's children)
+    if _FULL or has_sharded_parameters(full):
         yield
         return
     layers[last] = KVOnlyLayer(full)
