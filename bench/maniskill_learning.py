@@ -243,7 +243,7 @@ def pooled_result(paths: list[str], command: str | None = None) -> dict:
         "command": command or " ; ".join(s["run_command"] for s in seeds),
         "demos_command": first["demos_command"],
         "seeds": seeds,
-        "target": first["target"] + " (here: the mean lift over seeds)",
+        "target": first["target"] + " (here: the pooled lift, every seed's BC in that range)",
         "target_reached": bool(in_range and round(100 * (ript - bc), 6) >= TARGET_PP),
     }
     return result
