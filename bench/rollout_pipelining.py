@@ -24,8 +24,11 @@ with a policy whose batched matmuls round differently per batch size — bf16
 on a GPU — trajectories may part after a near-tie).
 
 Columns: env steps/s and its ratio to G = 1; the fraction of the wall time
-the policy was busy (``act`` calls, which return host arrays, so GPU work is
-included) and the env workers were busy (timed inside the workers); the
+the policy was busy (on CUDA the device time between each call's CUDA
+events; elsewhere the ``act`` calls, which return host arrays) and the
+host spent inside the policy's calls (with the actor's asynchronous
+``submit`` it overlaps the device; ``--compare-sync`` runs G without it);
+the fraction the env workers were busy (timed inside the workers); the
 planner's prediction for the same G (``pipeline_option``), from the policy
 cost fitted on all timed calls, the env chunk time the workers measured, and
 ``ceil(max_steps / replan_every)`` decisions per episode for the ramp.
@@ -188,6 +191,13 @@ def main() -> None:
         "bucket up to the largest scenario is compiled before any timing",
     )
     parser.add_argument(
+        "--compare-sync",
+        default="",
+        metavar="G[,G...]",
+        help="also run these G with the actor's synchronous act only (no submit): the "
+        "schedule before host and device work overlapped; rows marked 'sync'",
+    )
+    parser.add_argument(
         "--stub-policy-ms",
         type=float,
         default=None,
@@ -268,8 +278,49 @@ def main() -> None:
         + "\n",
         flush=True,
     )
+    if device.type == "cuda":
+        print(f"Host syncs in one `submit` after warm-up: {submit_syncs(actor, task)}\n")
     for sc in scenarios:
         run_scenario(sc, groups, actor, args, device)
+
+
+def submit_syncs(actor: Any, task: TaskInfo) -> str:
+    """Run one warm ``submit`` under torch's sync debug mode "error": ``none``
+    if nothing in it waited for the GPU (the runner's overlap needs that),
+    else the error."""
+    import torch
+
+    registry = get_registry()
+    env = registry.make_env(BACKEND, task.name, {})
+    adapt, _ = registry.default_adapters(BACKEND, task.name, {})
+    one = adapt(env.reset(seed=0)[0])
+    size = min(announced_sizes(actor) or (1,))
+    actor.act([one] * size, list(range(size)))  # this size's graph exists
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        pending = actor.submit([one] * size, list(range(size)))
+    except RuntimeError as exc:
+        return f"`{str(exc).splitlines()[0]}`"
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    pending.result()
+    return f"none (batch {size})"
+
+
+class SyncActor:
+    """The actor without ``submit``: the runner calls ``act`` and waits."""
+
+    def __init__(self, actor: Any) -> None:
+        self.inner = actor
+        self.policy = getattr(actor, "policy", None)
+
+    def expect_batch_sizes(self, sizes: Any) -> None:
+        if hasattr(self.inner, "expect_batch_sizes"):
+            self.inner.expect_batch_sizes(sizes)
+
+    def act(self, inputs: Any, seeds: Any) -> Any:
+        return self.inner.act(inputs, seeds)
 
 
 def announced_sizes(actor: Any) -> tuple[int, ...]:
@@ -336,21 +387,24 @@ def run_scenario(
 
     timed = requests(n * args.episodes_per_worker, 10_000)
     results = {}
+    sync_groups = [int(g) for g in args.compare_sync.split(",") if g]
+    variants = [(g, False) for g in groups] + [(g, True) for g in sync_groups]
     with ProcessEnvPool(n, timeout_s=args.worker_timeout_s) as pool:
         pool.call_all("pid")
-        for g in groups:
+        for g, sync in variants:
             if g > n:
                 continue  # the runner would cap it at n: the same run again
+            policy = SyncActor(actor) if sync else actor
             kw = dict(env_options=env_options, pipeline_groups=g, replan_every=sc.replan_every)
             # warm-up: builds the workers' envs, runs the policy at this G's batch
-            RolloutRunner(actor, pool, max_steps=sc.replan_every, **kw).run(requests(n, 1000 * g))
+            RolloutRunner(policy, pool, max_steps=sc.replan_every, **kw).run(requests(n, 1000 * g))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            rollouts, stats = RolloutRunner(actor, pool, max_steps=sc.max_steps, **kw).run(timed)
-            results[g] = (rollouts, stats)
+            rollouts, stats = RolloutRunner(policy, pool, max_steps=sc.max_steps, **kw).run(timed)
+            results[(g, sync)] = (rollouts, stats)
             print(
-                f"G={g}: {stats.env_steps} env steps in {stats.wall_s:.2f} s "
-                f"({stats.env_steps_per_s:.1f}/s)",
+                f"G={g}{' sync' if sync else ''}: {stats.env_steps} env steps in "
+                f"{stats.wall_s:.2f} s ({stats.env_steps_per_s:.1f}/s)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -369,29 +423,32 @@ def run_scenario(
         f"Measured: policy call ≈ {cost.call_s * 1e3:.1f} ms + "
         f"{cost.per_sample_s * 1e3:.2f} ms × batch (least squares on the medians per batch "
         f"size of the {len(calls)} timed calls of all G); env chunk ≈ {chunk_s * 1e3:.1f} ms "
-        f"({sc.replan_every} steps, timed in the workers at G={first})\n"
+        f"({sc.replan_every} steps, timed in the workers at G={first[0]})\n"
     )
     print(
         "| G | envs/group | episodes | env steps | wall s | env steps/s | × G=1 | policy calls "
-        "| mean batch | policy ms/call | policy busy % | env busy % | env wait % "
-        "| same rollouts | predicted × G=1 | predicted policy busy % | predicted env busy % |"
+        "| mean batch | policy ms/call | policy busy % | policy host % | env busy % "
+        "| env wait % | same rollouts | predicted × G=1 | predicted policy busy % "
+        "| predicted env busy % |"
     )
-    print("|" + "---|" * 17)
+    print("|" + "---|" * 18)
     ref = [(r.length, r.success) for r in base_rollouts]
     # decisions per episode, for the ramp: episodes that end early make fewer
     decisions = -(-sc.max_steps // sc.replan_every)
     kw = dict(replan_every=sc.replan_every, decisions=decisions)
     lock = pipeline_option(n, 1, chunk_s, cost, **kw)
-    for g, (rollouts, s) in results.items():
+    for (g, sync), (rollouts, s) in results.items():
         pred = pipeline_option(n, g, chunk_s, cost, **kw)
         same = sum((r.length, r.success) == x for r, x in zip(rollouts, ref, strict=True))
         sizes = "/".join(str(k) for k in sorted(set(pred.group_sizes), reverse=True))
         print(
-            f"| {g} | {sizes} | {s.episodes} | {s.env_steps} | {s.wall_s:.2f} "
+            f"| {g}{' sync' if sync else ''} | {sizes} | {s.episodes} | {s.env_steps} "
+            f"| {s.wall_s:.2f} "
             f"| {s.env_steps_per_s:.1f} | {s.env_steps_per_s / base.env_steps_per_s:.2f} "
             f"| {s.policy_calls} | {s.mean_batch:.1f} "
             f"| {1000 * s.policy_s / max(1, s.policy_calls):.1f} "
-            f"| {100 * s.policy_busy_frac:.0f} | {100 * s.env_busy_frac:.0f} "
+            f"| {100 * s.policy_busy_frac:.0f} | {100 * s.policy_host_s / s.wall_s:.0f} "
+            f"| {100 * s.env_busy_frac:.0f} "
             f"| {100 * s.env_wait_s / s.wall_s:.0f} | {same}/{len(ref)} "
             f"| {lock.cost_s / pred.cost_s:.2f} | {100 * pred.policy_util:.0f} "
             f"| {100 * pred.env_util:.0f} |"

@@ -27,6 +27,12 @@ class PolicyBatch:
     - ``raw_state`` ``[B, state_dim] float32``: as given, for inspection.
       The delta->absolute output transform does *not* use it: like openpi it
       adds ``state`` un-normalised (see ``PI0Policy.postprocess``).
+    - ``cameras_present``: per slot, whether any sample has an image there,
+      as host booleans (``image_masks.any(0)``), or ``None`` when unknown.
+      Preprocessing knows it before the masks reach the GPU; the policy's
+      ``drop_missing_cameras`` reads it instead of the device masks, so a
+      rollout call never waits for the GPU (the runner queues the next
+      group's call behind the running one). Not a tensor: ``select`` drops it.
     """
 
     images: torch.Tensor
@@ -35,6 +41,7 @@ class PolicyBatch:
     token_masks: torch.Tensor
     state: torch.Tensor
     raw_state: torch.Tensor
+    cameras_present: tuple[bool, ...] | None = attrs.field(default=None, eq=False)
 
     def __len__(self) -> int:
         return int(self.state.shape[0])
@@ -43,26 +50,46 @@ class PolicyBatch:
     def device(self) -> torch.device:
         return self.state.device
 
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in TENSOR_FIELDS}
+
     def to(self, device: torch.device | str) -> PolicyBatch:
+        """On ``device``. Host -> CUDA copies go through pinned memory without
+        a host sync: they are queued behind whatever the GPU is running."""
+        device = torch.device(device)
         return PolicyBatch(
-            **{f.name: getattr(self, f.name).to(device) for f in attrs.fields(PolicyBatch)}
+            **{k: _to_device(v, device) for k, v in self._tensors().items()},
+            cameras_present=self.cameras_present,
         )
 
     def select(self, index: torch.Tensor | slice | Sequence[int]) -> PolicyBatch:
         """Rows ``index`` (a minibatch for the PPO update)."""
         if not isinstance(index, slice | torch.Tensor):
             index = torch.as_tensor(index, dtype=torch.long, device=self.device)
-        return PolicyBatch(
-            **{f.name: getattr(self, f.name)[index] for f in attrs.fields(PolicyBatch)}
-        )
+        return PolicyBatch(**{k: v[index] for k, v in self._tensors().items()})
 
     @classmethod
     def cat(cls, batches: Sequence[PolicyBatch]) -> PolicyBatch:
         if not batches:
             raise ValueError("cannot concatenate zero batches")
+        present = [b.cameras_present for b in batches]
         return cls(
             **{
-                f.name: torch.cat([getattr(b, f.name) for b in batches], dim=0)
-                for f in attrs.fields(PolicyBatch)
-            }
+                name: torch.cat([getattr(b, name) for b in batches], dim=0)
+                for name in TENSOR_FIELDS
+            },
+            cameras_present=None
+            if any(p is None for p in present)
+            else tuple(any(col) for col in zip(*present, strict=True)),
         )
+
+
+#: the tensor fields, in order (``cameras_present`` is host metadata)
+TENSOR_FIELDS = ("images", "image_masks", "tokens", "token_masks", "state", "raw_state")
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if t.device.type == "cpu" and device.type == "cuda":
+        # pageable host memory would make the copy wait for the GPU's queue
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)

@@ -339,11 +339,18 @@ class PI0Policy(nn.Module):
         """The keyword arguments transformers' PI0 takes, from a batch."""
         images, image_masks = batch.images, batch.image_masks
         if self.config.drop_missing_cameras:
-            keep = image_masks.any(dim=0)
-            if not bool(keep.any()):
-                keep[0] = True  # no camera at all: keep one fully masked slot
-            if not bool(keep.all()):
-                images, image_masks = images[:, keep], image_masks[:, keep]
+            # host booleans when preprocessing recorded them: reading the
+            # device masks would wait for the GPU (batch.py)
+            present = batch.cameras_present
+            if present is None:
+                present = tuple(bool(x) for x in image_masks.any(dim=0).tolist())
+            # no camera at all: one fully masked slot is kept
+            keep = list(present) if any(present) else [True] + [False] * (len(present) - 1)
+            if not all(keep):
+                # slices, not a list index (whose copy to the GPU would sync)
+                slots = [c for c, k in enumerate(keep) if k]
+                images = torch.cat([images[:, c : c + 1] for c in slots], dim=1)
+                image_masks = torch.cat([image_masks[:, c : c + 1] for c in slots], dim=1)
         bsz, n_cam = image_masks.shape
         tpi = self.arch.tokens_per_image
         image_ids = torch.full(

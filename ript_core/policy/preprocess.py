@@ -86,7 +86,15 @@ def preprocess_images(
             stack = torch.from_numpy(np.stack([np.asarray(inputs[i].images[slot]) for i in rows]))
             if on_device.type == "cuda":
                 stack = stack.pin_memory()
-            images[rows, c] = resize_with_pad(stack.to(on_device, non_blocking=True), size, resize)
+            resized = resize_with_pad(stack.to(on_device, non_blocking=True), size, resize)
+            if len(rows) == batch:
+                images[:, c] = resized
+            else:
+                # a list index would be copied to the GPU with a host sync
+                index = torch.tensor(rows)
+                if on_device.type == "cuda":
+                    index = index.pin_memory()
+                images[index.to(on_device, non_blocking=True), c] = resized
             masks[rows, c] = True
     return images, masks
 
@@ -130,4 +138,5 @@ def preprocess(
         token_masks=token_masks,
         state=state,
         raw_state=raw_state,
+        cameras_present=tuple(bool(x) for x in image_masks.any(dim=0)),
     ).to(device)

@@ -38,13 +38,9 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
         summary = trainer.run()
     if trainer.dist.is_main:
         (Path(cfg.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
-    import torch.distributed as dist
+    from ript_core.rl.distributed import shutdown
 
-    if dist.is_available() and dist.is_initialized():
-        # every rank past its last collective before any tears the group down,
-        # then an orderly shutdown: a torchrun rank that exits with it alive can abort
-        dist.barrier()
-        dist.destroy_process_group()
+    shutdown()
     return 0
 
 

@@ -41,6 +41,16 @@ class DistInfo:
         return cls(dist.get_rank(), dist.get_world_size(), local)
 
 
+def shutdown() -> None:
+    """End a torchrun process group in order: every rank past its last
+    collective (a barrier), then the teardown. Left to interpreter exit, gloo's
+    threads can abort a rank ("terminate called without an active
+    exception") while the other is still in a collective or saving."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 

@@ -19,6 +19,12 @@ the simulators wait for each other when their costs match (docs/planner.md
 gives the schedule and its analytic period). G = 1 is the lock-step
 schedule: infer for every env, then wait for every env.
 
+A policy with ``submit`` (the CUDA actor) is asynchronous: step 2 queues the
+call on the device and the runner moves on at once; step 3 happens when the
+call lands, checked whenever the runner waits for env replies. The host's
+share of a call (preprocessing the next group, un-normalising the last
+chunk, pipe I/O) then overlaps the device's work instead of adding to it.
+
 An episode ends on success, termination, truncation or the task's max steps.
 A worker that dies or hangs is restarted by the pool; its episode is thrown
 away and run again from the start (it is not a failure of the policy).
@@ -83,13 +89,68 @@ class PolicyOutput:
     records: list[dict[str, Any]]
 
 
+class PendingOutput(Protocol):
+    """A policy call in flight (what ``ChunkPolicy.submit`` returns).
+
+    It may also carry ``device_s``, set by :meth:`result`: the seconds its
+    device worked on the call, which the runner then counts as the policy's
+    busy time instead of the host's wall time around it.
+    """
+
+    def ready(self) -> bool:
+        """Whether :meth:`result` would return without waiting."""
+        ...
+
+    def result(self) -> PolicyOutput:
+        """Wait for the call and return its output (again on later calls)."""
+        ...
+
+
 class ChunkPolicy(Protocol):
-    """What the runner drives. It may also have ``expect_batch_sizes(sizes)``:
-    the runner then announces the batch of every call of a full round before
-    it starts (``planner.round_batch_sizes``; a CUDA-graph policy can prepare
-    those sizes instead of padding them)."""
+    """What the runner drives.
+
+    It may also have:
+
+    - ``expect_batch_sizes(sizes)``: the runner then announces the batch of
+      every call of a full round before it starts
+      (``planner.round_batch_sizes``; a CUDA-graph policy can prepare those
+      sizes instead of padding them);
+    - ``submit(inputs, seeds) -> PendingOutput``: ``act`` in two halves. It
+      queues the call's device work and returns before that work runs; the
+      runner then collects and prepares the next group while the device
+      computes, and hands each env its chunk as soon as the call is ready
+      (``ript_core.rl.actor.PI0Actor`` on CUDA). ``submit(...).result()``
+      must equal ``act(...)``.
+    """
 
     def act(self, inputs: Sequence[PolicyInput], seeds: Sequence[int]) -> PolicyOutput: ...
+
+
+@attrs.frozen
+class _Done:
+    """A synchronous ``act`` seen as a call in flight that has already landed."""
+
+    output: PolicyOutput
+
+    def ready(self) -> bool:
+        return True
+
+    def result(self) -> PolicyOutput:
+        return self.output
+
+
+@attrs.define
+class _Call:
+    """One policy call the runner has submitted and not yet delivered."""
+
+    workers: list[int]
+    pending: PendingOutput
+    host_s: float  # wall time of the submit
+
+
+#: How long the runner waits for env replies before it looks at its policy
+#: calls in flight again (a call that lands sends its envs their chunks).
+POLL_S = 0.0005
 
 
 @attrs.define
@@ -119,6 +180,9 @@ class RolloutStats:
     discarded_episodes: int = 0
     wall_s: float = 0.0
     policy_s: float = 0.0
+    # host wall time inside the policy's submit/act and result (with an
+    # asynchronous policy it overlaps the device's work)
+    policy_host_s: float = 0.0
     env_wait_s: float = 0.0
     env_busy_s: float = 0.0  # summed over workers, timed inside them
     n_workers: int = 1
@@ -149,10 +213,11 @@ class RolloutStats:
     def policy_busy_frac(self) -> float:
         """Fraction of the wall time the policy (its device) was computing.
 
-        Measured around each ``act`` call, which returns host arrays, so a
-        GPU's queued work is included. Lock-step leaves it idle while envs
-        step; the pipelined schedule aims at 1 when the policy is the
-        bottleneck.
+        A call that reports its device time (``PendingOutput.device_s``, the
+        CUDA actor) counts that; otherwise the wall time around ``act``,
+        which returns host arrays, so a GPU's queued work is included.
+        Lock-step leaves it idle while envs step; the pipelined schedule
+        aims at 1 when the policy is the bottleneck.
         """
         return self.policy_s / self.wall_s if self.wall_s else 0.0
 
@@ -172,6 +237,7 @@ class RolloutStats:
             f"{prefix}mean_batch": self.mean_batch,
             f"{prefix}batch_occupancy": self.batch_occupancy,
             f"{prefix}policy_time_frac": self.policy_s / self.wall_s if self.wall_s else 0.0,
+            f"{prefix}policy_host_frac": self.policy_host_s / self.wall_s if self.wall_s else 0.0,
             f"{prefix}env_wait_frac": self.env_wait_s / self.wall_s if self.wall_s else 0.0,
             f"{prefix}policy_busy_frac": self.policy_busy_frac,
             f"{prefix}env_busy_frac": self.env_busy_frac,
@@ -297,14 +363,13 @@ class RolloutRunner:
             if queue:
                 start(worker)
 
-        while live:
+        calls: deque[_Call] = deque()  # submitted, not yet delivered, oldest first
+        while live or calls:
             for group in groups:
                 if not any(w in live for w in group):
                     continue
-                t0 = time.perf_counter()
                 # only this group's replies: the other groups go on stepping
-                replies = self.pool.collect(wait_all=True, only=group)
-                stats.env_wait_s += time.perf_counter() - t0
+                replies = self._collect_group(group, calls, live, stats)
                 for worker, reply in replies:
                     state = live.pop(worker)
                     if isinstance(reply, WorkerFailure):
@@ -321,11 +386,13 @@ class RolloutRunner:
                 waiting = [w for w in group if w in live and live[w].pending_input is not None]
                 step = self.max_batch or max(1, len(waiting))
                 for i in range(0, len(waiting), step):
-                    self._act(waiting[i : i + step], live, stats)
+                    calls.append(self._submit(waiting[i : i + step], live))
                 # restarted workers whose episode was re-queued need new work
                 for worker in group:
                     if worker not in live and queue:
                         start(worker)
+            while calls:  # only if every episode ended while a call was in flight
+                self._deliver(calls.popleft(), live, stats)
 
         stats.wall_s = time.perf_counter() - t_start
         stats.episodes = len(done)
@@ -363,19 +430,58 @@ class RolloutRunner:
         state.pending_input = state.obs_adapter(reply.obs)
         return None
 
-    def _act(self, workers: list[int], live: dict[int, _Live], stats: RolloutStats) -> None:
-        states = [live[w] for w in workers]
-        inputs = [s.pending_input for s in states]
-        seeds = [decision_seed(s.request.seed, len(s.steps)) for s in states]
+    def _collect_group(
+        self,
+        group: list[int],
+        calls: deque[_Call],
+        live: dict[int, _Live],
+        stats: RolloutStats,
+    ) -> list[tuple[int, Any]]:
+        """Every reply of ``group``'s outstanding workers. While waiting, the
+        policy calls in flight that land are delivered at once: their envs
+        must not wait for this group's."""
+        members = set(group)
+        out: list[tuple[int, Any]] = []
+        while True:
+            while calls and calls[0].pending.ready():
+                self._deliver(calls.popleft(), live, stats)
+            # a worker whose chunk is still in flight cannot answer: land its call
+            while any(members.intersection(c.workers) for c in calls):
+                self._deliver(calls.popleft(), live, stats)
+            if not members.intersection(self.pool.outstanding):
+                return out
+            t0 = time.perf_counter()
+            out += self.pool.collect(
+                wait_all=True, only=group, max_wait_s=POLL_S if calls else None
+            )
+            stats.env_wait_s += time.perf_counter() - t0
+
+    def _submit(self, workers: list[int], live: dict[int, _Live]) -> _Call:
+        inputs = [live[w].pending_input for w in workers]
+        seeds = [decision_seed(live[w].request.seed, len(live[w].steps)) for w in workers]
         t0 = time.perf_counter()
-        out = self.policy.act(inputs, seeds)
-        dt = time.perf_counter() - t0
-        stats.policy_s += dt
-        stats.policy_call_times.append((len(workers), dt))
+        submit = getattr(self.policy, "submit", None)
+        pending = (
+            submit(inputs, seeds) if submit is not None else _Done(self.policy.act(inputs, seeds))
+        )
+        return _Call(workers, pending, time.perf_counter() - t0)
+
+    def _deliver(self, call: _Call, live: dict[int, _Live], stats: RolloutStats) -> None:
+        """Wait for ``call`` if needed and send each of its envs its chunk."""
+        t0 = time.perf_counter()
+        out = call.pending.result()
+        host = call.host_s + time.perf_counter() - t0
+        device = getattr(call.pending, "device_s", None)
+        busy = host if device is None else device
+        workers = call.workers
+        stats.policy_s += busy
+        stats.policy_host_s += host
+        stats.policy_call_times.append((len(workers), busy))
         stats.policy_calls += 1
         stats.policy_samples += len(workers)
         if self.on_batch is not None:
             self.on_batch(len(workers))
+        states = [live[w] for w in workers]
         for worker, state, chunk, record in zip(
             workers, states, out.actions, out.records, strict=True
         ):

@@ -207,14 +207,20 @@ class ProcessEnvPool:
         return sorted(self._sent_at)
 
     def collect(
-        self, wait_all: bool = True, only: Collection[int] | None = None
+        self,
+        wait_all: bool = True,
+        only: Collection[int] | None = None,
+        max_wait_s: float | None = None,
     ) -> list[tuple[int, Any]]:
         """Replies of outstanding workers: all of them (``wait_all``) or at least one.
 
         ``only``: wait for these workers alone; the others keep working and are
         collected later (the pipelined schedule collects one group at a time).
+        ``max_wait_s``: return what has arrived after this long, maybe
+        nothing (the runner polls its policy calls in flight meanwhile).
         """
         out: list[tuple[int, Any]] = []
+        give_up = None if max_wait_s is None else time.monotonic() + max_wait_s
 
         def pending() -> dict[int, float]:
             if only is None:
@@ -224,6 +230,8 @@ class ProcessEnvPool:
         while waiting := pending():
             now = time.monotonic()
             deadline = min(waiting.values()) + self.timeout_s
+            if give_up is not None:
+                deadline = min(deadline, give_up)
             by_conn = {self._conns[i]: i for i in waiting}
             sentinels = {self._procs[i].sentinel: i for i in waiting}
             ready = wait([*by_conn, *sentinels], timeout=max(deadline - now, 0.0))
@@ -252,6 +260,8 @@ class ProcessEnvPool:
                 if i not in done and now - sent > self.timeout_s:
                     out.append((i, self._fail(i, f"no answer within {self.timeout_s:.0f} s")))
             if out and not wait_all:
+                break
+            if give_up is not None and now >= give_up:
                 break
         return out
 
@@ -308,8 +318,12 @@ class InProcessEnvPool:
         return sorted(self._replies)
 
     def collect(
-        self, wait_all: bool = True, only: Collection[int] | None = None
+        self,
+        wait_all: bool = True,
+        only: Collection[int] | None = None,
+        max_wait_s: float | None = None,
     ) -> list[tuple[int, Any]]:
+        # commands ran when sent: every reply is here already
         out = sorted((i, r) for i, r in self._replies.items() if only is None or i in only)
         for i, _ in out:
             del self._replies[i]

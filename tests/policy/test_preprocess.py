@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -67,6 +68,34 @@ def test_preprocess_masks_missing_cameras_and_pads_state(policy):
     # image tokens of the missing camera are masked out; pixel mask covers every slot
     assert kw["attention_mask"][1, 16:32].sum() == 0 and kw["attention_mask"][0, :32].all()
     assert kw["pixel_attention_mask"].all()
+
+
+def test_cameras_present_are_host_booleans_that_drop_a_missing_camera(policy):
+    """Preprocessing records which slots any sample fills, so dropping a camera
+    no sample has never reads the (GPU) masks; the recorded and the read
+    answer give the same model inputs."""
+    from ript_core.policy.batch import PolicyBatch
+
+    full = make_inputs(2)
+    inputs = [
+        PolicyInput(images={"base_0_rgb": x.images["base_0_rgb"]}, state=x.state, prompt="x")
+        for x in full
+    ]
+    batch = policy.preprocess(inputs)
+    assert batch.cameras_present == (True, False)
+    assert policy.config.drop_missing_cameras
+    recorded = policy.model_inputs(batch)
+    assert recorded["pixel_values"].shape[1] == 1  # the wrist slot is dropped
+    read = policy.model_inputs(attrs.evolve(batch, cameras_present=None))
+    assert recorded.keys() == read.keys()
+    for k in recorded:
+        assert torch.equal(recorded[k], read[k]), k
+    # the rows of a minibatch do not know; a concatenation knows if its parts do
+    assert batch.select([0]).cameras_present is None
+    both = PolicyBatch.cat([batch, policy.preprocess(full)])
+    assert both.cameras_present == (True, True)
+    assert PolicyBatch.cat([batch, batch.select([1])]).cameras_present is None
+    assert batch.to("cpu").cameras_present == (True, False)
 
 
 def test_unknown_camera_slot_is_an_error(policy):

@@ -53,4 +53,4 @@ for mode in ("ddp", "fsdp"):
     result[mode] = {"plain": plain, "timed": timed, "seconds": seconds, "installed": installed}
 if info.is_main:
     torch.save(result, out)
-torch.distributed.destroy_process_group()
+D.shutdown()

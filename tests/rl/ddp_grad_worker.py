@@ -34,3 +34,4 @@ loop_update(
 if info.is_main:
     torch.save({n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}, out)
 assert isinstance(mine[0], Decision)
+D.shutdown()

@@ -7,8 +7,7 @@ contexts, so the ranks re-score different numbers of decisions."""
 import sys
 from pathlib import Path
 
-import torch.distributed
-
+from ript_core.rl.distributed import shutdown
 from ript_core.rl.trainer import Trainer
 from tests.rl.conftest import tiny_config
 
@@ -31,8 +30,4 @@ def train(name: str, iterations: int, resume: bool) -> str:
 assert train("ref", 2, resume=False) == "fsdp"
 train("cut", 1, resume=False)
 train("cut", 2, resume=True)
-# an orderly gloo shutdown: left to interpreter exit, its threads can abort the
-# process; the barrier first, so that no rank tears the group down while the
-# other is still in a collective
-torch.distributed.barrier()
-torch.distributed.destroy_process_group()
+shutdown()  # an orderly gloo shutdown (ript_core.rl.distributed.shutdown)

@@ -131,3 +131,4 @@ if info.is_main:
         },
         tag / "result.pt",
     )
+D.shutdown()

@@ -104,3 +104,18 @@ def test_the_trainer_recomputes_old_log_probs_unless_the_policy_is_float32():
     assert resolved("auto", torch.bfloat16) is True
     assert resolved("recompute", torch.float32) is True
     assert resolved("rollout", torch.bfloat16) is False
+
+
+def test_submit_then_result_is_act():
+    """The runner's asynchronous half-calls give ``act``'s output; off CUDA
+    the call has run by the time ``submit`` returns and reports no device time."""
+    actor = PI0Actor(tiny_policy(), "sde")
+    inputs = toy_inputs(3)
+    pending = actor.submit(inputs, seeds=[4, 5, 6])
+    assert pending.ready()
+    out = pending.result()
+    assert pending.result() is out and pending.device_s is None
+    ref = actor.act(inputs, seeds=[4, 5, 6])
+    np.testing.assert_array_equal(out.actions, ref.actions)
+    for a, b in zip(out.records, ref.records, strict=True):
+        assert torch.equal(a["chain"], b["chain"]) and a["log_prob"] == b["log_prob"]

@@ -256,6 +256,138 @@ def test_wall_time_follows_the_analytic_schedule(slow_pool, groups):
     assert m["rollout/pipeline_groups"] == groups
 
 
+# ---- an asynchronous policy (submit / result) -------------------------------------------
+
+
+class _Landing:
+    """A call queued on :class:`DevicePolicy`'s device."""
+
+    def __init__(self, future):
+        self.future = future
+        self.device_s = None
+
+    def ready(self):
+        return self.future.done()
+
+    def result(self):
+        out, self.device_s = self.future.result()
+        return out
+
+
+class DevicePolicy:
+    """A policy with a device: ``submit`` spends ``host_s`` on the host
+    (preprocessing), then queues ``device_s`` of work on a one-thread
+    executor -- a device stream, first in first out -- and returns at once.
+    Without ``asynchronous`` it only has ``act``, which does both in turn.
+    The actions are :class:`SeededPolicy`'s; every slept time is recorded."""
+
+    def __init__(self, host_s=0.0, device_s=0.0, asynchronous=True):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tests.rollout.conftest import SeededPolicy
+
+        self.host_s, self.device_s = host_s, device_s
+        self.seeded = SeededPolicy()
+        self.device = ThreadPoolExecutor(1)
+        self.host_times, self.device_times = [], []
+        if asynchronous:
+            self.submit = self._submit
+
+    def expect_batch_sizes(self, sizes):
+        self.seeded.expect_batch_sizes(sizes)
+
+    def _sleep(self, seconds, into):
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        into.append(time.perf_counter() - t0)
+
+    def _work(self, inputs, seeds):
+        t0 = time.perf_counter()
+        self._sleep(self.device_s, self.device_times)
+        return self.seeded.act(inputs, seeds), time.perf_counter() - t0
+
+    def _submit(self, inputs, seeds):
+        self._sleep(self.host_s, self.host_times)
+        return _Landing(self.device.submit(self._work, inputs, seeds))
+
+    def act(self, inputs, seeds):
+        self._sleep(self.host_s, self.host_times)
+        return self._work(inputs, seeds)[0]
+
+
+@pytest.mark.parametrize(("n_workers", "groups", "max_batch"), [(4, 2, None), (5, 3, 1)])
+def test_asynchronous_policy_gives_the_lockstep_rollouts(
+    n_workers, groups, max_batch, lockstep_toy_rollouts
+):
+    policy = DevicePolicy(host_s=0.002, device_s=0.01)
+    with ProcessEnvPool(n_workers) as pool:
+        runner = RolloutRunner(
+            policy, pool, replan_every=4, pipeline_groups=groups, max_batch=max_batch
+        )
+        rollouts, stats = runner.run(toy_requests())
+    assert_same(rollouts, lockstep_toy_rollouts)
+    assert stats.policy_calls == len(policy.device_times)
+    # busy time is what the device reported, not the host's wall time
+    assert stats.policy_s == pytest.approx(sum(t for _, t in stats.policy_call_times))
+    assert stats.policy_s >= sum(policy.device_times)
+    assert stats.policy_s < sum(policy.device_times) + 0.005 * stats.policy_calls
+
+
+HOST_S = 0.040  # DevicePolicy's host share of a call
+DEVICE_S = 0.100  # and its device share
+
+
+def async_wall_s(groups: int, host: float, device: float, env: float) -> float:
+    """G groups, D decisions, every call ``host`` then ``device``.
+
+    Asynchronous: the device serves the calls back to back; a group's next
+    call can be queued ``env + host`` after its last one landed, so the
+    period is max(G × device, device + env + host). Synchronous: the host
+    waits for each call, so every call costs ``host + device`` of the period."""
+    d = MAX_STEPS // REPLAN
+    period = max(groups * device, device + env + host)
+    return host + groups * device + (d - 1) * period + env
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_an_asynchronous_policy_hides_its_host_time(slow_pool, asynchronous):
+    """G = 2 with a call of 40 ms host + 100 ms device and 50 ms env chunks:
+    the asynchronous policy pays max(2 × device, device + env + host) = 200
+    ms a period, the synchronous one 2 × (host + device) = 280 ms."""
+    opts = {"step_sleep_s": STEP_SLEEP_S / 2}  # 50 ms chunks
+    warm = [EpisodeRequest(i, "fakesim", "slow", i, seed=i) for i in range(N_WORKERS)]
+    RolloutRunner(
+        SleepingPolicy(0.0), slow_pool, replan_every=REPLAN, max_steps=REPLAN, env_options=opts
+    ).run(warm)
+    policy = DevicePolicy(HOST_S, DEVICE_S, asynchronous)
+    runner = RolloutRunner(
+        policy,
+        slow_pool,
+        replan_every=REPLAN,
+        max_steps=MAX_STEPS,
+        env_options=opts,
+        pipeline_groups=2,
+    )
+    reqs = [EpisodeRequest(i, "fakesim", "slow", i, seed=i) for i in range(N_WORKERS)]
+    _, stats = runner.run(reqs)
+    d = MAX_STEPS // REPLAN
+    assert stats.policy_calls == 2 * d
+    # the costs the run really paid (a sleep may end late on a loaded machine)
+    env = stats.env_busy_s / (N_WORKERS * d)
+    host = float(np.mean(policy.host_times))
+    device = float(np.mean(policy.device_times))
+    assert HOST_S <= host < 1.5 * HOST_S and DEVICE_S <= device < 1.5 * DEVICE_S
+    if asynchronous:
+        expected = async_wall_s(2, host, device, env)
+    else:
+        expected = analytic_wall_s(2, host + device, env)
+    assert stats.wall_s == pytest.approx(expected, rel=0.15), (stats.wall_s, expected)
+    # the nominal costs: 890 ms against 1170 ms
+    nominal = REPLAN * STEP_SLEEP_S / 2
+    assert async_wall_s(2, HOST_S, DEVICE_S, nominal) == pytest.approx(0.89)
+    assert analytic_wall_s(2, HOST_S + DEVICE_S, nominal) == pytest.approx(1.17)
+
+
 # ---- the planner's choice of G ----------------------------------------------------------
 
 
