@@ -19,7 +19,10 @@ Two measurements, both on the CUDA-graph path that rollouts use:
 
 ``--compile`` runs both through the regionally compiled layers
 (``FastSampler(compile_layers=True)``, what ``policy.compile`` does);
-``--kernel-batches`` picks the batch sizes that get a kernel table.
+``--kernel-batches`` picks the batch sizes that get kernel tables: the
+chunk's and a one-step chunk's (the prefix and one step), each with the ops
+behind its device copies (``copy_launchers``) and its GEMMs
+(``gemm_launchers``: op, input shapes, callers, count, ms).
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ def kernel_table(
             torch.cuda.synchronize()
     per_name: dict[str, list[float]] = defaultdict(list)
     for e in prof.events():
+        if e.name.startswith("## "):
+            continue  # inductor's "## Call CompiledFxGraph" ranges: annotations, not kernels
         if cuda and e.device_type.name == "CUDA":
             per_name[e.name].append(e.device_time / 1e3)  # us -> ms
         elif not cuda and e.device_type.name == "CPU" and e.name.startswith("aten::"):
@@ -119,6 +124,7 @@ def kernel_table(
         "by_kind": dict(by_kind),
         "top": rows[:25],
         "copy_launchers": copy_launchers(prof) if cuda else [],
+        "gemm_launchers": kernel_launchers(prof, is_matmul_kernel, top=24) if cuda else [],
     }
 
 
@@ -129,13 +135,24 @@ def is_copy_kernel(name: str) -> bool:
     return "copy_kernel" in low or "memcpy" in low
 
 
+def is_matmul_kernel(name: str) -> bool:
+    return kernel_kind(name) == "matmul"
+
+
 def copy_launchers(prof: Any, top: int = 12) -> list[dict[str, Any]]:
     """The CPU ops whose kernels are device copies, grouped by op, input
     shapes and the chain of ops above them: which code pays for the
     ``direct_copy`` kernels of the table."""
+    return kernel_launchers(prof, is_copy_kernel, top)
+
+
+def kernel_launchers(prof: Any, keep: Any = is_copy_kernel, top: int = 12) -> list[dict[str, Any]]:
+    """The CPU ops whose kernels ``keep`` selects, grouped by op, input
+    shapes and the chain of ops above them (GEMMs: which projection is which
+    shape and what it costs)."""
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for e in prof.events():
-        kernels = [k for k in getattr(e, "kernels", []) if is_copy_kernel(k.name)]
+        kernels = [k for k in getattr(e, "kernels", []) if keep(k.name)]
         if e.device_type.name != "CPU" or not kernels:
             continue
         chain, parent = [], e.cpu_parent
@@ -211,6 +228,8 @@ def main() -> None:
         }
         if bsz in kernel_batches:
             row["eager_kernels"] = kernel_table(policy, batch, steps, ns.compile)
+            # the prefix's own kernels: a chunk of one step (its step is 1/N of the above)
+            row["eager_kernels_one_step"] = kernel_table(policy, batch, 1, ns.compile)
         rows.append(row)
         print(json.dumps(row), flush=True)
         fast.clear()

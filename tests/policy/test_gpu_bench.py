@@ -139,6 +139,11 @@ def test_gpu_profile_groups_device_copies_by_the_op_that_launched_them(repo_root
     ]
     assert rows[0]["ms"] == pytest.approx(0.462) and rows[1]["ms"] == pytest.approx(0.010)
     assert is_copy_kernel(copy) and not is_copy_kernel(fused)
+    from gpu_profile import is_matmul_kernel, kernel_launchers
+
+    gemms = kernel_launchers(NS(events=lambda: events), is_matmul_kernel)
+    assert [(r["op"], r["count"], r["shapes"]) for r in gemms] == [("aten::addmm", 1, "[[4304]]")]
+    assert gemms[0]["ms"] == pytest.approx(0.470)
 
 
 def test_update_profile_bench_on_cpu_tiny(load_bench, tmp_path):
