@@ -616,6 +616,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="the fast sampler's attention: auto (key-limited FlashAttention where it "
         "runs, varlen_attention.py) or masks (SDPA over boolean masks, the route before)",
     )
+    parser.add_argument(
+        "--fuse-projections",
+        choices=("on", "off"),
+        default="on",
+        help="the expert's q/k/v and gate/up as one GEMM each in the steps "
+        "(fused_projections.py; on by default with CUDA graphs)",
+    )
     parser.add_argument("--out", default=None, help="directory for the JSON results")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -634,10 +641,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rate, bw, source = ceilings(device, policy.dtype)
     peak = H100_BF16_PEAK if device.type == "cuda" else rate
     varlen = None if args.attention == "auto" else False
-    fast = FastSampler(policy, varlen=varlen)
+    fuse = None if args.fuse_projections == "on" else False
+    fast = FastSampler(policy, varlen=varlen, fuse_projections=fuse)
     meta = {
         **run_meta(args.preset, args.dtype, device),
         "params": sum(p.numel() for p in policy.parameters()),
+        "fuse_projections": args.fuse_projections,
         "cameras": cameras,
         "image_size": policy.arch.image_size,
         "text_tokens": policy.arch.max_token_len,
@@ -714,7 +723,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save()
     if "compile" not in skip and "sampling" not in skip and device.type == "cuda":
         # the compiled layers are installed only inside this sampler's chunks
-        compiled = FastSampler(policy, compile_layers=True, varlen=varlen)
+        compiled = FastSampler(policy, compile_layers=True, varlen=varlen, fuse_projections=fuse)
         csizes = [int(b) for b in args.compile_batch_sizes.split(",")]
         try:
             t1 = time.perf_counter()
@@ -731,7 +740,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save()
     if "compile" not in skip and "update" not in skip and device.type == "cuda":
         if "sampling" in skip:  # no sampler from the pass above
-            compiled = FastSampler(policy, compile_layers=True, varlen=varlen)
+            compiled = FastSampler(
+                policy, compile_layers=True, varlen=varlen, fuse_projections=fuse
+            )
         if "compile_error" not in meta:
             # the RIPT update through the same compiled layers (AOTAutograd
             # compiles their backward on the first step): fewer, fused kernels

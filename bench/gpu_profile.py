@@ -85,12 +85,20 @@ def kernel_kind(name: str) -> str:
 
 
 def kernel_table(
-    policy: PI0Policy, batch: Any, steps: int, compile_layers: bool = False
+    policy: PI0Policy,
+    batch: Any,
+    steps: int,
+    compile_layers: bool = False,
+    fuse_projections: bool | None = None,
 ) -> dict[str, Any]:
     """Kernels of one eager static-cache chunk: count, total GPU ms, top names."""
     from torch.profiler import ProfilerActivity, profile
 
-    eager = FastSampler(policy, use_graphs=False, compile_layers=compile_layers)
+    # no graphs (the profiler cannot see into a replay); fusion as the graphs run it
+    fuse = policy.device.type == "cuda" if fuse_projections is None else fuse_projections
+    eager = FastSampler(
+        policy, use_graphs=False, compile_layers=compile_layers, fuse_projections=fuse
+    )
     noise = torch.randn(len(batch), policy.chunk_size, policy.max_action_dim).to(policy.device)
     level = policy.config.noise_level
     for _ in range(2):
@@ -186,6 +194,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--kernel-batches", default="1", help="batch sizes with a kernel table")
     ap.add_argument("--compile", action="store_true", help="through the compiled layers")
+    ap.add_argument(
+        "--fuse-projections", choices=("on", "off"), default="on", help="fused_projections.py"
+    )
     ap.add_argument("--out", default=None)
     ns = ap.parse_args()
     if ns.compile:
@@ -210,7 +221,9 @@ def main() -> None:
         },
     }
     print(json.dumps(meta), flush=True)
-    fast = FastSampler(policy, compile_layers=ns.compile)
+    fuse = None if ns.fuse_projections == "on" else False
+    meta["fuse_projections"] = ns.fuse_projections
+    fast = FastSampler(policy, compile_layers=ns.compile, fuse_projections=fuse)
     kernel_batches = {int(b) for b in ns.kernel_batches.split(",") if b}
     rows = []
     for bsz in (int(b) for b in ns.batch_sizes.split(",")):
@@ -227,9 +240,9 @@ def main() -> None:
             "graphs": fast.use_graphs and fast.capture_error is None,
         }
         if bsz in kernel_batches:
-            row["eager_kernels"] = kernel_table(policy, batch, steps, ns.compile)
+            row["eager_kernels"] = kernel_table(policy, batch, steps, ns.compile, fuse)
             # the prefix's own kernels: a chunk of one step (its step is 1/N of the above)
-            row["eager_kernels_one_step"] = kernel_table(policy, batch, 1, ns.compile)
+            row["eager_kernels_one_step"] = kernel_table(policy, batch, 1, ns.compile, fuse)
         rows.append(row)
         print(json.dumps(row), flush=True)
         fast.clear()
