@@ -634,6 +634,15 @@ def kv_cache_bytes(policy: PolicyFootprint, batch: int = 1) -> int:
     )
 
 
+def fused_projection_bytes(policy: PolicyFootprint) -> int:
+    """The CUDA fast sampler's fused copies of the expert's q/k/v and gate/up
+    weights (ript_core/policy/fused_projections.py): 396 MB for PI0 in bf16.
+    Counted whole even when adapters leave some layers unfused."""
+    e = policy.expert
+    rows = e.heads * e.head_dim + 2 * e.kv_heads * e.head_dim + 2 * e.mlp
+    return e.layers * e.width * rows * policy.dtype_bytes
+
+
 def _working_elems(d: TransformerDims, tokens: int, kv_len: int) -> int:
     """Elements alive inside one layer during a forward without grad."""
     mlp_live = 3 if d.gated_mlp else 2
@@ -1149,6 +1158,8 @@ def _phases(
     if machine.device == "cpu":
         rollout["env_workers"] = envs
         update["env_workers"] = envs
+    else:
+        rollout["fused_projections"] = fused_projection_bytes(policy)
     return _Phases(rollout, update)
 
 

@@ -160,6 +160,15 @@ def test_machine_table(machine, preset, strategy, backend, fits, n_env, checkpoi
     for phase in ("rollout", "update"):
         assert p.breakdown[phase]["weights"] == model_bytes(fp)
         assert p.peak_bytes[phase] == sum(p.breakdown[phase].values())
+    # the CUDA fast sampler's fused expert copies (q/k/v and gate/up rows x width)
+    e = fp.expert
+    fused = e.layers * e.width * (e.heads * e.head_dim + 2 * e.kv_heads * e.head_dim + 2 * e.mlp)
+    on_gpu = m.device == "cuda"
+    assert p.breakdown["rollout"].get("fused_projections") == (
+        fused * fp.dtype_bytes if on_gpu else None
+    )
+    if on_gpu and preset == "pi0":
+        assert p.breakdown["rollout"]["fused_projections"] == 18 * 1024 * 10752 * 2  # 396 MB
     if fits:
         assert max(p.peak_bytes.values()) <= p.usable_bytes
         assert max(p.peak_bytes.values()) < 0.9 * m.device_total_bytes
