@@ -197,6 +197,11 @@ def main() -> None:
     ap.add_argument(
         "--fuse-projections", choices=("on", "off"), default="on", help="fused_projections.py"
     )
+    ap.add_argument(
+        "--key-splits",
+        default="auto",
+        help="key chunks of the expert's attention (varlen_attention.split_keys): auto or N",
+    )
     ap.add_argument("--out", default=None)
     ns = ap.parse_args()
     if ns.compile:
@@ -223,7 +228,9 @@ def main() -> None:
     print(json.dumps(meta), flush=True)
     fuse = None if ns.fuse_projections == "on" else False
     meta["fuse_projections"] = ns.fuse_projections
-    fast = FastSampler(policy, compile_layers=ns.compile, fuse_projections=fuse)
+    splits = None if ns.key_splits == "auto" else int(ns.key_splits)
+    meta["key_splits"] = ns.key_splits
+    fast = FastSampler(policy, compile_layers=ns.compile, fuse_projections=fuse, key_splits=splits)
     kernel_batches = {int(b) for b in ns.kernel_batches.split(",") if b}
     rows = []
     for bsz in (int(b) for b in ns.batch_sizes.split(",")):
@@ -231,7 +238,9 @@ def main() -> None:
         t1 = replay_ms(policy, fast, batch, 1, ns.iters)
         tn = replay_ms(policy, fast, batch, steps, ns.iters)
         step = (tn - t1) / (steps - 1)
+        plans = [g.plan for g in fast._graphs.values()]
         row = {
+            "key_splits_used": sorted({p.get("key_splits", 1) for p in plans}),
             "batch": bsz,
             "chunk_ms": tn,
             "one_step_chunk_ms": t1,

@@ -61,6 +61,7 @@ from ript_core.policy.varlen_attention import (
     key_limited_attention,
     limit_mask,
     prefix_limits,
+    split_keys,
     suffix_key_limits,
     suffix_limits,
 )
@@ -183,6 +184,7 @@ class FastSampler:
         bucket_batches: bool | None = None,
         varlen: bool | None = None,
         fuse_projections: bool | None = None,
+        key_splits: int | None = None,
     ) -> None:
         self.policy = policy
         self.use_graphs = policy.device.type == "cuda" if use_graphs is None else use_graphs
@@ -210,6 +212,9 @@ class FastSampler:
         # copies for PI0. Default: with graphs (CUDA), where launches count.
         self.fuse_projections = self.use_graphs if fuse_projections is None else fuse_projections
         self._fusion: ExpertFusion | None = None
+        #: key chunks of the expert's key-limited attention (split_keys):
+        #: None picks per batch where flash runs (key_splits_for), 1 never splits
+        self.key_splits = key_splits
         #: batch sizes announced by the caller (:meth:`PI0Policy.expect_batch_sizes`):
         #: each gets a graph of its own instead of padding to a power of two
         self.batch_sizes: set[int] = set()
@@ -241,6 +246,25 @@ class FastSampler:
         self._fingerprint = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def _key_splits(self, bsz: int, device: torch.device, keys: int) -> int:
+        """Key chunks for the expert's attention at this batch: the forced
+        value, or where flash runs and its log-sum-exp is per row,
+        :func:`~.varlen_attention.key_splits_for` FlashAttention's grid
+        (query blocks x sequences x heads) on this GPU."""
+        if not self.varlen:
+            return 1
+        if self.key_splits is not None:
+            return self.key_splits
+        cfg = self.policy.model.config.dit_config
+        if device.type != "cuda" or not varlen_attention.flash_lse_is_per_row(device):
+            return 1
+        heads, suffix = cfg.num_attention_heads, self.policy.chunk_size + 1
+        fold = varlen_attention.FOLD_HEADS and cfg.num_key_value_heads == 1
+        max_q = (suffix - 1) * (heads if fold else 1)
+        grid = -(-max_q // varlen_attention.FLASH_BLOCK_M) * 2 * bsz * (1 if fold else heads)
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        return varlen_attention.key_splits_for(grid, keys, sms)
 
     def _params_fingerprint(self) -> tuple[Any, ...]:
         # addresses + dtypes: an in-place update keeps them (graphs stay valid);
@@ -346,11 +370,10 @@ class FastSampler:
         if plan["varlen"]:
             heads = model.config.dit_config.num_attention_heads
             fold = varlen_attention.FOLD_HEADS and model.config.dit_config.num_key_value_heads == 1
-            limits = {
-                varlen_attention.KWARG: suffix_limits(
-                    valid_len, suffix_len, buffer_len, rows_per_token=heads if fold else 1
-                )
-            }
+            rows = heads if fold else 1
+            lim = suffix_limits(valid_len, suffix_len, buffer_len, rows_per_token=rows)
+            total_q = valid_len.shape[0] * suffix_len * rows
+            limits = {varlen_attention.KWARG: split_keys(lim, plan["key_splits"], total_q)}
         time_terms = self._time_terms(plan["time_embeds"])
         x = s["noise"]
         s["chain"][:, 0].copy_(x)
@@ -538,6 +561,7 @@ class FastSampler:
         if self.fuse_projections and self._fusion is None:
             self._fusion = ExpertFusion(pol.model.model.dit)
         plan = {
+            "key_splits": self._key_splits(bsz, device, cache.buffer_len),
             "fusion": self._fusion if self.fuse_projections else None,
             "cache": cache,
             "steps": steps,

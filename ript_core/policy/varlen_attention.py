@@ -69,6 +69,9 @@ class KeyLimits(NamedTuple):
     #: folded into the rows (one KV head: every head of a token reads the
     #: same keys, so ``[B, Q, H, D]`` becomes ``B*Q*H`` single-head rows)
     rows_per_token: int = 1
+    #: > 1: the limits of :func:`split_keys` -- every query sequence once per
+    #: chunk of its keys; the call repeats the queries and combines the chunks
+    key_splits: int = 1
 
     def dense_mask(self, total_k: int) -> torch.Tensor:
         """``[total_q, total_k]`` bool: which flattened key each flattened
@@ -136,6 +139,72 @@ def suffix_limits(
     )
 
 
+def split_keys(limits: KeyLimits, splits: int, total_q: int) -> KeyLimits:
+    """The same attention as ``splits`` chunks of keys per query sequence
+    (flash-decoding): sequence ``i`` once per chunk ``c`` of ``C =
+    ceil(max_k / splits)`` keys, its queries repeated (rows ``c * total_q +
+    ...``), seeing keys ``[cu_k[i] + c*C, ...)`` up to its own limit. A small
+    call -- the expert's step at batch 1 is 8 FlashAttention blocks of
+    queries on 132 SMs, each reading 611 keys one block after another --
+    then runs ``splits`` times as many blocks, each over ``C`` keys;
+    :func:`combine_key_splits` merges their outputs by their log-sum-exps.
+    ``total_q``: the flattened query rows (``cu_q[-1]``, known on the host)."""
+    if splits <= 1:
+        return limits
+    chunk = -(-limits.max_k // splits)
+    dev = limits.cu_q.device
+    c = torch.arange(splits, device=dev, dtype=torch.int32)[:, None]
+    cu_q = (limits.cu_q[None, :-1] + c * total_q).flatten()
+    cu_k = (limits.cu_k[None, :-1] + c * chunk).flatten()
+    used = (limits.seqused_k[None, :] - c * chunk).clamp(0, chunk).flatten()
+    end_q = torch.full((1,), splits * total_q, device=dev, dtype=torch.int32)
+    return KeyLimits(
+        cu_q=torch.cat([cu_q, end_q]),
+        cu_k=torch.cat([cu_k, limits.cu_k[-1:]]),
+        seqused_k=used.to(torch.int32),
+        max_q=limits.max_q,
+        max_k=chunk,
+        rows_per_token=limits.rows_per_token,
+        key_splits=splits,
+    )
+
+
+def combine_key_splits(out: torch.Tensor, lse: torch.Tensor, splits: int) -> torch.Tensor:
+    """``out`` ``[splits * T, H, D]`` and ``lse`` ``[H, splits * T]`` of the
+    chunks of :func:`split_keys` -> ``[T, H, D]``: each chunk's output weighted
+    by ``exp(lse_c - max_c lse_c)`` (float32). A chunk with no keys for a row
+    (an infinite or NaN log-sum-exp) has weight 0 and its output is not read."""
+    rows, heads, dim = out.shape
+    t = rows // splits
+    lse = lse.view(heads, splits, t).permute(1, 2, 0)  # [splits, T, H]
+    lse = torch.where(torch.isfinite(lse), lse, float("-inf"))
+    weights = torch.exp(lse - lse.amax(0))  # every row sees >= 1 key in some chunk
+    parts = torch.where(weights[..., None] > 0, out.view(splits, t, heads, dim).float(), 0.0)
+    merged = (weights[..., None] * parts).sum(0) / weights.sum(0)[..., None]
+    return merged.to(out.dtype)
+
+
+#: The expert's step is split over key chunks when FlashAttention would run
+#: fewer than this fraction of the GPU's SMs in blocks of queries
+#: (:func:`key_splits_for`), into chunks of at least :data:`MIN_SPLIT_KEYS`.
+SPLIT_BELOW_SM_FRACTION = 0.5
+MIN_SPLIT_KEYS = 128
+MAX_KEY_SPLITS = 8
+#: FlashAttention 2's query block at head dim 256 (its forward kernel traits)
+FLASH_BLOCK_M = 64
+
+
+def key_splits_for(query_blocks: int, keys: int, sm_count: int) -> int:
+    """How many key chunks :func:`split_keys` should cut a call into: enough
+    that ``query_blocks x splits`` fills about :data:`SPLIT_BELOW_SM_FRACTION`
+    of the SMs again, with at least :data:`MIN_SPLIT_KEYS` keys per chunk;
+    1 (no split) when the query blocks alone fill that much."""
+    if query_blocks >= SPLIT_BELOW_SM_FRACTION * sm_count:
+        return 1
+    by_sms = max(1, round(SPLIT_BELOW_SM_FRACTION * sm_count / max(query_blocks, 1)))
+    return max(1, min(MAX_KEY_SPLITS, by_sms, keys // MIN_SPLIT_KEYS))
+
+
 def limit_mask(key_limit: torch.Tensor, buffer_len: int) -> torch.Tensor:
     """``[B, 1, Q, buffer_len]`` bool from ``key_limit[b, q]`` (how many
     leading keys query ``q`` of sample ``b`` sees): the SDPA form of the limits."""
@@ -193,6 +262,55 @@ def _flash_kernel() -> Any:
 
 _FLASH = _flash_kernel()
 
+
+def _flash_with_lse(q, k, v, lim, scale):  # noqa: ANN001, ANN202
+    """The aten FlashAttention op, returning ``(out, lse)`` (``lse`` ``[H, total_q]``)."""
+    out = torch.ops.aten._flash_attention_forward(
+        q,
+        k,
+        v,
+        lim.cu_q,
+        lim.cu_k,
+        lim.max_q,
+        lim.max_k,
+        0.0,
+        False,
+        False,
+        scale=scale,
+        seqused_k=lim.seqused_k,
+    )
+    return out[0], out[1]
+
+
+_FLASH_LSE_OUTSIDE_GRAPHS = torch.compiler.disable(_flash_with_lse)
+
+
+def flash_lse_is_per_row(device: torch.device) -> bool:
+    """Whether this torch build's variable-length FlashAttention returns its
+    log-sum-exp as ``[heads, total_q]`` (one per flattened query row, what
+    :func:`combine_key_splits` reads; older FlashAttention builds padded it
+    per sequence). Probed once per device with a tiny call."""
+    key = str(device)
+    if key not in _LSE_PER_ROW:
+        try:
+            q = torch.zeros(3, 1, 64, dtype=torch.bfloat16, device=device)
+            kv = torch.zeros(4, 1, 64, dtype=torch.bfloat16, device=device)
+            lim = KeyLimits(
+                cu_q=torch.tensor([0, 1, 3], dtype=torch.int32, device=device),
+                cu_k=torch.tensor([0, 2, 4], dtype=torch.int32, device=device),
+                seqused_k=torch.tensor([2, 2], dtype=torch.int32, device=device),
+                max_q=2,
+                max_k=2,
+            )
+            _, lse = _flash_with_lse(q, kv, kv, lim, 1.0)
+            _LSE_PER_ROW[key] = tuple(lse.shape) == (1, 3)
+        except RuntimeError:
+            _LSE_PER_ROW[key] = False
+    return _LSE_PER_ROW[key]
+
+
+_LSE_PER_ROW: dict[str, bool] = {}
+
 #: Launch the flash kernel outside torch.compile's graphs (a graph break
 #: around it; the sampler's CUDA graph captures it either way). Tried
 #: because compiled layers copied the whole KV buffer twice per layer and
@@ -240,6 +358,23 @@ def reference_varlen_attention(
     return out.transpose(0, 1)
 
 
+def reference_with_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, limits: KeyLimits, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense float32 attention of the flattened call with its log-sum-exp
+    ``[H, total_q]``, also for rows that see no key (output 0, log-sum-exp
+    -inf): what the flash route of a :func:`split_keys` call computes."""
+    groups = q.shape[1] // k.shape[1]
+    mask = limits.dense_mask(k.shape[0])
+    qh = q.transpose(0, 1).float()
+    kh = k.transpose(0, 1).repeat_interleave(groups, dim=0).float()
+    vh = v.transpose(0, 1).repeat_interleave(groups, dim=0).float()
+    scores = (qh @ kh.transpose(1, 2) * scale).masked_fill(~mask, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)  # [H, Tq]
+    probs = torch.where(mask, torch.exp(scores - lse[..., None]), 0.0)
+    return (probs @ vh).transpose(0, 1).to(q.dtype), lse
+
+
 def varlen_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -264,7 +399,8 @@ def varlen_attention_forward(
         )
     bsz, heads, q_len, head_dim = query.shape
     kv_heads, buffer_len = key.shape[1], key.shape[2]
-    if buffer_len != limits.max_k:
+    chunk = -(-buffer_len // limits.key_splits)  # split_keys' chunk of this buffer
+    if chunk != limits.max_k:
         raise ValueError(
             f"key-limited attention needs the whole KV buffer ({limits.max_k} slots), "
             f"got {buffer_len} keys"
@@ -281,7 +417,13 @@ def varlen_attention_forward(
                 f"{kv_heads} KV heads and {limits.rows_per_token} rows per token"
             )
         q = q.view(bsz * q_len * heads, 1, head_dim)  # rows (b, token, head)
-    if flash_applies(q.dtype, q.device, head_dim):
+    flash = flash_applies(q.dtype, q.device, head_dim)
+    if limits.key_splits > 1:
+        # the queries once per key chunk, the chunks merged (split_keys)
+        q_rep = q.repeat(limits.key_splits, 1, 1)
+        chunks = _FLASH_LSE_OUTSIDE_GRAPHS if flash else reference_with_lse
+        out = combine_key_splits(*chunks(q_rep, k, v, limits, scale), limits.key_splits)
+    elif flash:
         out = (_FLASH_OUTSIDE_GRAPHS if EAGER_FLASH else _FLASH)(q, k, v, limits, scale)
     else:
         out = reference_varlen_attention(q, k, v, limits, scale)

@@ -203,3 +203,68 @@ def test_folded_heads_equal_masked_sdpa():
         nn.Module(), query, key, value, None, scaling=0.3, **{KWARG: suffix_limits(VALID, S, T)}
     )
     assert (out - plain).abs().max().item() <= 1e-6
+
+
+# ---- key chunks (split_keys): flash-decoding for small calls ----------------------------
+
+
+@pytest.mark.parametrize("splits", [2, 3, 5])
+def test_split_keys_then_combine_equals_the_unsplit_call(splits):
+    """The folded suffix's attention cut into key chunks (some chunks hold no
+    key of a sequence: the state rows see few) and merged by log-sum-exp
+    equals the one call, and the function runs it from the limits alone."""
+    from ript_core.policy.varlen_attention import (
+        combine_key_splits,
+        reference_with_lse,
+        split_keys,
+    )
+
+    torch.manual_seed(4)
+    bsz, heads, dim = VALID.shape[0], 4, 8
+    query = torch.randn(bsz, heads, S, dim)
+    key, value = torch.randn(bsz, 1, T, dim), torch.randn(bsz, 1, T, dim)
+    limits = suffix_limits(VALID, S, T, rows_per_token=heads)
+    total_q = bsz * S * heads
+    split = split_keys(limits, splits, total_q)
+    chunk = -(-T // splits)
+    assert split.key_splits == splits and split.max_k == chunk
+    assert int(split.cu_q[-1]) == splits * total_q and split.cu_q.dtype == torch.int32
+    # every chunk's keys lie inside the sample's buffer and inside its limit
+    used = split.seqused_k.view(splits, -1)
+    assert torch.equal(used.sum(0), limits.seqused_k)
+    assert bool((used == 0).any())  # a state row's late chunks are empty
+    whole, _ = varlen_attention_forward(
+        nn.Module(), query, key, value, None, scaling=0.3, **{KWARG: limits}
+    )
+    parts, _ = varlen_attention_forward(
+        nn.Module(), query, key, value, None, scaling=0.3, **{KWARG: split}
+    )
+    assert (parts - whole).abs().max().item() <= 1e-6
+    # the pieces by hand: repeated queries, chunk outputs, log-sum-exps
+    q = query.transpose(1, 2).reshape(total_q, 1, dim)
+    k, v = key.transpose(1, 2).reshape(-1, 1, dim), value.transpose(1, 2).reshape(-1, 1, dim)
+    out, lse = reference_with_lse(q.repeat(splits, 1, 1), k, v, split, 0.3)
+    assert lse.shape == (1, splits * total_q) and bool(torch.isinf(lse).any())
+    merged = combine_key_splits(out, lse, splits)
+    assert (merged.view(bsz, S, heads, dim) - whole).abs().max().item() <= 1e-6
+
+
+def test_combining_ignores_the_output_of_an_empty_chunk():
+    from ript_core.policy.varlen_attention import combine_key_splits
+
+    out = torch.tensor([[[1.0, 2.0]], [[float("nan"), 5.0]], [[3.0, 4.0]]])  # 3 chunks x 1 row
+    lse = torch.tensor([[0.0, float("inf"), 0.0]])  # chunk 1: no keys (flash writes +inf)
+    merged = combine_key_splits(out, lse, 3)
+    assert torch.equal(merged, torch.tensor([[[2.0, 3.0]]]))
+
+
+def test_key_splits_fill_about_half_the_gpu_with_chunks_of_128_keys_or_more():
+    from ript_core.policy.varlen_attention import key_splits_for
+
+    # pi0's expert step, folded: 7 query blocks x 2 sequences per sample, 611 keys
+    assert key_splits_for(14, 611, 132) == 4  # batch 1: 611 // 128 keys caps it
+    assert key_splits_for(28, 611, 132) == 2  # batch 2
+    assert key_splits_for(56, 611, 132) == 1  # batch 4: 56 blocks ~ 0.42 x 132, round(1.18)
+    assert key_splits_for(224, 611, 132) == 1  # batch 16: the blocks fill the GPU
+    assert key_splits_for(2, 5000, 132) == 8  # capped at MAX_KEY_SPLITS
+    assert key_splits_for(2, 100, 132) == 1  # too few keys to cut
