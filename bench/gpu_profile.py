@@ -90,6 +90,7 @@ def kernel_table(
     steps: int,
     compile_layers: bool = False,
     fuse_projections: bool | None = None,
+    key_splits: int | None = None,
 ) -> dict[str, Any]:
     """Kernels of one eager static-cache chunk: count, total GPU ms, top names."""
     from torch.profiler import ProfilerActivity, profile
@@ -97,7 +98,11 @@ def kernel_table(
     # no graphs (the profiler cannot see into a replay); fusion as the graphs run it
     fuse = policy.device.type == "cuda" if fuse_projections is None else fuse_projections
     eager = FastSampler(
-        policy, use_graphs=False, compile_layers=compile_layers, fuse_projections=fuse
+        policy,
+        use_graphs=False,
+        compile_layers=compile_layers,
+        fuse_projections=fuse,
+        key_splits=key_splits,
     )
     noise = torch.randn(len(batch), policy.chunk_size, policy.max_action_dim).to(policy.device)
     level = policy.config.noise_level
@@ -249,9 +254,9 @@ def main() -> None:
             "graphs": fast.use_graphs and fast.capture_error is None,
         }
         if bsz in kernel_batches:
-            row["eager_kernels"] = kernel_table(policy, batch, steps, ns.compile, fuse)
+            row["eager_kernels"] = kernel_table(policy, batch, steps, ns.compile, fuse, splits)
             # the prefix's own kernels: a chunk of one step (its step is 1/N of the above)
-            row["eager_kernels_one_step"] = kernel_table(policy, batch, 1, ns.compile, fuse)
+            row["eager_kernels_one_step"] = kernel_table(policy, batch, 1, ns.compile, fuse, splits)
         rows.append(row)
         print(json.dumps(row), flush=True)
         fast.clear()
