@@ -241,30 +241,14 @@ def _flash_kernel() -> Any:
             return public
 
     def aten(q, k, v, lim, scale):  # noqa: ANN001, ANN202
-        out = torch.ops.aten._flash_attention_forward(
-            q,
-            k,
-            v,
-            lim.cu_q,
-            lim.cu_k,
-            lim.max_q,
-            lim.max_k,
-            0.0,
-            False,
-            False,
-            scale=scale,
-            seqused_k=lim.seqused_k,
-        )
-        return out[0]
+        return _flash_with_lse(q, k, v, lim, scale)[0]
 
     return aten
 
 
-_FLASH = _flash_kernel()
-
-
 def _flash_with_lse(q, k, v, lim, scale):  # noqa: ANN001, ANN202
-    """The aten FlashAttention op, returning ``(out, lse)`` (``lse`` ``[H, total_q]``)."""
+    """The aten FlashAttention op, returning ``(out, lse)`` (``lse``
+    ``[H, total_q]`` where :func:`flash_lse_is_per_row`)."""
     out = torch.ops.aten._flash_attention_forward(
         q,
         k,
@@ -280,6 +264,9 @@ def _flash_with_lse(q, k, v, lim, scale):  # noqa: ANN001, ANN202
         seqused_k=lim.seqused_k,
     )
     return out[0], out[1]
+
+
+_FLASH = _flash_kernel()
 
 
 _FLASH_LSE_OUTSIDE_GRAPHS = torch.compiler.disable(_flash_with_lse)
