@@ -480,8 +480,13 @@ def memory_rows(
         )
         ib, mb = plan.inference_batch, plan.train_micro_batch
         weights = pl.model_bytes(fp)
+        # the fast sampler's fused expert copies, where it makes them (CUDA graphs)
+        fused = pl.fused_projection_bytes(fp) if fast.fuse_projections else 0
         predicted = {
-            "rollout": weights + pl.kv_cache_bytes(fp, ib) + pl.rollout_activation_bytes(fp, ib),
+            "rollout": weights
+            + pl.kv_cache_bytes(fp, ib)
+            + pl.rollout_activation_bytes(fp, ib)
+            + fused,
             "update": predicted_update(fp, mb, checkpointing=False),
         }
         measured: dict[str, int | None] = {}
