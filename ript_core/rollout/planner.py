@@ -1159,7 +1159,8 @@ def _phases(
         rollout["env_workers"] = envs
         update["env_workers"] = envs
     else:
-        rollout["fused_projections"] = fused_projection_bytes(policy)
+        # made by the first chunk, kept with the sampler through the update
+        rollout["fused_projections"] = update["fused_projections"] = fused_projection_bytes(policy)
     return _Phases(rollout, update)
 
 
