@@ -284,16 +284,21 @@ def main() -> None:
         run_scenario(sc, groups, actor, args, device)
 
 
+def one_input(task: TaskInfo) -> Any:
+    """One policy input of ``task``: a reset of its env through its adapter."""
+    registry = get_registry()
+    env = registry.make_env(BACKEND, task.name, {})
+    adapt, _ = registry.default_adapters(BACKEND, task.name, {})
+    return adapt(env.reset(seed=0)[0])
+
+
 def submit_syncs(actor: Any, task: TaskInfo) -> str:
     """Run one warm ``submit`` under torch's sync debug mode "error": ``none``
     if nothing in it waited for the GPU (the runner's overlap needs that),
     else the error."""
     import torch
 
-    registry = get_registry()
-    env = registry.make_env(BACKEND, task.name, {})
-    adapt, _ = registry.default_adapters(BACKEND, task.name, {})
-    one = adapt(env.reset(seed=0)[0])
+    one = one_input(task)
     size = min(announced_sizes(actor) or (1,))
     actor.act([one] * size, list(range(size)))  # this size's graph exists
     torch.cuda.synchronize()
@@ -335,11 +340,7 @@ def warm_buckets(actor: Any, task: TaskInfo, largest: int) -> float:
     sampler pads a batch to the next power of two or the next announced size)
     so that no compilation lands inside a timed rollout; returns the seconds
     it took."""
-    registry = get_registry()
-    env = registry.make_env(BACKEND, task.name, {})
-    adapt, _ = registry.default_adapters(BACKEND, task.name, {})
-    obs, _ = env.reset(seed=0)
-    one = adapt(obs)
+    one = one_input(task)
     t0 = time.perf_counter()
     sizes = announced_sizes(actor)
     for size in sorted({min(batch_bucket(n, sizes), largest) for n in range(1, largest + 1)}):

@@ -58,7 +58,7 @@ class PolicyBatch:
         a host sync: they are queued behind whatever the GPU is running."""
         device = torch.device(device)
         return PolicyBatch(
-            **{k: _to_device(v, device) for k, v in self._tensors().items()},
+            **{k: to_device(v, device) for k, v in self._tensors().items()},
             cameras_present=self.cameras_present,
         )
 
@@ -88,7 +88,8 @@ class PolicyBatch:
 TENSOR_FIELDS = ("images", "image_masks", "tokens", "token_masks", "state", "raw_state")
 
 
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; a host -> CUDA copy is pinned and non-blocking."""
     if t.device.type == "cpu" and device.type == "cuda":
         # pageable host memory would make the copy wait for the GPU's queue
         return t.pin_memory().to(device, non_blocking=True)

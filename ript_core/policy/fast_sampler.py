@@ -256,7 +256,6 @@ class FastSampler:
             return 1
         if self.key_splits is not None:
             return self.key_splits
-        cfg = self.policy.model.config.dit_config
         # uncompiled, the merge of the chunks is a dozen small kernels per call:
         # at batch 1 that cost more than the split saved (34.4 -> 42.4 ms on the
         # H100); compiled layers fuse it into about three
@@ -264,12 +263,20 @@ class FastSampler:
             return 1
         if device.type != "cuda" or not varlen_attention.flash_lse_is_per_row(device):
             return 1
-        heads, suffix = cfg.num_attention_heads, self.policy.chunk_size + 1
-        fold = varlen_attention.FOLD_HEADS and cfg.num_key_value_heads == 1
-        max_q = (suffix - 1) * (heads if fold else 1)
-        grid = -(-max_q // varlen_attention.FLASH_BLOCK_M) * 2 * bsz * (1 if fold else heads)
+        heads = self.policy.model.config.dit_config.num_attention_heads
+        rows = self._suffix_rows_per_token()
+        max_q = self.policy.chunk_size * rows  # the action tokens' sequence
+        # FlashAttention's grid: query blocks x (state, actions) x unfolded heads
+        grid = -(-max_q // varlen_attention.FLASH_BLOCK_M) * 2 * bsz * (heads // rows)
         sms = torch.cuda.get_device_properties(device).multi_processor_count
         return varlen_attention.key_splits_for(grid, keys, sms)
+
+    def _suffix_rows_per_token(self) -> int:
+        """Query rows per suffix token in the key-limited route: the expert's
+        heads when they are folded into the rows (one KV head), else 1."""
+        cfg = self.policy.model.config.dit_config
+        fold = varlen_attention.FOLD_HEADS and cfg.num_key_value_heads == 1
+        return cfg.num_attention_heads if fold else 1
 
     def _params_fingerprint(self) -> tuple[Any, ...]:
         # addresses + dtypes: an in-place update keeps them (graphs stay valid);
@@ -373,9 +380,7 @@ class FastSampler:
         mask = limit_mask(suffix_key_limits(valid_len, suffix_len), buffer_len)
         positions = valid_len[:, None] + torch.arange(suffix_len, device=valid_len.device)
         if plan["varlen"]:
-            heads = model.config.dit_config.num_attention_heads
-            fold = varlen_attention.FOLD_HEADS and model.config.dit_config.num_key_value_heads == 1
-            rows = heads if fold else 1
+            rows = self._suffix_rows_per_token()
             lim = suffix_limits(valid_len, suffix_len, buffer_len, rows_per_token=rows)
             total_q = valid_len.shape[0] * suffix_len * rows
             limits = {varlen_attention.KWARG: split_keys(lim, plan["key_splits"], total_q)}
@@ -567,7 +572,7 @@ class FastSampler:
             self._fusion = ExpertFusion(pol.model.model.dit)
         plan = {
             "key_splits": self._key_splits(bsz, device, cache.buffer_len),
-            "fusion": self._fusion if self.fuse_projections else None,
+            "fusion": self._fusion,
             "cache": cache,
             "steps": steps,
             "mode": mode,

@@ -43,10 +43,7 @@ def _plain(linear: Any) -> bool:
 
 
 def _hooked(*modules: nn.Module) -> bool:
-    return any(
-        m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None)
-        for m in modules
-    )
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 def fusable(layer: nn.Module) -> bool:

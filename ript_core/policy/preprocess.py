@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ript_core.envs.interfaces import PolicyInput
-from ript_core.policy.batch import PolicyBatch
+from ript_core.policy.batch import PolicyBatch, to_device
 from ript_core.policy.images import ResizeMethod, resize_with_pad
 from ript_core.policy.pipeline import CameraSlot
 from ript_core.policy.stats import NormStats
@@ -84,17 +84,12 @@ def preprocess_images(
                 by_shape.setdefault(img.shape, []).append(i)
         for rows in by_shape.values():
             stack = torch.from_numpy(np.stack([np.asarray(inputs[i].images[slot]) for i in rows]))
-            if on_device.type == "cuda":
-                stack = stack.pin_memory()
-            resized = resize_with_pad(stack.to(on_device, non_blocking=True), size, resize)
+            resized = resize_with_pad(to_device(stack, on_device), size, resize)
             if len(rows) == batch:
                 images[:, c] = resized
             else:
                 # a list index would be copied to the GPU with a host sync
-                index = torch.tensor(rows)
-                if on_device.type == "cuda":
-                    index = index.pin_memory()
-                images[index.to(on_device, non_blocking=True), c] = resized
+                images[to_device(torch.tensor(rows), on_device), c] = resized
             masks[rows, c] = True
     return images, masks
 
