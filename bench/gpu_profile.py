@@ -190,6 +190,87 @@ def kernel_launchers(prof: Any, keep: Any = is_copy_kernel, top: int = 12) -> li
     return rows[:top]
 
 
+def replay_timeline(
+    policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iters: int = 20
+) -> dict[str, Any]:
+    """Where one graph-path call's wall time goes: the host before the replay
+    (``sample``'s own work: inputs, the parameter fingerprint, the copies)
+    and, from a profiler trace of the replay, the kernels' busy time against
+    their span (the gaps between a graph's kernels)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    noise = torch.randn(len(batch), policy.chunk_size, policy.max_action_dim).to(policy.device)
+    level = policy.config.noise_level
+
+    def call() -> None:
+        fast.sample(batch, "ode", None, noise, level, steps)
+
+    for _ in range(3):
+        call()
+    out: dict[str, Any] = {}
+    # host: sample()'s return without a sync (the replay is asynchronous) and
+    # the fingerprint alone
+    host, wall, fps = [], [], []
+    for _ in range(iters):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        call()
+        host.append((time.perf_counter() - t) * 1e3)
+        torch.cuda.synchronize()
+        wall.append((time.perf_counter() - t) * 1e3)
+        t = time.perf_counter()
+        fast._params_fingerprint()
+        fps.append((time.perf_counter() - t) * 1e3)
+    out["sample_wall_ms"] = statistics.median(wall)
+    out["sample_host_ms"] = statistics.median(host)
+    out["fingerprint_ms"] = statistics.median(fps)
+    out["parameters"] = sum(1 for _ in policy.model.parameters())
+    # the replay alone
+    entry = next(g for g in fast._graphs.values() if g.plan["steps"] == steps)
+    reps = []
+    for _ in range(iters):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        entry.graph.replay()
+        torch.cuda.synchronize()
+        reps.append((time.perf_counter() - t) * 1e3)
+    out["replay_only_ms"] = statistics.median(reps)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        torch.cuda.synchronize()
+        with record_function("ript_sample"):
+            call()
+        torch.cuda.synchronize()
+    kernels, region = [], None
+    for e in prof.events():
+        if e.device_type.name == "CUDA" and not e.name.startswith("## "):
+            kernels.append((e.time_range.start, e.time_range.end, e.name))
+        elif e.name == "ript_sample" and e.device_type.name == "CPU":
+            region = (e.time_range.start, e.time_range.end)
+    kernels.sort()
+    out["trace_kernels"] = len(kernels)
+    if kernels:
+        busy, gaps, end = 0.0, [], kernels[0][0]
+        prev = ""
+        for s0, e0, name in kernels:
+            if s0 > end:
+                gaps.append((s0 - end, prev[:60], name[:60]))
+            busy += max(0.0, e0 - max(s0, end))
+            end = max(end, e0)
+            prev = name
+        span = end - kernels[0][0]
+        out["trace_span_ms"] = span / 1e3
+        out["trace_busy_ms"] = busy / 1e3
+        out["trace_gap_ms"] = sum(g[0] for g in gaps) / 1e3
+        out["trace_gaps_over_20us_ms"] = sum(g[0] for g in gaps if g[0] > 20) / 1e3
+        out["trace_top_gaps"] = [
+            {"us": g[0], "after": g[1], "before": g[2]} for g in sorted(gaps, reverse=True)[:12]
+        ]
+        if region is not None:
+            out["host_before_first_kernel_ms"] = (kernels[0][0] - region[0]) / 1e3
+            out["region_ms"] = (region[1] - region[0]) / 1e3
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="pi0")
@@ -206,6 +287,11 @@ def main() -> None:
         "--key-splits",
         default="auto",
         help="key chunks of the expert's attention (varlen_attention.split_keys): auto or N",
+    )
+    ap.add_argument(
+        "--timeline",
+        action="store_true",
+        help="host vs replay vs kernel-gap split (kernel batches)",
     )
     ap.add_argument("--out", default=None)
     ns = ap.parse_args()
@@ -253,7 +339,13 @@ def main() -> None:
             "step_ms": step,
             "graphs": fast.use_graphs and fast.capture_error is None,
         }
-        if bsz in kernel_batches:
+        if bsz in kernel_batches and ns.timeline and policy.device.type == "cuda":
+            row["timeline"] = replay_timeline(policy, fast, batch, steps)
+            row["timeline_one_step"] = replay_timeline(policy, fast, batch, 1)
+            print(json.dumps({"batch": bsz, "timeline": row["timeline"]}), flush=True)
+            print(json.dumps({"batch": bsz, "one_step": row["timeline_one_step"]}), flush=True)
+            fast.clear()
+        if bsz in kernel_batches and not ns.timeline:
             row["eager_kernels"] = kernel_table(policy, batch, steps, ns.compile, fuse, splits)
             # the prefix's own kernels: a chunk of one step (its step is 1/N of the above)
             row["eager_kernels_one_step"] = kernel_table(policy, batch, 1, ns.compile, fuse, splits)

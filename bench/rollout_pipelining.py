@@ -454,6 +454,25 @@ def run_scenario(
             f"| {lock.cost_s / pred.cost_s:.2f} | {100 * pred.policy_util:.0f} "
             f"| {100 * pred.env_util:.0f} |"
         )
+    # an env's turn: its chunk, the group's slowest env, the absorb, the policy call
+    print(
+        "\nWhere an env's turn goes (means; a turn = reply -> next chunk sent -> next reply):\n\n"
+        "| G | env chunk ms | + group straggler ms | + absorb ms | + policy latency ms "
+        "| (of it device ms) | = turn ms | measured ms per round |"
+    )
+    print("|" + "---|" * 8)
+    for (g, sync), (_, s) in results.items():
+        calls_ = max(1, s.policy_calls)
+        turns = max(1, s.group_turns)
+        env_ms = 1e3 * s.env_busy_s / max(1, s.policy_samples)
+        straggle, absorb = 1e3 * s.env_straggle_s / turns, 1e3 * s.absorb_s / turns
+        latency, dev = 1e3 * s.policy_latency_s / calls_, 1e3 * s.policy_s / calls_
+        rounds = s.policy_calls / g
+        print(
+            f"| {g}{' sync' if sync else ''} | {env_ms:.1f} | {straggle:.1f} | {absorb:.1f} "
+            f"| {latency:.1f} | {dev:.1f} | {env_ms + straggle + absorb + latency:.1f} "
+            f"| {1e3 * s.wall_s / max(1.0, rounds):.1f} |"
+        )
     pick = choose_pipeline(n, chunk_s, cost, **kw)
     print(
         f"\nThe planner, given these measured costs, picks G = {pick.groups} "

@@ -35,8 +35,9 @@ maths is checked without a GPU. The eager path stays the reference:
 
 Graphs read parameters by address. In-place optimizer steps keep addresses
 (the graph sees new weights); anything that replaces a parameter tensor
-(``load_state_dict(assign=True)``, re-sharding) changes the fingerprint the
-sampler checks on every call and triggers a re-capture.
+(``load_state_dict(assign=True)``, ``p.data = ...``, a cast, re-sharding)
+changes the fingerprint the sampler checks on every call
+(:mod:`.param_watch`, ~0.2 ms) and triggers a re-capture.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
 from ript_core.policy.fused_projections import ExpertFusion
 from ript_core.policy.kv_only_layer import last_layer_kv_only
+from ript_core.policy.param_watch import ParameterWatch
 from ript_core.policy.sharded import has_sharded_parameters
 from ript_core.policy.varlen_attention import (
     key_limited_attention,
@@ -220,6 +222,7 @@ class FastSampler:
         self.batch_sizes: set[int] = set()
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._fingerprint: tuple[Any, ...] | None = None
+        self._watch = ParameterWatch(policy.model)
         self._time_embeds: dict[tuple[int, int, torch.device], torch.Tensor] = {}
         self.capture_error: str | None = None
 
@@ -280,8 +283,9 @@ class FastSampler:
 
     def _params_fingerprint(self) -> tuple[Any, ...]:
         # addresses + dtypes: an in-place update keeps them (graphs stay valid);
-        # a replaced or re-cast parameter changes them (graphs must be rebuilt)
-        return tuple((p.data_ptr(), p.dtype) for p in self.policy.model.parameters())
+        # a replaced or re-cast parameter changes them (graphs must be rebuilt).
+        # param_watch.py: without walking the modules on every call
+        return self._watch.fingerprint()
 
     @staticmethod
     def supported(policy: PI0Policy) -> bool:

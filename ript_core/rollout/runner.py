@@ -146,6 +146,7 @@ class _Call:
     workers: list[int]
     pending: PendingOutput
     host_s: float  # wall time of the submit
+    submitted_at: float = 0.0  # perf_counter() when the submit began
 
 
 #: How long the runner waits for env replies before it looks at its policy
@@ -185,6 +186,17 @@ class RolloutStats:
     policy_host_s: float = 0.0
     env_wait_s: float = 0.0
     env_busy_s: float = 0.0  # summed over workers, timed inside them
+    # what an env waits for between its reply and its next chunk, summed
+    # over policy calls / group turns (the pipelined schedule's critical
+    # path: env chunk + absorb + latency, docs/benchmarks.md):
+    #: from a call's submit to its chunks sent (host work, queue, device)
+    policy_latency_s: float = 0.0
+    #: from a group's last reply to its first submit (observation adapters)
+    absorb_s: float = 0.0
+    #: the slowest env's reply time minus the mean, per group turn: what a
+    #: group waits for its last env
+    env_straggle_s: float = 0.0
+    group_turns: int = 0
     n_workers: int = 1
     pipeline_groups: int = 1
     failures: list[str] = attrs.Factory(list)
@@ -241,6 +253,7 @@ class RolloutStats:
             f"{prefix}env_wait_frac": self.env_wait_s / self.wall_s if self.wall_s else 0.0,
             f"{prefix}policy_busy_frac": self.policy_busy_frac,
             f"{prefix}env_busy_frac": self.env_busy_frac,
+            f"{prefix}policy_latency_ms": 1e3 * self.policy_latency_s / max(1, self.policy_calls),
             f"{prefix}pipeline_groups": self.pipeline_groups,
             f"{prefix}discarded_episodes": self.discarded_episodes,
         }
@@ -370,6 +383,11 @@ class RolloutRunner:
                     continue
                 # only this group's replies: the other groups go on stepping
                 replies = self._collect_group(group, calls, live, stats)
+                t_in = time.perf_counter()
+                busy = [r.busy_s for _, r in replies if not isinstance(r, WorkerFailure)]
+                if busy:
+                    stats.env_straggle_s += max(busy) - sum(busy) / len(busy)
+                    stats.group_turns += 1
                 for worker, reply in replies:
                     state = live.pop(worker)
                     if isinstance(reply, WorkerFailure):
@@ -385,14 +403,20 @@ class RolloutRunner:
                         start(worker)
                 waiting = [w for w in group if w in live and live[w].pending_input is not None]
                 step = self.max_batch or max(1, len(waiting))
+                stats.absorb_s += time.perf_counter() - t_in
                 for i in range(0, len(waiting), step):
                     calls.append(self._submit(waiting[i : i + step], live))
                 # restarted workers whose episode was re-queued need new work
                 for worker in group:
                     if worker not in live and queue:
                         start(worker)
-            while calls:  # only if every episode ended while a call was in flight
-                self._deliver(calls.popleft(), live, stats)
+            # Not after every round: the next round's groups land the calls in
+            # flight as they wait for their envs. Draining here made group 1's
+            # envs, already answered, wait for the last group's call every
+            # round (H100, G = 8: ~100 ms of a ~950 ms round).
+            if not live:  # a call's envs are live, so this is only a safety net
+                while calls:
+                    self._deliver(calls.popleft(), live, stats)
 
         stats.wall_s = time.perf_counter() - t_start
         stats.episodes = len(done)
@@ -464,7 +488,7 @@ class RolloutRunner:
         pending = (
             submit(inputs, seeds) if submit is not None else _Done(self.policy.act(inputs, seeds))
         )
-        return _Call(workers, pending, time.perf_counter() - t0)
+        return _Call(workers, pending, time.perf_counter() - t0, t0)
 
     def _deliver(self, call: _Call, live: dict[int, _Live], stats: RolloutStats) -> None:
         """Wait for ``call`` if needed and send each of its envs its chunk."""
@@ -491,3 +515,4 @@ class RolloutRunner:
             state.steps.append(DecisionStep(state.pending_input, record))
             state.pending_input = None
             self.pool.send(worker, StepCommand(env_actions, self.record_frames))
+        stats.policy_latency_s += time.perf_counter() - call.submitted_at

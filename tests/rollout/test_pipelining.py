@@ -381,7 +381,20 @@ def test_an_asynchronous_policy_hides_its_host_time(slow_pool, asynchronous):
         expected = async_wall_s(2, host, device, env)
     else:
         expected = analytic_wall_s(2, host + device, env)
-    assert stats.wall_s == pytest.approx(expected, rel=0.15), (stats.wall_s, expected)
+    # asynchronous: within 8 % (measured ~1.5 % over). A runner that waited
+    # for every call in flight at the end of each round -- group 1's envs,
+    # already answered, waiting for group 2's call -- was 16 % over here.
+    rel = 0.08 if asynchronous else 0.15
+    assert stats.wall_s == pytest.approx(expected, rel=rel), (stats.wall_s, expected)
+    # an env's wait for its chunk: the call's host and device time, plus at
+    # most one other group's call queued ahead of it on the device
+    latency = stats.policy_latency_s / stats.policy_calls
+    assert stats.as_metrics()["rollout/policy_latency_ms"] == pytest.approx(1e3 * latency)
+    if asynchronous:
+        assert host + device <= latency < host + 2 * device
+    else:
+        assert host + device <= latency < host + device + 0.010
+    assert stats.group_turns == 2 * (d + 1)  # the resets' replies, then d chunks each
     # the nominal costs: 890 ms against 1170 ms
     nominal = REPLAN * STEP_SLEEP_S / 2
     assert async_wall_s(2, HOST_S, DEVICE_S, nominal) == pytest.approx(0.89)

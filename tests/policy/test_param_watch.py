@@ -1,0 +1,68 @@
+import torch
+from torch import nn
+
+from ript_core.policy.param_watch import ParameterWatch
+
+
+def walked(model: nn.Module) -> tuple[tuple[int, ...], tuple[torch.dtype, ...]]:
+    """The reference: a fresh walk of the parameters."""
+    ps = list(model.parameters())
+    return tuple(p.data_ptr() for p in ps), tuple(p.dtype for p in ps)
+
+
+def make() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 2)))
+
+
+def test_unchanged_model_is_walked_once_and_matches_a_fresh_walk():
+    model = make()
+    watch = ParameterWatch(model)
+    first = watch.fingerprint()
+    assert first == walked(model)
+    for _ in range(5):
+        assert watch.fingerprint() == first
+    assert watch.walks == 1
+
+
+def test_in_place_updates_keep_the_fingerprint():
+    model = make()
+    watch = ParameterWatch(model)
+    before = watch.fingerprint()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(3, 4)).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model.load_state_dict(make().state_dict())  # copies into the same storage
+    assert watch.fingerprint() == before == walked(model)
+
+
+def test_replaced_storage_or_dtype_changes_it_without_a_new_walk():
+    model = make()
+    watch = ParameterWatch(model)
+    before = watch.fingerprint()
+    model[0].weight.data = torch.zeros(8, 4)
+    after = watch.fingerprint()
+    assert after != before and after == walked(model)
+    model.to(torch.float64)
+    assert watch.fingerprint() == walked(model)
+    assert watch.fingerprint()[1][0] == torch.float64
+
+
+def test_registrations_anywhere_invalidate_the_cached_list():
+    model = make()
+    watch = ParameterWatch(model)
+    before = watch.fingerprint()
+    walks = watch.walks
+    model[0].weight = nn.Parameter(torch.zeros(8, 4))  # a new Parameter object
+    after = watch.fingerprint()
+    assert after != before and after == walked(model)
+    assert watch.walks == walks + 1
+    model[2] = nn.Sequential(nn.Linear(8, 2), nn.Linear(2, 2))  # a new submodule
+    assert watch.fingerprint() == walked(model)
+    assert len(watch.fingerprint()[0]) == 6
+    model.load_state_dict(
+        make().state_dict() | {"2.1.weight": torch.eye(2), "2.1.bias": torch.zeros(2)}, assign=True
+    )
+    assert watch.fingerprint() == walked(model)
