@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -205,6 +206,13 @@ def main() -> None:
         help="replace PI0 by a stub that sleeps this long per sample: the schedule alone, "
         "with an inference cost proportional to the batch",
     )
+    parser.add_argument(
+        "--profile-host",
+        type=int,
+        default=None,
+        metavar="BATCH",
+        help="only profile the host side of submit + result at this batch (cProfile) and exit",
+    )
     args = parser.parse_args()
 
     install_plugin()
@@ -278,6 +286,9 @@ def main() -> None:
         + "\n",
         flush=True,
     )
+    if args.profile_host:
+        print(host_profile(actor, task, args.profile_host))
+        return
     if device.type == "cuda":
         print(f"Host syncs in one `submit` after warm-up: {submit_syncs(actor, task)}\n")
     for sc in scenarios:
@@ -311,6 +322,48 @@ def submit_syncs(actor: Any, task: TaskInfo) -> str:
         torch.cuda.set_sync_debug_mode("default")
     pending.result()
     return f"none (batch {size})"
+
+
+def host_profile(actor: Any, task: TaskInfo, size: int, calls: int = 30) -> str:
+    """Where the host's time in ``submit`` and ``result`` goes at one batch
+    size (cProfile, after a warm call; the device finishes each call before
+    the next, so ``result`` does not wait)."""
+    import cProfile
+    import io
+    import pstats
+
+    import torch
+
+    one = one_input(task)
+    inputs, seeds = [one] * size, list(range(size))
+    actor.act(inputs, seeds)
+    cuda = actor.policy.device.type == "cuda"
+    prof = cProfile.Profile()
+    submit_s, result_s = [], []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        prof.enable()
+        pending = actor.submit(inputs, seeds)
+        prof.disable()
+        t1 = time.perf_counter()
+        if cuda:
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        prof.enable()
+        pending.result()
+        prof.disable()
+        submit_s.append(t1 - t0)
+        result_s.append(time.perf_counter() - t2)
+    out = io.StringIO()
+    out.write(
+        f"Host time per call at batch {size}: submit {1e3 * statistics.median(submit_s):.2f} ms, "
+        f"result {1e3 * statistics.median(result_s):.2f} ms (medians of {calls})\n\n```\n"
+    )
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats("tottime").print_stats(20)
+    out.write("```\n")
+    return out.getvalue()
 
 
 class SyncActor:

@@ -37,7 +37,7 @@ Graphs read parameters by address. In-place optimizer steps keep addresses
 (the graph sees new weights); anything that replaces a parameter tensor
 (``load_state_dict(assign=True)``, ``p.data = ...``, a cast, re-sharding)
 changes the fingerprint the sampler checks on every call
-(:mod:`.param_watch`, ~0.2 ms) and triggers a re-capture.
+(:mod:`.param_watch`, ~0.35 ms) and triggers a re-capture.
 """
 
 from __future__ import annotations
@@ -57,8 +57,7 @@ from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
 from ript_core.policy.fused_projections import ExpertFusion
 from ript_core.policy.kv_only_layer import last_layer_kv_only
-from ript_core.policy.param_watch import ParameterWatch
-from ript_core.policy.sharded import has_sharded_parameters
+from ript_core.policy.param_watch import watch
 from ript_core.policy.varlen_attention import (
     key_limited_attention,
     limit_mask,
@@ -222,7 +221,7 @@ class FastSampler:
         self.batch_sizes: set[int] = set()
         self._graphs: dict[tuple[Any, ...], _Graph] = {}
         self._fingerprint: tuple[Any, ...] | None = None
-        self._watch = ParameterWatch(policy.model)
+        self._watch = watch(policy.model)
         self._time_embeds: dict[tuple[int, int, torch.device], torch.Tensor] = {}
         self.capture_error: str | None = None
 
@@ -291,7 +290,7 @@ class FastSampler:
     def supported(policy: PI0Policy) -> bool:
         """The fast path drives plain tensors; sharded (DTensor) parameters
         gather through hooks a graph cannot capture -- those use the eager path."""
-        return not has_sharded_parameters(policy.model)
+        return not watch(policy.model).sharded()  # param_watch.py: no walk per call
 
     # ---- the chunk function --------------------------------------------------------
 

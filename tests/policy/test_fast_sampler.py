@@ -232,6 +232,23 @@ def test_policy_uses_eager_path_off_cuda(policy):
     assert policy.fast_sampler() is None  # CPU: eager loop (graphs need CUDA)
 
 
+def test_sharded_weights_are_not_supported():
+    """FSDP-sharded weights gather through hooks a graph cannot capture; the
+    check reads the cached parameter dicts (param_watch.py), and sees the
+    DTensors fully_shard puts there without a registration."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    policy = tiny_policy()
+    assert FastSampler.supported(policy)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        fully_shard(policy.model.model.dit.layers[0])
+        assert not FastSampler.supported(policy)
+    finally:
+        dist.destroy_process_group()
+
+
 def test_batch_buckets_pad_and_slice(policy):
     """A batch of 3 runs in the bucket of 4 (pad rows copy row 0) and gives
     the eager loop's chunks; a later batch of 4 reuses that signature."""

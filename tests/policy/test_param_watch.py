@@ -1,7 +1,8 @@
 import torch
 from torch import nn
 
-from ript_core.policy.param_watch import ParameterWatch
+from ript_core.policy.param_watch import ParameterWatch, watch
+from ript_core.policy.sharded import has_sharded_parameters
 
 
 def walked(model: nn.Module) -> tuple[tuple[int, ...], tuple[torch.dtype, ...]]:
@@ -66,3 +67,29 @@ def test_registrations_anywhere_invalidate_the_cached_list():
         make().state_dict() | {"2.1.weight": torch.eye(2), "2.1.bias": torch.zeros(2)}, assign=True
     )
     assert watch.fingerprint() == walked(model)
+
+
+def test_tensors_put_straight_into_a_parameter_dict_are_seen_without_a_walk():
+    """FSDP's fully_shard writes ``module._parameters`` directly (no hook)."""
+    model = make()
+    w = ParameterWatch(model)
+    before, walks = w.fingerprint(), w.walks
+    model[0]._parameters["weight"] = nn.Parameter(torch.zeros(8, 4))
+    assert w.fingerprint() != before and w.fingerprint() == walked(model)
+    assert w.walks == walks
+
+
+def test_sharded_follows_fully_shard_and_watch_is_one_per_model():
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    model = make()
+    w = watch(model)
+    assert watch(model) is w and watch(make()) is not w
+    assert not w.sharded()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        fully_shard(model[0])
+        assert w.sharded() and has_sharded_parameters(model)
+    finally:
+        dist.destroy_process_group()
