@@ -22,7 +22,10 @@ Two measurements, both on the CUDA-graph path that rollouts use:
 ``--kernel-batches`` picks the batch sizes that get kernel tables: the
 chunk's and a one-step chunk's (the prefix and one step), each with the ops
 behind its device copies (``copy_launchers``) and its GEMMs
-(``gemm_launchers``: op, input shapes, callers, count, ms).
+(``gemm_launchers``: op, input shapes, callers, count, ms). ``--timeline``
+replaces the kernel tables by the split of a graph-path call's wall time:
+``sample``'s host work (and the parameter fingerprint in it) against the
+replay alone.
 """
 
 from __future__ import annotations
@@ -193,12 +196,10 @@ def kernel_launchers(prof: Any, keep: Any = is_copy_kernel, top: int = 12) -> li
 def replay_timeline(
     policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iters: int = 20
 ) -> dict[str, Any]:
-    """Where one graph-path call's wall time goes: the host before the replay
-    (``sample``'s own work: inputs, the parameter fingerprint, the copies)
-    and, from a profiler trace of the replay, the kernels' busy time against
-    their span (the gaps between a graph's kernels)."""
-    from torch.profiler import ProfilerActivity, profile, record_function
-
+    """Where one graph-path call's wall time goes: ``sample``'s host work
+    before and around the replay (inputs, the parameter fingerprint, the
+    copies; timed without a sync, the replay being asynchronous) against the
+    replay alone."""
     noise = torch.randn(len(batch), policy.chunk_size, policy.max_action_dim).to(policy.device)
     level = policy.config.noise_level
 
@@ -235,39 +236,6 @@ def replay_timeline(
         torch.cuda.synchronize()
         reps.append((time.perf_counter() - t) * 1e3)
     out["replay_only_ms"] = statistics.median(reps)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        torch.cuda.synchronize()
-        with record_function("ript_sample"):
-            call()
-        torch.cuda.synchronize()
-    kernels, region = [], None
-    for e in prof.events():
-        if e.device_type.name == "CUDA" and not e.name.startswith("## "):
-            kernels.append((e.time_range.start, e.time_range.end, e.name))
-        elif e.name == "ript_sample" and e.device_type.name == "CPU":
-            region = (e.time_range.start, e.time_range.end)
-    kernels.sort()
-    out["trace_kernels"] = len(kernels)
-    if kernels:
-        busy, gaps, end = 0.0, [], kernels[0][0]
-        prev = ""
-        for s0, e0, name in kernels:
-            if s0 > end:
-                gaps.append((s0 - end, prev[:60], name[:60]))
-            busy += max(0.0, e0 - max(s0, end))
-            end = max(end, e0)
-            prev = name
-        span = end - kernels[0][0]
-        out["trace_span_ms"] = span / 1e3
-        out["trace_busy_ms"] = busy / 1e3
-        out["trace_gap_ms"] = sum(g[0] for g in gaps) / 1e3
-        out["trace_gaps_over_20us_ms"] = sum(g[0] for g in gaps if g[0] > 20) / 1e3
-        out["trace_top_gaps"] = [
-            {"us": g[0], "after": g[1], "before": g[2]} for g in sorted(gaps, reverse=True)[:12]
-        ]
-        if region is not None:
-            out["host_before_first_kernel_ms"] = (kernels[0][0] - region[0]) / 1e3
-            out["region_ms"] = (region[1] - region[0]) / 1e3
     return out
 
 

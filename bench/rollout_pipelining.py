@@ -357,8 +357,36 @@ def host_profile(actor: Any, task: TaskInfo, size: int, calls: int = 30) -> str:
     out = io.StringIO()
     out.write(
         f"Host time per call at batch {size}: submit {1e3 * statistics.median(submit_s):.2f} ms, "
-        f"result {1e3 * statistics.median(result_s):.2f} ms (medians of {calls})\n\n```\n"
+        f"result {1e3 * statistics.median(result_s):.2f} ms (medians of {calls}, "
+        f"under cProfile)\n\n"
     )
+    # without the profiler: submit's parts, each after a sync (an idle GPU)
+    policy = actor.policy
+    parts: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        r = fn()
+        parts.setdefault(name, []).append(time.perf_counter() - t)
+        return r
+
+    fast = policy.fast_sampler()
+    for _ in range(calls):
+        timed("submit (whole)", lambda: actor.submit(inputs, seeds).result())
+        batch = timed("preprocess", lambda: policy.preprocess(inputs))
+        gens = timed("generators", lambda: actor.generators(seeds))
+        timed(
+            "sample (host, no sync)", lambda b=batch, g=gens: policy.sample(b, "sde", generator=g)
+        )
+        if fast is not None and fast._graphs:
+            graph = next(iter(fast._graphs.values())).graph
+            if graph is not None:
+                timed("graph.replay (host)", graph.replay)
+    for name, ts in parts.items():
+        out.write(f"- {name}: {1e3 * statistics.median(ts):.2f} ms\n")
+    out.write("\n```\n")
     stats = pstats.Stats(prof, stream=out)
     stats.sort_stats("cumulative").print_stats(30)
     stats.sort_stats("tottime").print_stats(20)
