@@ -207,6 +207,11 @@ def main() -> None:
         "with an inference cost proportional to the batch",
     )
     parser.add_argument(
+        "--env-niceness",
+        default="0",
+        help="comma list: each scenario runs once per env-worker niceness (ProcessEnvPool)",
+    )
+    parser.add_argument(
         "--profile-host",
         type=int,
         default=None,
@@ -232,6 +237,7 @@ def main() -> None:
     ]
     task = get_registry().task_info(BACKEND, args.task)
     groups = [int(g) for g in args.groups.split(",")]
+    nices = [int(v) for v in args.env_niceness.split(",")]
     if args.stub_policy_ms is not None:
         print(
             f"# Rollout pipelining: toy `{args.task}` + per-step cost ({args.step_cost}); "
@@ -241,7 +247,8 @@ def main() -> None:
         )
         stub = StubActor(args.stub_policy_ms / 1000)
         for sc in scenarios:
-            run_scenario(sc, groups, stub, args, torch.device("cpu"))
+            for nice in nices:
+                run_scenario(sc, groups, stub, args, torch.device("cpu"), nice)
         return
     t0 = time.perf_counter()
     policy = PI0Policy.from_preset(
@@ -292,7 +299,8 @@ def main() -> None:
     if device.type == "cuda":
         print(f"Host syncs in one `submit` after warm-up: {submit_syncs(actor, task)}\n")
     for sc in scenarios:
-        run_scenario(sc, groups, actor, args, device)
+        for nice in nices:
+            run_scenario(sc, groups, actor, args, device, nice)
 
 
 def one_input(task: TaskInfo) -> Any:
@@ -446,7 +454,12 @@ class StubActor:
 
 
 def run_scenario(
-    sc: Scenario, groups: list[int], actor: Any, args: argparse.Namespace, device: Any
+    sc: Scenario,
+    groups: list[int],
+    actor: Any,
+    args: argparse.Namespace,
+    device: Any,
+    niceness: int = 0,
 ) -> None:
     import torch
 
@@ -471,7 +484,7 @@ def run_scenario(
     results = {}
     sync_groups = [int(g) for g in args.compare_sync.split(",") if g]
     variants = [(g, False) for g in groups] + [(g, True) for g in sync_groups]
-    with ProcessEnvPool(n, timeout_s=args.worker_timeout_s) as pool:
+    with ProcessEnvPool(n, timeout_s=args.worker_timeout_s, niceness=niceness) as pool:
         pool.call_all("pid")
         for g, sync in variants:
             if g > n:
@@ -501,7 +514,9 @@ def run_scenario(
     chunk_s = base.env_busy_s / max(1, base.policy_samples)
     print(
         f"## {n} env workers, {sc.step_ms:g} ms per step, replan every {sc.replan_every}, "
-        f"at most {sc.max_steps} steps per episode\n\n"
+        f"at most {sc.max_steps} steps per episode"
+        + (f", env workers at niceness +{niceness}" if niceness else "")
+        + "\n\n"
         f"Measured: policy call ≈ {cost.call_s * 1e3:.1f} ms + "
         f"{cost.per_sample_s * 1e3:.2f} ms × batch (least squares on the medians per batch "
         f"size of the {len(calls)} timed calls of all G); env chunk ≈ {chunk_s * 1e3:.1f} ms "
