@@ -207,11 +207,6 @@ def main() -> None:
         "with an inference cost proportional to the batch",
     )
     parser.add_argument(
-        "--env-niceness",
-        default="0",
-        help="comma list: each scenario runs once per env-worker niceness (ProcessEnvPool)",
-    )
-    parser.add_argument(
         "--profile-host",
         type=int,
         default=None,
@@ -237,7 +232,6 @@ def main() -> None:
     ]
     task = get_registry().task_info(BACKEND, args.task)
     groups = [int(g) for g in args.groups.split(",")]
-    nices = [int(v) for v in args.env_niceness.split(",")]
     if args.stub_policy_ms is not None:
         print(
             f"# Rollout pipelining: toy `{args.task}` + per-step cost ({args.step_cost}); "
@@ -247,8 +241,7 @@ def main() -> None:
         )
         stub = StubActor(args.stub_policy_ms / 1000)
         for sc in scenarios:
-            for nice in nices:
-                run_scenario(sc, groups, stub, args, torch.device("cpu"), nice)
+            run_scenario(sc, groups, stub, args, torch.device("cpu"))
         return
     t0 = time.perf_counter()
     policy = PI0Policy.from_preset(
@@ -299,8 +292,7 @@ def main() -> None:
     if device.type == "cuda":
         print(f"Host syncs in one `submit` after warm-up: {submit_syncs(actor, task)}\n")
     for sc in scenarios:
-        for nice in nices:
-            run_scenario(sc, groups, actor, args, device, nice)
+        run_scenario(sc, groups, actor, args, device)
 
 
 def one_input(task: TaskInfo) -> Any:
@@ -454,12 +446,7 @@ class StubActor:
 
 
 def run_scenario(
-    sc: Scenario,
-    groups: list[int],
-    actor: Any,
-    args: argparse.Namespace,
-    device: Any,
-    niceness: int = 0,
+    sc: Scenario, groups: list[int], actor: Any, args: argparse.Namespace, device: Any
 ) -> None:
     import torch
 
@@ -484,7 +471,7 @@ def run_scenario(
     results = {}
     sync_groups = [int(g) for g in args.compare_sync.split(",") if g]
     variants = [(g, False) for g in groups] + [(g, True) for g in sync_groups]
-    with ProcessEnvPool(n, timeout_s=args.worker_timeout_s, niceness=niceness) as pool:
+    with ProcessEnvPool(n, timeout_s=args.worker_timeout_s) as pool:
         pool.call_all("pid")
         for g, sync in variants:
             if g > n:
@@ -514,9 +501,7 @@ def run_scenario(
     chunk_s = base.env_busy_s / max(1, base.policy_samples)
     print(
         f"## {n} env workers, {sc.step_ms:g} ms per step, replan every {sc.replan_every}, "
-        f"at most {sc.max_steps} steps per episode"
-        + (f", env workers at niceness +{niceness}" if niceness else "")
-        + "\n\n"
+        f"at most {sc.max_steps} steps per episode\n\n"
         f"Measured: policy call ≈ {cost.call_s * 1e3:.1f} ms + "
         f"{cost.per_sample_s * 1e3:.2f} ms × batch (least squares on the medians per batch "
         f"size of the {len(calls)} timed calls of all G); env chunk ≈ {chunk_s * 1e3:.1f} ms "

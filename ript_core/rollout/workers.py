@@ -136,9 +136,7 @@ class EnvHost:
         return StepResult(obs, n, terminated, truncated, success, frames)
 
 
-def _worker_main(conn: Connection, niceness: int = 0) -> None:
-    if niceness and hasattr(os, "nice"):
-        os.nice(niceness)  # ProcessEnvPool's docstring: the runner's host work first
+def _worker_main(conn: Connection) -> None:
     host = EnvHost()
     while True:
         try:
@@ -162,23 +160,12 @@ class ProcessEnvPool:
     A worker whose process exits, or that does not answer within
     ``timeout_s``, is killed and replaced; ``collect`` reports a
     :class:`WorkerFailure` for it so the caller can re-queue its episode.
-
-    ``niceness``: added to each worker's scheduling niceness (Unix). The main
-    process serves every env's policy calls, one env worker only itself: on
-    a machine with more busy workers than cores, a positive niceness lets the
-    runner's host work (preprocessing, delivering chunks) pre-empt the envs
-    instead of queueing behind them.
     """
 
-    def __init__(
-        self, n: int, timeout_s: float = 120.0, start_method: str = "spawn", niceness: int = 0
-    ) -> None:
+    def __init__(self, n: int, timeout_s: float = 120.0, start_method: str = "spawn") -> None:
         if n < 1:
             raise ValueError(f"need at least one env worker, got {n}")
-        if niceness < 0:
-            raise ValueError(f"niceness must be >= 0 (raising priority needs root), got {niceness}")
         self.n = n
-        self.niceness = niceness
         self.timeout_s = timeout_s
         self._ctx = mp.get_context(start_method)
         self._procs: list[Any] = [None] * n
@@ -191,7 +178,7 @@ class ProcessEnvPool:
     def _start(self, i: int) -> None:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
-            target=_worker_main, args=(child, self.niceness), daemon=True, name=f"ript-env-{i}"
+            target=_worker_main, args=(child,), daemon=True, name=f"ript-env-{i}"
         )
         proc.start()
         child.close()

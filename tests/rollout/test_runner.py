@@ -108,16 +108,6 @@ def test_policy_is_built_once_whatever_the_number_of_workers(seeded_policy):
     assert seeded_policy.constructed == 1
 
 
-@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="niceness is a Unix notion")
-def test_workers_run_at_the_pool_niceness_and_a_negative_one_is_refused():
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-    with ProcessEnvPool(2, niceness=3) as pool:
-        pids = pool.call_all("pid")
-        assert [os.getpriority(os.PRIO_PROCESS, p) for p in pids] == [min(19, base + 3)] * 2
-    with pytest.raises(ValueError, match="niceness must be >= 0"):
-        ProcessEnvPool(1, niceness=-1)
-
-
 def test_sigkill_of_a_worker_discards_and_reruns_its_episode(
     seeded_policy, sequential_toy_rollouts
 ):
