@@ -473,7 +473,9 @@ class RolloutRunner:
             while any(members.intersection(c.workers) for c in calls):
                 self._deliver(calls.popleft(), live, stats)
             if not members.intersection(self.pool.outstanding):
-                return out
+                # in worker order, not arrival order: the episodes that
+                # finish together take the next requests in a fixed order
+                return sorted(out, key=lambda r: r[0])
             t0 = time.perf_counter()
             out += self.pool.collect(
                 wait_all=True, only=group, max_wait_s=POLL_S if calls else None
