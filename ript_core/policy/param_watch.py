@@ -51,11 +51,6 @@ _ADDRESS = torch.Tensor.data_ptr
 _DTYPE = operator.attrgetter("dtype")
 
 
-def registration_epoch() -> int:
-    """How many parameter/submodule registrations this process has seen."""
-    return _epoch
-
-
 class ParameterWatch:
     """The parameters of ``model`` as a CUDA graph sees them, checked per call.
 

@@ -413,7 +413,8 @@ class RolloutRunner:
             # Not after every round: the next round's groups land the calls in
             # flight as they wait for their envs. Draining here made group 1's
             # envs, already answered, wait for the last group's call every
-            # round (H100, G = 8: ~100 ms of a ~950 ms round).
+            # round (the CPU stub schedule: 16 % slower, tests/rollout/
+            # test_pipelining.py).
             if not live:  # a call's envs are live, so this is only a safety net
                 while calls:
                     self._deliver(calls.popleft(), live, stats)
