@@ -17,7 +17,7 @@ cached modules' parameter dicts and the tensors' addresses and dtypes
 (~0.35 ms). A ``p.data`` swap or a cast keeps the ``Parameter`` object but
 changes its address or dtype: the fingerprint catches it without a new walk.
 The same holds for the sampler's other per-call question, "are the weights
-FSDP-sharded?" (another full walk, ~3 ms on the H100 host).
+FSDP-sharded?" (another full walk, as costly).
 """
 
 from __future__ import annotations
