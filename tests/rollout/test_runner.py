@@ -9,7 +9,7 @@ import pytest
 
 from ript_core import ObservationError
 from ript_core.rollout.runner import EpisodeRequest, RolloutRunner, decision_seed
-from ript_core.rollout.workers import InProcessEnvPool, ProcessEnvPool
+from ript_core.rollout.workers import InProcessEnvPool, ProcessEnvPool, ResetCommand
 
 
 def toy_requests(n=12):
@@ -106,6 +106,42 @@ def test_policy_is_built_once_whatever_the_number_of_workers(seeded_policy):
         with ProcessEnvPool(n) as pool:
             RolloutRunner(policy, pool, replan_every=8).run(toy_requests(4))
     assert seeded_policy.constructed == 1
+
+
+class _ArrivalReversedPool(InProcessEnvPool):
+    """Replies in the reverse of worker order (as a process pool may deliver
+    them); records which worker each episode was started on."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.started = []
+
+    def send(self, i, cmd):
+        if isinstance(cmd, ResetCommand):
+            self.started.append((i, cmd.seed))
+        super().send(i, cmd)
+
+    def collect(self, *args, **kwargs):
+        return list(reversed(super().collect(*args, **kwargs)))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_episodes_that_end_together_take_the_queue_in_worker_order(seeded_policy, groups):
+    """One chunk per episode, so every episode ends on the same turn as its
+    group-mates: the next requests go to the workers in worker order, not in
+    the order their replies arrived."""
+    with _ArrivalReversedPool(4) as pool:
+        runner = RolloutRunner(
+            seeded_policy(), pool, replan_every=4, max_steps=4, pipeline_groups=groups
+        )
+        runner.run(toy_requests(12))
+    # three waves of four: the first in worker order, the next two group by
+    # group (strided groups), each group in worker order
+    order = [w for g in range(groups) for w in range(g, 4, groups)]
+    by_worker = {w: [seed for i, seed in pool.started if i == w] for w in range(4)}
+    assert by_worker == {
+        w: [100 + w] + [100 + 4 * k + order.index(w) for k in (1, 2)] for w in range(4)
+    }
 
 
 def test_sigkill_of_a_worker_discards_and_reruns_its_episode(
