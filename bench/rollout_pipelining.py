@@ -374,7 +374,7 @@ def host_profile(actor: Any, task: TaskInfo, size: int, calls: int = 30) -> str:
 
     fast = policy.fast_sampler()
     for _ in range(calls):
-        timed("submit (whole)", lambda: actor.submit(inputs, seeds).result())
+        timed("submit + result (device included)", lambda: actor.submit(inputs, seeds).result())
         batch = timed("preprocess", lambda: policy.preprocess(inputs))
         gens = timed("generators", lambda: actor.generators(seeds))
         timed(

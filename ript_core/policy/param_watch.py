@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ript_core.policy.sharded import any_sharded
+
 _epoch = 0
 
 
@@ -41,11 +43,6 @@ def _registered(*_: Any) -> None:
 # process-wide, cheap (an increment per registration), registered once
 nn.modules.module.register_module_parameter_registration_hook(_registered)
 nn.modules.module.register_module_module_registration_hook(_registered)
-
-try:
-    from torch.distributed.tensor import DTensor as _DTensor
-except ImportError:  # pragma: no cover - torch without distributed
-    _DTensor = None  # type: ignore[assignment,misc]
 
 _ADDRESS = torch.Tensor.data_ptr
 _DTYPE = operator.attrgetter("dtype")
@@ -76,7 +73,7 @@ class ParameterWatch:
 
     def sharded(self) -> bool:
         """Whether any parameter is a DTensor (FSDP-sharded: no graphs)."""
-        return _DTensor is not None and any(isinstance(p, _DTensor) for p in self.parameters())
+        return any_sharded(self.parameters())
 
     def fingerprint(self) -> tuple[tuple[int, ...], tuple[torch.dtype, ...]]:
         ps = self.parameters()

@@ -7,12 +7,20 @@ layer)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import torch
 from torch import nn
 
 
 def has_sharded_parameters(module: nn.Module) -> bool:
+    return any_sharded(module.parameters())
+
+
+def any_sharded(params: Iterable[torch.Tensor]) -> bool:
+    """Whether any of ``params`` is a DTensor (an FSDP shard)."""
     try:
         from torch.distributed.tensor import DTensor
     except ImportError:  # pragma: no cover - torch without distributed
         return False
-    return any(isinstance(p, DTensor) for p in module.parameters())
+    return any(isinstance(p, DTensor) for p in params)

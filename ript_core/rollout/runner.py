@@ -146,7 +146,7 @@ class _Call:
     workers: list[int]
     pending: PendingOutput
     host_s: float  # wall time of the submit
-    submitted_at: float = 0.0  # perf_counter() when the submit began
+    submitted_at: float  # perf_counter() when the submit began
 
 
 #: How long the runner waits for env replies before it looks at its policy
