@@ -183,7 +183,13 @@ def main() -> None:
     )
     parser.add_argument("--episodes-per-worker", type=int, default=2)
     parser.add_argument("--task", default="reach-red")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads; default: the trainer's (1 with the policy on a GPU, "
+        "ript_core/rl/host_threads.py)",
+    )
     parser.add_argument("--worker-timeout-s", type=float, default=300.0)
     parser.add_argument(
         "--compile",
@@ -220,6 +226,7 @@ def main() -> None:
 
     from ript_core.policy import PI0Policy
     from ript_core.rl.actor import PI0Actor
+    from ript_core.rl.host_threads import apply_rollout_threads
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -256,6 +263,7 @@ def main() -> None:
         compile=args.compile,
     )
     actor = PI0Actor(policy, "sde")
+    apply_rollout_threads(args.threads, policy.device)  # what the trainer does
     device = policy.device
     build_s = time.perf_counter() - t0  # before the compile warm-up, reported apart
     # what each runner will announce (planner.round_batch_sizes), all at once:

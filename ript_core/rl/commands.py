@@ -93,7 +93,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU intra-op threads (torch_threads in a config; 1 on a busy CPU)",
+        help="torch CPU intra-op threads (torch_threads in a config; 1 on a busy CPU); "
+        "default: 1 with the policy on a GPU, else torch's default",
     )
     p.add_argument(
         "--videos", type=int, default=0, help="write this many MP4s (needs imageio[ffmpeg])"
@@ -114,6 +115,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from ript_core.rl.actor import PI0Actor
     from ript_core.rl.config import parse_range
     from ript_core.rl.evaluate import evaluate
+    from ript_core.rl.host_threads import apply_rollout_threads
     from ript_core.rl.sampler import Context
     from ript_core.rollout.runner import RolloutRunner
     from ript_core.rollout.workers import make_pool
@@ -142,6 +144,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
                 "--videos needs imageio with ffmpeg: pip install 'imageio[ffmpeg]'"
             ) from exc
     policy = load_policy(ns.checkpoint)
+    # --threads unset: 1 for a policy off the CPU (ript_core/rl/host_threads.py)
+    apply_rollout_threads(ns.threads, policy.device)
     with make_pool(ns.workers) as pool:
         runner = RolloutRunner(
             PI0Actor(policy, ns.mode),

@@ -122,9 +122,11 @@ class TrainConfig:
     keep_checkpoints: int = 2
     tensorboard: bool = True
     wandb_project: str | None = None
-    # Intra-op CPU threads for torch (None: torch's default, the machine's
-    # cores). CPU results depend on it (reduction order), so a run that must
-    # reproduce the same numbers on any machine pins it.
+    # Intra-op CPU threads for torch. None: 1 with the policy on a GPU (the
+    # host only stages copies, and OpenMP's idle threads would busy-wait on
+    # the cores the env workers need: rl/host_threads.py), else torch's
+    # default, the machine's cores. CPU results depend on it (reduction
+    # order), so a CPU run that must reproduce its numbers pins it.
     torch_threads: int | None = None
 
     def check(self) -> None:

@@ -56,6 +56,7 @@ from ript_core.rl.demos import (
     record_demos,
 )
 from ript_core.rl.evaluate import EvalResult, evaluate
+from ript_core.rl.host_threads import apply_rollout_threads
 from ript_core.rl.loop import (
     Decision,
     fixed_size,
@@ -136,6 +137,9 @@ class Trainer:
         else:
             prompts = [catalogue[t].instruction for t in self.tasks]
             self.policy = PI0Policy.from_config(cfg.policy, prompts=prompts, seed=cfg.seed)
+        # torch_threads null: 1 for a policy off the CPU, whose rollouts' env
+        # workers need the cores that OpenMP's idle threads would spin on
+        apply_rollout_threads(cfg.torch_threads, self.policy.device)
         # the plan decides "auto"; FSDP shards the loaded weights before the
         # optimizer sees them (it must hold the shards, not the full tensors)
         self.distributed, self.plan = self._plan_distributed()
