@@ -190,6 +190,13 @@ def main() -> None:
         help="torch CPU threads; default: the trainer's (1 with the policy on a GPU, "
         "ript_core/rl/host_threads.py)",
     )
+    parser.add_argument(
+        "--threads-ab",
+        default="",
+        metavar="A,B",
+        help="same-process A/B of torch CPU threads: the first G runs once with A, every "
+        "other G four times (A, B, A, B); rows marked tA / tB",
+    )
     parser.add_argument("--worker-timeout-s", type=float, default=300.0)
     parser.add_argument(
         "--compile",
@@ -476,14 +483,27 @@ def run_scenario(
         ]
 
     timed = requests(n * args.episodes_per_worker, 10_000)
-    results = {}
+    # (label, G, sync) -> (rollouts, stats), in run order
+    results: dict[tuple[str, int, bool], Any] = {}
     sync_groups = [int(g) for g in args.compare_sync.split(",") if g]
-    variants = [(g, False) for g in groups] + [(g, True) for g in sync_groups]
+    ab = [int(t) for t in args.threads_ab.split(",") if t]
+    variants: list[tuple[int, bool, int | None]] = []
+    for i, g in enumerate(groups):
+        if ab and i > 0:  # A, B, A, B: a drift over the call hits both alike
+            variants += [(g, False, t) for _ in range(2) for t in ab]
+        else:
+            variants.append((g, False, ab[0] if ab else None))
+    variants += [(g, True, None) for g in sync_groups]
     with ProcessEnvPool(n, timeout_s=args.worker_timeout_s) as pool:
         pool.call_all("pid")
-        for g, sync in variants:
+        for g, sync, threads in variants:
             if g > n:
                 continue  # the runner would cap it at n: the same run again
+            if threads is not None:
+                torch.set_num_threads(threads)
+            label = f"{g}{' sync' if sync else ''}" + (f" t{threads}" if ab else "")
+            while (label, g, sync) in results:
+                label += "'"
             policy = SyncActor(actor) if sync else actor
             kw = dict(env_options=env_options, pipeline_groups=g, replan_every=sc.replan_every)
             # warm-up: builds the workers' envs, runs the policy at this G's batch
@@ -491,15 +511,15 @@ def run_scenario(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             rollouts, stats = RolloutRunner(policy, pool, max_steps=sc.max_steps, **kw).run(timed)
-            results[(g, sync)] = (rollouts, stats)
+            results[(label, g, sync)] = (rollouts, stats)
             print(
-                f"G={g}{' sync' if sync else ''}: {stats.env_steps} env steps in "
+                f"G={label}: {stats.env_steps} env steps in "
                 f"{stats.wall_s:.2f} s ({stats.env_steps_per_s:.1f}/s)",
                 file=sys.stderr,
                 flush=True,
             )
 
-    first = min(results)
+    first = min(results, key=lambda k: (k[1], k[2]))  # the smallest G, in its first run
     base_rollouts, base = results[first]
     # the cost line needs several batch sizes: fit it on the calls of every G
     calls = [c for _, s in results.values() for c in s.policy_call_times]
@@ -527,12 +547,12 @@ def run_scenario(
     decisions = -(-sc.max_steps // sc.replan_every)
     kw = dict(replan_every=sc.replan_every, decisions=decisions)
     lock = pipeline_option(n, 1, chunk_s, cost, **kw)
-    for (g, sync), (rollouts, s) in results.items():
+    for (label, g, _), (rollouts, s) in results.items():
         pred = pipeline_option(n, g, chunk_s, cost, **kw)
         same = sum((r.length, r.success) == x for r, x in zip(rollouts, ref, strict=True))
         sizes = "/".join(str(k) for k in sorted(set(pred.group_sizes), reverse=True))
         print(
-            f"| {g}{' sync' if sync else ''} | {sizes} | {s.episodes} | {s.env_steps} "
+            f"| {label} | {sizes} | {s.episodes} | {s.env_steps} "
             f"| {s.wall_s:.2f} "
             f"| {s.env_steps_per_s:.1f} | {s.env_steps_per_s / base.env_steps_per_s:.2f} "
             f"| {s.policy_calls} | {s.mean_batch:.1f} "
@@ -550,7 +570,7 @@ def run_scenario(
         "| (of it device ms) | = turn ms | measured ms per round |"
     )
     print("|" + "---|" * 8)
-    for (g, sync), (_, s) in results.items():
+    for (label, g, _), (_, s) in results.items():
         calls_ = max(1, s.policy_calls)
         turns = max(1, s.group_turns)
         env_ms = 1e3 * s.env_busy_s / max(1, s.policy_samples)
@@ -558,7 +578,7 @@ def run_scenario(
         latency, dev = 1e3 * s.policy_latency_s / calls_, 1e3 * s.policy_s / calls_
         rounds = s.policy_calls / g
         print(
-            f"| {g}{' sync' if sync else ''} | {env_ms:.1f} | {straggle:.1f} | {absorb:.1f} "
+            f"| {label} | {env_ms:.1f} | {straggle:.1f} | {absorb:.1f} "
             f"| {latency:.1f} | {dev:.1f} | {env_ms + straggle + absorb + latency:.1f} "
             f"| {1e3 * s.wall_s / max(1.0, rounds):.1f} |"
         )
