@@ -7,9 +7,11 @@ on OpenMP (libgomp in the PyPI wheels), whose idle threads busy-wait after
 every parallel region instead of sleeping: one copy of a batch's images
 spreads over all cores and then keeps them spinning while the env workers
 try to wake from their steps. Measured on the H100 host (16 cores, 128 env
-workers, docs/benchmarks.md): with 16 threads the envs' 50-step chunks took
-768 ms instead of 762 and a call's latency was 131 ms instead of 122, so
-pipelined rollouts ran 1.60x lock-step instead of 1.63x. One thread costs
+workers, G = 7; one process alternating 16 and 1 threads, docs/benchmarks.md):
+with 16 threads the envs' 50-step chunks took 772-776 ms instead of 768, a
+group's slowest env was 34-35 ms behind its mean instead of 29, and a call's
+latency was 133-135 ms instead of 124, so pipelined rollouts ran 1.61-1.63x
+lock-step instead of 1.66x. One thread costs
 those copies nothing measurable (lock-step's batch-128 call: 698 ms either
 way). On CPU the policy's own matmuls need the threads, so torch's default
 stands there.
