@@ -11,10 +11,9 @@ workers, G = 7; one process alternating 16 and 1 threads, docs/benchmarks.md):
 with 16 threads the envs' 50-step chunks took 772-776 ms instead of 768, a
 group's slowest env was 34-35 ms behind its mean instead of 29, and a call's
 latency was 133-135 ms instead of 124, so pipelined rollouts ran 1.61-1.63x
-lock-step instead of 1.66x. One thread costs
-those copies nothing measurable (lock-step's batch-128 call: 698 ms either
-way). On CPU the policy's own matmuls need the threads, so torch's default
-stands there.
+lock-step instead of 1.66x. One thread costs those copies nothing
+measurable (lock-step's batch-128 call: 698 ms either way). On CPU the
+policy's own matmuls need the threads, so torch's default stands there.
 """
 
 from __future__ import annotations
