@@ -35,8 +35,15 @@ _epoch = 0
 
 
 def _registered(*_: Any) -> None:
-    """Global registration hook: count, change nothing (``None`` keeps the value)."""
+    """Global registration hook: count, change nothing (``None`` keeps the value).
+
+    Not while torch.compile traces: a traced ``ModuleList`` slice (Gemma's
+    ``self.layers[:n]``) registers its members in a temporary container,
+    and a counted trace would make the graph guard on the epoch and write it
+    on every call -- a recompile and a fresh module walk per step."""
     global _epoch
+    if torch.compiler.is_compiling():
+        return
     _epoch += 1
 
 
