@@ -604,13 +604,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--compile-batch-sizes", default="1,64", help="batches of the regional-compile pass"
     )
     parser.add_argument(
-        "--compile-steps",
-        choices=("off", "on", "both"),
-        default="off",
-        help="the compile pass with each denoising step as one graph (compile_steps): "
-        "off, on, or both (two passes, rows 'ript+compile' and 'ript+compile-steps')",
-    )
-    parser.add_argument(
         "--compile-mode",
         default=None,
         help="torch.compile mode of the compiled layers (default: inductor's default)",
@@ -734,32 +727,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["memory_plan"] = {"meta": meta, "rows": rows}
         save()
     if "compile" not in skip and "sampling" not in skip and device.type == "cuda":
+        # the compiled layers are installed only inside this sampler's chunks
+        compiled = FastSampler(policy, compile_layers=True, varlen=varlen, fuse_projections=fuse)
         csizes = [int(b) for b in args.compile_batch_sizes.split(",")]
-        passes = {"off": [False], "on": [True], "both": [False, True]}[args.compile_steps]
-        for steps_graph in passes:
-            # the compiled layers are installed only inside this sampler's chunks
-            compiled = FastSampler(
-                policy,
-                compile_layers=True,
-                varlen=varlen,
-                fuse_projections=fuse,
-                compile_steps=steps_graph,
-            )
-            label = "ript+compile-steps" if steps_graph else "ript+compile"
-            try:
-                t1 = time.perf_counter()
-                rows, checks = sampling_rows(
-                    policy, compiled, csizes, cameras, args.iters, fp, rate, bw, args.warmup,
-                    label, refs,
-                )  # fmt: skip
-                key = "compile_steps_pass_s" if steps_graph else "compile_pass_s"
-                meta[key] = time.perf_counter() - t1
-                result["gpu_policy"]["rows"] += rows
-                result["gpu_policy"]["checks"] += checks
-            except Exception as exc:  # report, keep what the other sections measured
-                meta["compile_error"] = f"{label}: {type(exc).__name__}: {exc}"[:500]
-                print("compile pass failed:", meta["compile_error"], flush=True)
-            save()
+        try:
+            t1 = time.perf_counter()
+            rows, checks = sampling_rows(
+                policy, compiled, csizes, cameras, args.iters, fp, rate, bw, args.warmup,
+                "ript+compile", refs,
+            )  # fmt: skip
+            meta["compile_pass_s"] = time.perf_counter() - t1
+            result["gpu_policy"]["rows"] += rows
+            result["gpu_policy"]["checks"] += checks
+        except Exception as exc:  # report, keep what the other sections measured
+            meta["compile_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            print("compile pass failed:", meta["compile_error"], flush=True)
+        save()
     if "compile" not in skip and "update" not in skip and device.type == "cuda":
         if "sampling" in skip:  # no sampler from the pass above
             compiled = FastSampler(

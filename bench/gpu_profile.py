@@ -94,7 +94,6 @@ def kernel_table(
     compile_layers: bool = False,
     fuse_projections: bool | None = None,
     key_splits: int | None = None,
-    compile_steps: bool = False,
 ) -> dict[str, Any]:
     """Kernels of one eager static-cache chunk: count, total GPU ms, top names."""
     from torch.profiler import ProfilerActivity, profile
@@ -107,7 +106,6 @@ def kernel_table(
         compile_layers=compile_layers,
         fuse_projections=fuse,
         key_splits=key_splits,
-        compile_steps=compile_steps,
     )
     noise = torch.randn(len(batch), policy.chunk_size, policy.max_action_dim).to(policy.device)
     level = policy.config.noise_level
@@ -251,11 +249,6 @@ def main() -> None:
     ap.add_argument("--kernel-batches", default="1", help="batch sizes with a kernel table")
     ap.add_argument("--compile", action="store_true", help="through the compiled layers")
     ap.add_argument(
-        "--compile-steps",
-        action="store_true",
-        help="with --compile: each denoising step as one compiled graph (compile_steps)",
-    )
-    ap.add_argument(
         "--fuse-projections", choices=("on", "off"), default="on", help="fused_projections.py"
     )
     ap.add_argument(
@@ -296,15 +289,7 @@ def main() -> None:
     meta["fuse_projections"] = ns.fuse_projections
     splits = None if ns.key_splits == "auto" else int(ns.key_splits)
     meta["key_splits"] = ns.key_splits
-    steps_graph = ns.compile and ns.compile_steps
-    meta["compile_steps"] = steps_graph
-    fast = FastSampler(
-        policy,
-        compile_layers=ns.compile,
-        fuse_projections=fuse,
-        key_splits=splits,
-        compile_steps=steps_graph,
-    )
+    fast = FastSampler(policy, compile_layers=ns.compile, fuse_projections=fuse, key_splits=splits)
     kernel_batches = {int(b) for b in ns.kernel_batches.split(",") if b}
     rows = []
     for bsz in (int(b) for b in ns.batch_sizes.split(",")):
@@ -328,10 +313,9 @@ def main() -> None:
             print(json.dumps({"batch": bsz, "timeline": row["timeline"]}), flush=True)
             print(json.dumps({"batch": bsz, "one_step": row["timeline_one_step"]}), flush=True)
         if bsz in kernel_batches and not ns.timeline:
-            kt = (ns.compile, fuse, splits, steps_graph)
-            row["eager_kernels"] = kernel_table(policy, batch, steps, *kt)
+            row["eager_kernels"] = kernel_table(policy, batch, steps, ns.compile, fuse, splits)
             # the prefix's own kernels: a chunk of one step (its step is 1/N of the above)
-            row["eager_kernels_one_step"] = kernel_table(policy, batch, 1, *kt)
+            row["eager_kernels_one_step"] = kernel_table(policy, batch, 1, ns.compile, fuse, splits)
         rows.append(row)
         print(json.dumps(row), flush=True)
         fast.clear()

@@ -100,21 +100,6 @@ class CompiledLayers:
             for (layer, _), prev in zip(compiled, before, strict=True):
                 layer._compiled_call_impl = prev
 
-    @contextlib.contextmanager
-    def uninstalled(self) -> Iterator[None]:
-        """Within the block the layers run their plain ``__call__`` (a caller
-        that compiles a larger region of its own traces through them);
-        whatever was installed is put back afterwards."""
-        layers = transformer_layers(self.model)
-        before = [layer._compiled_call_impl for layer in layers]
-        try:
-            for layer in layers:
-                layer._compiled_call_impl = None
-            yield
-        finally:
-            for layer, prev in zip(layers, before, strict=True):
-                layer._compiled_call_impl = prev
-
 
 _BY_MODEL: weakref.WeakKeyDictionary[nn.Module, CompiledLayers] = weakref.WeakKeyDictionary()
 

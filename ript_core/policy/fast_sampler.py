@@ -117,9 +117,6 @@ class PrefixKVCache:
         #: flat ``[B * S]`` rows of the suffix's slots in the flattened buffer
         #: (suffix phase), or None (prefix phase)
         self.suffix_rows: torch.Tensor | None = None
-        #: the suffix's writes traced into torch.compile's graph (whole-step
-        #: graphs) instead of run outside it
-        self.writes_in_graph = False
 
     def begin_prefix(self) -> None:
         self.suffix_rows = None
@@ -131,15 +128,13 @@ class PrefixKVCache:
         base = torch.arange(bsz, device=valid_len.device)[:, None] * self.buffer_len
         self.suffix_rows = (base + slots).flatten()
 
+    # Outside torch.compile's graphs (a graph break; the sampler's CUDA graph
+    # captures the writes either way): traced, a write into the buffer was
+    # functionalized into a full copy of it plus a copy back, twice per
+    # layer and step (~12 ms of a 407 ms batch-64 chunk on the H100).
+    @torch.compiler.disable
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, **_: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.writes_in_graph and self.suffix_rows is not None:
-            return self._write(key_states, value_states, layer_idx)
-        return self._write_outside_graphs(key_states, value_states, layer_idx)
-
-    def _write(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = self.keys[layer_idx], self.values[layer_idx]
         ks, vs = key_states.transpose(1, 2), value_states.transpose(1, 2)  # [B, n, KVH, D]
@@ -151,15 +146,6 @@ class PrefixKVCache:
             k.view(-1, kvh, dim).index_copy_(0, self.suffix_rows, ks.reshape(bsz * n, kvh, dim))
             v.view(-1, kvh, dim).index_copy_(0, self.suffix_rows, vs.reshape(bsz * n, kvh, dim))
         return k.transpose(1, 2), v.transpose(1, 2)
-
-    # By default outside torch.compile's graphs (a graph break; the sampler's
-    # CUDA graph captures the writes either way): traced inside the regional
-    # (per-layer) graphs of torch 2.11, a write into the buffer was
-    # functionalized into a full copy of it plus a copy back, twice per layer
-    # and step (~12 ms of a 407 ms batch-64 chunk on the H100). The
-    # whole-step graphs (``writes_in_graph``) keep the suffix's writes inside,
-    # where inductor stores the rotated keys straight into the buffer.
-    _write_outside_graphs = torch.compiler.disable(_write)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return 0 if self.suffix_rows is None else self.prefix_len
@@ -200,7 +186,6 @@ class FastSampler:
         varlen: bool | None = None,
         fuse_projections: bool | None = None,
         key_splits: int | None = None,
-        compile_steps: bool = False,
     ) -> None:
         self.policy = policy
         self.use_graphs = policy.device.type == "cuda" if use_graphs is None else use_graphs
@@ -223,14 +208,6 @@ class FastSampler:
         # graphs. Default: on with graphs.
         self.bucket_batches = self.use_graphs if bucket_batches is None else bucket_batches
         self.compile_layers = compile_layers
-        # each denoising step as ONE compiled graph (all expert layers, the
-        # projections around them; no graph break: the suffix's cache writes
-        # and FlashAttention inside it) instead of per-layer graphs: inductor
-        # fuses across the layers' seams (a residual add with the next
-        # norm, the rotary with the cache write). The prefix keeps the
-        # regional graphs of ``compile_layers``.
-        self.compile_steps = compile_steps
-        self._compiled_velocity: Any = None
         # the expert's q/k/v and gate/up as one GEMM each during the steps
         # (fused_projections.py): fewer small GEMMs per step, 396 MB of fused
         # copies for PI0. Default: with graphs (CUDA), where launches count.
@@ -363,46 +340,6 @@ class FastSampler:
         with self._layers_compiled():
             self._chunk_body(s, plan)
 
-    def _velocity(
-        self,
-        state: torch.Tensor,
-        x: torch.Tensor,
-        time_term: torch.Tensor,
-        mask: torch.Tensor,
-        positions: torch.Tensor,
-        limits: varlen_attention.KeyLimits | None,
-        cache: PrefixKVCache,
-    ) -> torch.Tensor:
-        """One denoising step's velocity ``[B, chunk, action_dim]`` (float32):
-        the action/time embedding, the expert's layers against the cached
-        prefix (writing the suffix's keys/values), the output projection. A
-        pure function of its tensors: what ``compile_steps`` compiles whole."""
-        model = self.policy.model
-        kwargs = {} if limits is None else {varlen_attention.KWARG: limits}
-        hidden = model.model.dit(
-            inputs_embeds=self._action_time_embeds(state, x, time_term),
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            **kwargs,
-        ).last_hidden_state
-        return model.action_out_proj(hidden[:, -self.policy.chunk_size :]).to(torch.float32)
-
-    def _velocity_fn(self) -> Any:
-        """:meth:`_velocity`, through one ``torch.compile`` graph per batch
-        bucket with ``compile_steps`` (no graph break: ``fullgraph``)."""
-        if not self.compile_steps:
-            return self._velocity
-        if self._compiled_velocity is None:
-            from ript_core.policy import compiled_layers as cl
-
-            cl.raise_recompile_limits(self.policy.model)
-            self._compiled_velocity = torch.compile(
-                self._velocity, fullgraph=True, dynamic=False, backend=cl.BACKEND, mode=cl.MODE
-            )
-        return self._compiled_velocity
-
     def _chunk_body(self, s: dict[str, torch.Tensor], plan: dict[str, Any]) -> None:
         pol, model = self.policy, self.policy.model
         cache: PrefixKVCache = plan["cache"]
@@ -445,16 +382,11 @@ class FastSampler:
         cache.begin_suffix(valid_len)
         mask = limit_mask(suffix_key_limits(valid_len, suffix_len), buffer_len)
         positions = valid_len[:, None] + torch.arange(suffix_len, device=valid_len.device)
-        step_limits = None
         if plan["varlen"]:
             rows = self._suffix_rows_per_token()
             lim = suffix_limits(valid_len, suffix_len, buffer_len, rows_per_token=rows)
-            if plan["flash_in_graph"]:
-                lim = lim._replace(in_graph=True)
             total_q = valid_len.shape[0] * suffix_len * rows
-            step_limits = split_keys(lim, plan["key_splits"], total_q)
-        cache.writes_in_graph = self.compile_steps
-        velocity = self._velocity_fn()
+            limits = {varlen_attention.KWARG: split_keys(lim, plan["key_splits"], total_q)}
         time_terms = self._time_terms(plan["time_embeds"])
         x = s["noise"]
         s["chain"][:, 0].copy_(x)
@@ -466,12 +398,17 @@ class FastSampler:
             if fusion is not None:
                 fusion.refresh()  # this chunk's weights, inside its graph
                 stack.enter_context(fusion.installed())
-            if self.compile_steps and self.compile_layers:
-                # the step is one graph of its own: the layers' regional
-                # graphs (installed for the prefix) stay out of its trace
-                stack.enter_context(compiled_layers(model).uninstalled())
             for i in range(steps):
-                v = velocity(s["state"], x, time_terms[i], mask, positions, step_limits, cache)
+                emb = self._action_time_embeds(s["state"], x, time_terms[i])
+                hidden = model.model.dit(
+                    inputs_embeds=emb,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    cache=cache,
+                    use_cache=True,
+                    **limits,
+                ).last_hidden_state
+                v = model.action_out_proj(hidden[:, -pol.chunk_size :]).to(torch.float32)
                 x_ode = x + coeffs.dt * v  # flow.euler_step, as written there
                 if mode == "ode":
                     x = x_ode
@@ -638,12 +575,6 @@ class FastSampler:
             self._fusion = ExpertFusion(pol.model.model.dit)
         plan = {
             "key_splits": self._key_splits(bsz, device, cache.buffer_len),
-            # FlashAttention inside the whole-step graph needs the op whose
-            # log-sum-exp shape torch.compile is told (flash_varlen)
-            "flash_in_graph": self.compile_steps
-            and self.varlen
-            and device.type == "cuda"
-            and varlen_attention.flash_lse_is_per_row(device),
             "fusion": self._fusion,
             "cache": cache,
             "steps": steps,

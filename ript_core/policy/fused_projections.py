@@ -129,7 +129,6 @@ class ExpertFusion:
         self.layers = [i for i, layer in enumerate(model.layers) if fusable(layer)]
         self.qkv: dict[int, torch.Tensor] = {}
         self.gate_up: dict[int, torch.Tensor] = {}
-        self._made: dict[int, tuple[FusedAttention, FusedMLP]] = {}
         for i in self.layers:
             attn, mlp = model.layers[i].self_attn, model.layers[i].mlp
             w = attn.q_proj.weight
@@ -137,18 +136,6 @@ class ExpertFusion:
             self.qkv[i] = torch.empty(rows, w.shape[1], dtype=w.dtype, device=w.device)
             rows = mlp.gate_proj.out_features + mlp.up_proj.out_features
             self.gate_up[i] = torch.empty(rows, w.shape[1], dtype=w.dtype, device=w.device)
-
-    def _modules(self, i: int, attn: nn.Module, mlp: nn.Module) -> tuple[nn.Module, nn.Module]:
-        """Layer ``i``'s fused modules around ``attn`` and ``mlp``: the same
-        objects every time the originals are the same (a compiled graph that
-        traced them stays valid across chunks), new ones otherwise."""
-        made = self._made.get(i)
-        if made is None or made[0].inner is not attn or made[1].inner is not mlp:
-            made = self._made[i] = (
-                FusedAttention(attn, self.qkv[i]),
-                FusedMLP(mlp, self.gate_up[i]),
-            )
-        return made
 
     @torch.no_grad()
     def refresh(self) -> None:
@@ -169,8 +156,8 @@ class ExpertFusion:
             for i in self.layers:
                 layer = self.model.layers[i]
                 swapped.append((layer, layer.self_attn, layer.mlp))
-                attn, mlp = self._modules(i, layer.self_attn, layer.mlp)
-                layer.self_attn, layer.mlp = attn, mlp
+                layer.self_attn = FusedAttention(layer.self_attn, self.qkv[i])
+                layer.mlp = FusedMLP(layer.mlp, self.gate_up[i])
             yield
         finally:
             for layer, attn, mlp in swapped:

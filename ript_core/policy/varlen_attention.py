@@ -71,10 +71,6 @@ class KeyLimits(NamedTuple):
     #: > 1: the limits of :func:`split_keys` -- every query sequence once per
     #: chunk of its keys; the call repeats the queries and combines the chunks
     key_splits: int = 1
-    #: launch FlashAttention as a registered op inside torch.compile's graph
-    #: (:func:`flash_varlen`) instead of outside it: the fast sampler's
-    #: whole-step graphs (``compile_steps``) need a call without a graph break
-    in_graph: bool = False
 
     def dense_mask(self, total_k: int) -> torch.Tensor:
         """``[total_q, total_k]`` bool: which flattened key each flattened
@@ -170,7 +166,6 @@ def split_keys(limits: KeyLimits, splits: int, total_q: int) -> KeyLimits:
         max_k=chunk,
         rows_per_token=limits.rows_per_token,
         key_splits=splits,
-        in_graph=limits.in_graph,
     )
 
 
@@ -272,41 +267,6 @@ def _flash_with_lse(q, k, v, lim, scale):  # noqa: ANN001, ANN202
 
 
 _FLASH = _flash_kernel()
-
-
-# FlashAttention as an op that torch.compile keeps inside its graph (an extern
-# call, no graph break): dynamo cannot trace the aten op's variable-length
-# form through every torch version, and a registered op with a fake
-# (shape-only) implementation it always can. Used by the whole-step graphs,
-# where a break would split the step and stop the fusion across layers.
-@torch.library.custom_op("ript_core::flash_varlen", mutates_args=())
-def flash_varlen(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_q: torch.Tensor,
-    cu_k: torch.Tensor,
-    seqused_k: torch.Tensor,
-    max_q: int,
-    max_k: int,
-    scale: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(out [total_q, H, D], lse [H, total_q] float32)``: the
-    variable-length FlashAttention of :class:`KeyLimits`' tensors. Only where
-    :func:`flash_lse_is_per_row` (the log-sum-exp's shape is the fake's)."""
-    lim = KeyLimits(cu_q, cu_k, seqused_k, max_q, max_k)
-    out, lse = _flash_with_lse(q, k, v, lim, scale)
-    return out, lse
-
-
-@flash_varlen.register_fake
-def _flash_varlen_fake(q, k, v, cu_q, cu_k, seqused_k, max_q, max_k, scale):  # noqa: ANN001, ANN202
-    out = q.new_empty(q.shape[0], q.shape[1], v.shape[2])
-    return out, q.new_empty(q.shape[1], q.shape[0], dtype=torch.float32)
-
-
-def _flash_in_graph(q, k, v, lim, scale):  # noqa: ANN001, ANN202
-    return flash_varlen(q, k, v, lim.cu_q, lim.cu_k, lim.seqused_k, lim.max_q, lim.max_k, scale)
 
 
 _FLASH_LSE_OUTSIDE_GRAPHS = torch.compiler.disable(_flash_with_lse)
@@ -442,13 +402,8 @@ def varlen_attention_forward(
     if limits.key_splits > 1:
         # the queries once per key chunk, the chunks merged (split_keys)
         q_rep = q.repeat(limits.key_splits, 1, 1)
-        if not flash:
-            chunks = reference_with_lse
-        else:
-            chunks = _flash_in_graph if limits.in_graph else _FLASH_LSE_OUTSIDE_GRAPHS
+        chunks = _FLASH_LSE_OUTSIDE_GRAPHS if flash else reference_with_lse
         out = combine_key_splits(*chunks(q_rep, k, v, limits, scale), limits.key_splits)
-    elif flash and limits.in_graph:
-        out = _flash_in_graph(q, k, v, limits, scale)[0]
     elif flash:
         out = (_FLASH_OUTSIDE_GRAPHS if EAGER_FLASH else _FLASH)(q, k, v, limits, scale)
     else:

@@ -93,3 +93,32 @@ def test_sharded_follows_fully_shard_and_watch_is_one_per_model():
         assert w.sharded() and has_sharded_parameters(model)
     finally:
         dist.destroy_process_group()
+
+
+def test_a_traced_module_list_slice_is_not_a_registration():
+    """transformers' Gemma loops over ``self.layers[:n]``, a new ModuleList
+    whose members register in it. Traced by torch.compile, a counted
+    registration made the graph guard on the epoch and bump it on every call:
+    a recompile and a fresh walk per call. Run eagerly it still counts."""
+    from ript_core.policy import param_watch
+
+    layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for layer in layers[:2]:
+            x = layer(x)
+        return x
+
+    torch._dynamo.reset()
+    compiled = torch.compile(run, backend="aot_eager", fullgraph=True)
+    x = torch.randn(2, 4)
+    compiled(x)  # the trace
+    before = param_watch._epoch
+    frames_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for _ in range(3):
+        compiled(x)
+    assert param_watch._epoch == before  # the graph writes no epoch
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == frames_before  # no recompile
+    run(x)  # eager: the slice's registrations are counted, as any others
+    assert param_watch._epoch > before
+    torch._dynamo.reset()
