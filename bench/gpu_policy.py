@@ -36,6 +36,7 @@ once per step. Writes ``gpu_policy.json``, ``gpu_update.json``,
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -322,7 +323,6 @@ def update_rows(
     The row with ``checkpointing: true`` runs ript-core's activation
     checkpointing (every layer recomputed in backward) at the same
     micro-batch: the compute it costs, and the peak memory it saves."""
-    device = policy.device
     runs = [
         (m, ckpt)
         for i, m in enumerate(micros)
@@ -334,9 +334,23 @@ def update_rows(
     for micro, ckpt in runs:
         rows.append(_update_row(policy, fast, micro, ckpt, cameras, iters, fp, peak))
         print("update", json.dumps(rows[-1]), flush=True)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        release(policy, fast)
     return rows
+
+
+def release(policy: PI0Policy, fast: FastSampler) -> float | None:
+    """Free what one measurement leaves behind before the next, and return
+    the GB still allocated (None off CUDA). A caught OutOfMemoryError keeps
+    its frames -- a micro-batch's activations, ~10 GB -- alive in a
+    reference cycle until the garbage collector runs: without the collect,
+    a single-call run measured every later memory row ~10 GB high."""
+    fast.clear()
+    policy.zero_grad(set_to_none=True)
+    gc.collect()
+    if policy.device.type != "cuda":
+        return None
+    torch.cuda.empty_cache()
+    return torch.cuda.memory_allocated(policy.device) / 1e9
 
 
 def update_step(
@@ -530,6 +544,7 @@ def memory_rows(
             error = f"OutOfMemoryError: {exc}"[:200]
         finally:
             set_activation_checkpointing(policy.model, False)
+            release(policy, fast)
         row = {
             "phase": "update",
             "checkpointing": True,
@@ -689,6 +704,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["gpu_policy"] = {"meta": meta, "checks": checks, "rows": rows}
         save()
     if "update" not in skip:
+        meta["allocated_gb_before_update"] = release(policy, fast)
         if device.type == "cuda":
             free, total = torch.cuda.mem_get_info(device)
             spec = pl.MachineSpec.gpu(total, 16, 128 << 30, device_free_bytes=free)
@@ -721,12 +737,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         save()
     if "memory" not in skip:
+        # what the sections before left allocated (the weights, ~6.5 GB for
+        # pi0 bf16, and nothing else): every measured peak includes it
+        meta["allocated_gb_before_memory"] = release(policy, fast)
         workers = [int(w) for w in args.workers.split(",")]
         ckpt_micros = [int(x) for x in args.memory_ckpt_micro.split(",") if x]
         rows = memory_rows(policy, fast, fp, cameras, workers, args.rollouts, ckpt_micros)
         result["memory_plan"] = {"meta": meta, "rows": rows}
         save()
     if "compile" not in skip and "sampling" not in skip and device.type == "cuda":
+        meta["allocated_gb_before_compile"] = release(policy, fast)
         # the compiled layers are installed only inside this sampler's chunks
         compiled = FastSampler(policy, compile_layers=True, varlen=varlen, fuse_projections=fuse)
         csizes = [int(b) for b in args.compile_batch_sizes.split(",")]

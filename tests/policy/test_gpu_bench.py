@@ -170,3 +170,42 @@ def test_update_profile_bench_on_cpu_tiny(load_bench, tmp_path):
     import ript_core.policy.attention as attention
 
     assert bench.ATTENTION_SETS["policy"] == attention.TRAINING_CUDA_BACKENDS
+
+
+def test_release_frees_what_a_caught_error_keeps_alive(bench):
+    """A caught OutOfMemoryError keeps the failing frame's tensors alive in a
+    traceback cycle; ``release`` (between a single call's measurements)
+    collects them, drops the sampler's graphs and the gradients."""
+    import gc
+    import weakref
+
+    import torch
+
+    from ript_core.policy.fast_sampler import FastSampler
+    from tests.policy.conftest import tiny_policy
+
+    policy = tiny_policy()
+    fast = FastSampler(policy, use_graphs=False)
+    held: list[weakref.ref] = []
+
+    def fails() -> None:
+        activations = torch.ones(1000)
+        held.append(weakref.ref(activations))
+        raise RuntimeError("out of memory")
+
+    gc.disable()  # only release's collect may free the cycle
+    try:
+        try:
+            fails()
+        except RuntimeError as exc:
+            cycle = [exc, exc.__traceback__]
+            cycle.append(cycle)  # what a handler that stores the error builds
+            del exc, cycle
+        param = next(policy.parameters())
+        param.grad = torch.zeros_like(param)
+        assert held[0]() is not None  # still alive: nothing collected it
+        assert bench.release(policy, fast) is None  # CPU: nothing allocated to report
+        assert held[0]() is None
+        assert all(p.grad is None for p in policy.parameters())
+    finally:
+        gc.enable()
