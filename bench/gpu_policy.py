@@ -340,10 +340,10 @@ def update_rows(
 
 def release(policy: PI0Policy, fast: FastSampler) -> float | None:
     """Free what one measurement leaves behind before the next, and return
-    the GB still allocated (None off CUDA). A caught OutOfMemoryError keeps
-    its frames -- a micro-batch's activations, ~10 GB -- alive in a
-    reference cycle until the garbage collector runs: without the collect,
-    a single-call run measured every later memory row ~10 GB high."""
+    the GB still allocated (None off CUDA): the sampler's graphs, gradients,
+    and reference cycles (a caught OutOfMemoryError keeps the failing
+    frames' tensors alive until the collector runs). The meta records what
+    each section starts from, so a leak shows in the results."""
     fast.clear()
     policy.zero_grad(set_to_none=True)
     gc.collect()
@@ -403,7 +403,16 @@ def _update_row(
         # layers) -- must equal the gradient pass's own forward
         with torch.set_grad_enabled(layers_compiled(policy.model)), update_kernels():
             recomputed = policy.log_prob(batch, chain, out.stochastic_step).detach()
-        graded = policy.log_prob(batch, chain, out.stochastic_step).detach()
+        # the gradient pass's own forward, with its backward: a forward under
+        # checkpointing whose graph is dropped without a backward is never
+        # freed (checkpoint frames, the prefix cache and the graph hold each
+        # other through autograd, where the collector cannot see): ~10 GB of
+        # pi0 activations stayed allocated for the rest of a single-call run
+        logp = policy.log_prob(batch, chain, out.stochastic_step)
+        graded = logp.detach()
+        logp.sum().backward()
+        del logp
+        policy.zero_grad(set_to_none=True)
         recomputed_vs_update = max_diff(recomputed, graded)
         del graded
         if device.type == "cuda":
