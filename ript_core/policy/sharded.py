@@ -12,6 +12,12 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+# imported once: any_sharded runs on every fast-sampler call (param_watch.py)
+try:
+    from torch.distributed.tensor import DTensor
+except ImportError:  # pragma: no cover - torch without distributed
+    DTensor = None  # type: ignore[assignment,misc]
+
 
 def has_sharded_parameters(module: nn.Module) -> bool:
     return any_sharded(module.parameters())
@@ -19,8 +25,4 @@ def has_sharded_parameters(module: nn.Module) -> bool:
 
 def any_sharded(params: Iterable[torch.Tensor]) -> bool:
     """Whether any of ``params`` is a DTensor (an FSDP shard)."""
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # pragma: no cover - torch without distributed
-        return False
-    return any(isinstance(p, DTensor) for p in params)
+    return DTensor is not None and any(isinstance(p, DTensor) for p in params)
