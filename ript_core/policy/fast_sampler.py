@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from ript_core.policy import varlen_attention
 from ript_core.policy.attention import with_attention_backends
+from ript_core.policy.buckets import batch_bucket  # the planner costs the same buckets
 from ript_core.policy.compiled_layers import compiled_layers
 from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
 from ript_core.policy.fused_projections import ExpertFusion
@@ -66,7 +67,6 @@ from ript_core.policy.varlen_attention import (
     suffix_key_limits,
     suffix_limits,
 )
-from ript_core.rollout.planner import batch_bucket  # the planner costs the same buckets
 
 log = logging.getLogger(__name__)
 

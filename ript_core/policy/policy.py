@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PI0ForConditionalGeneration
 
-from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy.attention import with_attention_backends
 from ript_core.policy.batch import PolicyBatch
 from ript_core.policy.checkpointing import activation_checkpointing, frozen_view, recording_cache
@@ -60,6 +59,7 @@ from ript_core.policy.tokenizer import (
     build_word_tokenizer,
     load_tokenizer,
 )
+from ript_core.policy_input import PolicyInput
 
 log = logging.getLogger(__name__)
 

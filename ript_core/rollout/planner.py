@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import attrs
 
+from ript_core.policy.buckets import batch_bucket
+
 GB = 1_000_000_000  # decimal, like GPU spec sheets ("80 GB") and the CLI flags
 
 # --- safety margin ------------------------------------------------------------
@@ -767,17 +769,6 @@ def sample_flops(policy: PolicyFootprint) -> float:
     prefix = stack(text, p, p, layers=text.layers - 1) + last_kv
     expert = policy.num_steps * stack(policy.expert, s, p + s)
     return vision + prefix + expert
-
-
-def batch_bucket(batch: int, sizes: Collection[int] = ()) -> int:
-    """The batch a bucketing policy actually runs: the next power of two (the
-    CUDA fast sampler pads to it so that a few CUDA graphs serve every size,
-    ript_core/policy/fast_sampler.py), or the smallest of ``sizes`` that holds
-    it if that is smaller -- batch sizes its caller announced it will send
-    (:func:`round_batch_sizes`: a pipelined runner's group calls), which get
-    graphs of their own."""
-    power = 1 << (batch - 1).bit_length() if batch > 1 else batch
-    return min([power, *(s for s in sizes if s >= batch)])
 
 
 def round_batch_sizes(n_env: int, groups: int, max_batch: int | None = None) -> tuple[int, ...]:
