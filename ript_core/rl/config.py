@@ -6,14 +6,20 @@ Every field has a default, so a config file only lists what it changes, and
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+from typing import Any, Literal
 
 import attrs
 
 from ript_core.policy.config import PolicyConfig
-from ript_core.rl.loop import UpdateConfig
-from ript_core.rl.optimizer import MOMENTS, bitsandbytes_missing
-from ript_core.rl.sharding import DISTRIBUTED_MODES
+from ript_core.rollout.planner import OPTIMIZER_MOMENTS
+
+#: ``optim.moments``: how AdamW stores its two moments (ript_core.rl.optimizer);
+#: the planner budgets each (ript_core.rollout.planner).
+MOMENTS = OPTIMIZER_MOMENTS
+
+DistributedMode = Literal["ddp", "fsdp", "auto"]
+DISTRIBUTED_MODES = ("ddp", "fsdp", "auto")
 
 
 def parse_range(spec: str, n: int) -> list[int]:
@@ -28,6 +34,16 @@ def parse_range(spec: str, n: int) -> list[int]:
     if bad or not out:
         raise ValueError(f"init-state range {spec!r} selects {out[:5]}... of [0, {n})")
     return out
+
+
+def bitsandbytes_missing() -> str | None:
+    """Why ``optim.moments: 8bit`` cannot run here, or None when it can."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return (
+            "optim.moments '8bit' needs bitsandbytes, which is not installed: "
+            "pip install 'ript-core[bnb]' (or set optim.moments: fp32)"
+        )
+    return None
 
 
 @attrs.define
@@ -103,6 +119,44 @@ class EvalSection:
     every: int = 0  # evaluate every N iterations (0: before and after only)
     mode: str = "ode"
     videos: int = 0  # record this many MP4s per evaluation (needs imageio[ffmpeg])
+
+
+@attrs.define
+class UpdateConfig:
+    ppo_epochs: int = 1
+    clip: float = 0.2
+    micro_batch: int | None = None  # None: the parallel planner's choice
+    mini_batches: int = 1  # optimizer steps per epoch
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = False
+    # how gradients cross ranks under torchrun: "ddp" replicates the policy and
+    # all-reduces; "fsdp" shards the big layers' weights, gradients and AdamW
+    # state; "auto" picks fsdp when the replicated plan does not fit a device
+    distributed: DistributedMode = "ddp"
+    # time the gradient collectives (ript_core.rl.commtime; the trainer logs
+    # time/update_comm_*): synchronises CUDA around the all-reduce, so it is
+    # for benchmarks, off by default
+    time_comm: bool = False
+    # recompute each layer's activations in backward instead of storing them
+    # (ript_core.policy.checkpointing): "on" lets the planner size a bigger
+    # micro-batch with it; "auto" turns it on when the plan needs it
+    # (docs/planner.md); "off" never
+    activation_checkpointing: str = "auto"
+    # the PPO ratio's "old" log-prob: "rollout" takes the sampler's record;
+    # "recompute" scores every decision once more before the first step, with
+    # the update's kernels and micro-batch (one extra forward, no backward);
+    # "auto": recompute when the policy does not run in float32 (in bf16 the
+    # sampler's and the update's kernels round differently: up to 1.1 nats
+    # on a ~490-nat chunk log-prob on the H100, docs/benchmarks.md)
+    old_log_prob: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "rollout", "recompute"))
+    )
+    # run the update's forward and backward through compiled layers
+    # (ript_core.policy.compiled_layers): +14 % samples/s at micro-batch 16 on
+    # the H100 without checkpointing, nothing with it. Compiles once (minutes
+    # at full size): the trainer pads every micro-batch to the planned size
+    # (fixed_size). Not with fsdp.
+    compile: bool = False
 
 
 @attrs.define

@@ -35,8 +35,9 @@ import torch
 import torch.distributed as dist
 
 from ript_core.rl.commtime import CommTimer
+from ript_core.rl.config import UpdateConfig  # noqa: F401 (importers use rl.loop's name)
 from ript_core.rl.optimizer import collect_grads
-from ript_core.rl.sharding import DistributedMode, clip_grad_norm, is_sharded
+from ript_core.rl.sharding import clip_grad_norm, is_sharded
 
 
 def leave_one_out_advantages(rewards: np.ndarray) -> np.ndarray:
@@ -88,44 +89,6 @@ class Decision:
     policy_input: Any
     record: dict[str, Any]
     advantage: float
-
-
-@attrs.define
-class UpdateConfig:
-    ppo_epochs: int = 1
-    clip: float = 0.2
-    micro_batch: int | None = None  # None: the parallel planner's choice
-    mini_batches: int = 1  # optimizer steps per epoch
-    max_grad_norm: float = 1.0
-    normalize_advantages: bool = False
-    # how gradients cross ranks under torchrun: "ddp" replicates the policy and
-    # all-reduces; "fsdp" shards the big layers' weights, gradients and AdamW
-    # state; "auto" picks fsdp when the replicated plan does not fit a device
-    distributed: DistributedMode = "ddp"
-    # time the gradient collectives (ript_core.rl.commtime; the trainer logs
-    # time/update_comm_*): synchronises CUDA around the all-reduce, so it is
-    # for benchmarks, off by default
-    time_comm: bool = False
-    # recompute each layer's activations in backward instead of storing them
-    # (ript_core.policy.checkpointing): "on" lets the planner size a bigger
-    # micro-batch with it; "auto" turns it on when the plan needs it
-    # (docs/planner.md); "off" never
-    activation_checkpointing: str = "auto"
-    # the PPO ratio's "old" log-prob: "rollout" takes the sampler's record;
-    # "recompute" scores every decision once more before the first step, with
-    # the update's kernels and micro-batch (one extra forward, no backward);
-    # "auto": recompute when the policy does not run in float32 (in bf16 the
-    # sampler's and the update's kernels round differently: up to 1.1 nats
-    # on a ~490-nat chunk log-prob on the H100, docs/benchmarks.md)
-    old_log_prob: str = attrs.field(
-        default="auto", validator=attrs.validators.in_(("auto", "rollout", "recompute"))
-    )
-    # run the update's forward and backward through compiled layers
-    # (ript_core.policy.compiled_layers): +14 % samples/s at micro-batch 16 on
-    # the H100 without checkpointing, nothing with it. Compiles once (minutes
-    # at full size): the trainer pads every micro-batch to the planned size
-    # (fixed_size). Not with fsdp.
-    compile: bool = False
 
 
 class NonFiniteError(RuntimeError):

@@ -39,7 +39,6 @@ float32.
 
 from __future__ import annotations
 
-import importlib.util
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -47,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ript_core.rollout.planner import OPTIMIZER_MOMENTS
+from ript_core.rl.config import MOMENTS, bitsandbytes_missing
 
 
 def _move_grad(master: torch.Tensor, param: torch.Tensor) -> None:
@@ -69,21 +68,6 @@ def _route_grad(param: torch.Tensor) -> None:
     master = ref() if ref is not None else None
     if master is not None:
         _move_grad(master, param)
-
-
-#: ``optim.moments``: how AdamW stores its two moments (module docstring); the
-#: planner budgets each (ript_core.rollout.planner).
-MOMENTS = OPTIMIZER_MOMENTS
-
-
-def bitsandbytes_missing() -> str | None:
-    """Why ``optim.moments: 8bit`` cannot run here, or None when it can."""
-    if importlib.util.find_spec("bitsandbytes") is None:
-        return (
-            "optim.moments '8bit' needs bitsandbytes, which is not installed: "
-            "pip install 'ript-core[bnb]' (or set optim.moments: fp32)"
-        )
-    return None
 
 
 class MasterWeights:

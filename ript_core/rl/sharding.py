@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -48,9 +48,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from ript_core.rl.commtime import CommTimer, TimedAllGather, TimedReduceScatter
-
-DistributedMode = Literal["ddp", "fsdp", "auto"]
-DISTRIBUTED_MODES = ("ddp", "fsdp", "auto")
+from ript_core.rl.config import DISTRIBUTED_MODES  # noqa: F401 (importers use this name)
 
 
 def is_sharded(p: torch.Tensor) -> bool:
