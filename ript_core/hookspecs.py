@@ -109,3 +109,22 @@ def ript_scripted_expert(backend: str, task: str) -> Any | None:
     action targets, so backends whose action adapter does more than slice and
     clip should not offer an expert.
     """
+
+
+# ---- CLI commands --------------------------------------------------------------------
+
+
+@hookspec
+def ript_register_commands(commands: Any) -> None:
+    """Optional. Add ``ript`` sub-commands (the way datasette's
+    ``register_commands`` does). ``commands`` is a
+    ``ript_core.cli.CommandRegistry``; call
+    ``commands.add(name, run, help, arguments=None)`` once per command:
+    ``arguments(parser)`` adds its options to an ``argparse`` parser and
+    ``run(namespace) -> int`` is its body and exit status.
+
+    Called whenever ``ript`` builds its parser, even for ``ript --help``: keep
+    module-level imports light and import heavy libraries inside ``run``. A
+    name already taken is refused with a warning; the other commands keep
+    working.
+    """

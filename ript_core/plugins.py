@@ -24,6 +24,9 @@ from ript_core.envs.catalogue import Availability, TaskInfo
 
 ENTRY_POINT_GROUP = "ript_core.plugins"
 TRACE_ENV_VAR = "RIPT_TRACE_HOOKS"
+#: the backend that ships inside ript-core (ript_core/envs/toy): the default
+#: wherever a command's backend is optional
+BUILTIN_BACKEND = "toy"
 
 
 class BackendNotFoundError(KeyError):

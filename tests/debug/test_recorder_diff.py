@@ -15,7 +15,7 @@ from ript_core.debug import (
     make_noise,
     record_inference,
 )
-from ript_core.debug.commands import save_observation
+from ript_core.debug.observation_files import save_observation
 from ript_core.envs.interfaces import ComposedObservationAdapter
 from ript_core.envs.toy.adapters import make_adapters, to_policy_fields
 from ript_core.plugins import get_registry

@@ -4,8 +4,8 @@ evaluates on an init state that BC or RIPT trains on."""
 from importlib import resources
 
 from ript_core.config import load_config
+from ript_core.configs import DEMO_CONFIG
 from ript_core.plugins import get_registry
-from ript_core.rl.commands import DEMO_CONFIG
 from ript_core.rl.config import TrainConfig, parse_range
 
 

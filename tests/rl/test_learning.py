@@ -11,7 +11,7 @@ flattens the curve) rather than against noise.
 from importlib import resources
 
 from ript_core.config import load_config
-from ript_core.rl.commands import DEMO_CONFIG
+from ript_core.configs import DEMO_CONFIG
 from ript_core.rl.config import TrainConfig
 from ript_core.rl.trainer import Trainer
 

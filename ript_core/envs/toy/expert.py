@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ript_core.envs.expert import run_expert_episode as rollout_expert
 from ript_core.envs.toy.env import ToyReachEnv
 
 
@@ -30,14 +31,4 @@ def run_expert_episode(
     env: ToyReachEnv, init_state: int, seed: int = 0, noise: float = 0.0
 ) -> tuple[list[dict], list[np.ndarray], bool]:
     """Roll out the expert from ``init_state``: (observations, actions, success)."""
-    rng = np.random.default_rng(seed)
-    obs, info = env.reset(seed=seed, options={"init_state": init_state})
-    observations, actions = [], []
-    done = False
-    while not done:
-        action = expert_action(env, rng, noise)
-        observations.append(obs)
-        actions.append(action)
-        obs, _, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
-    return observations, actions, bool(info["success"])
+    return rollout_expert(env, expert_action, init_state, seed=seed, noise=noise)

@@ -7,7 +7,8 @@ import json
 
 from rich.markup import escape
 
-from ript_core.cli import command, console
+from ript_core.cli.console import console
+from ript_core.cli.registry import command
 
 
 def _info_args(p: argparse.ArgumentParser) -> None:

@@ -11,48 +11,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ript_core.cli import command, console
-
-# ---- observation files ---------------------------------------------------------------
-
-
-def save_observation(obs: Mapping[str, Any], path: str | Path) -> Path:
-    """A raw env observation (nested dict of arrays and strings) as ``.npz``;
-    nested keys are joined with ``/`` (``images/agentview``)."""
-    flat: dict[str, np.ndarray] = {}
-
-    def walk(d: Mapping[str, Any], prefix: str) -> None:
-        for k, v in d.items():
-            name = f"{prefix}{k}"
-            if isinstance(v, Mapping):
-                walk(v, name + "/")
-            else:
-                flat[name] = np.asarray(v)
-
-    walk(obs, "")
-    path = Path(path)
-    with path.open("wb") as f:
-        np.savez(f, **flat)
-    return path
-
-
-def load_observation(path: str | Path) -> dict[str, Any]:
-    """Inverse of :func:`save_observation` (0-d string arrays become ``str``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"observation file {path} does not exist")
-    obs: dict[str, Any] = {}
-    with np.load(path, allow_pickle=False) as data:
-        for key in data.files:
-            value = data[key]
-            if value.ndim == 0 and value.dtype.kind in "US":
-                value = str(value)
-            node = obs
-            *parents, leaf = key.split("/")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
-    return obs
+from ript_core.cli.console import console
+from ript_core.cli.registry import command
 
 
 def policy_input_from_file(obs: Mapping[str, Any], path: str) -> Any:
@@ -127,6 +87,7 @@ def _record_args(p: argparse.ArgumentParser) -> None:
 def cmd_record(ns: argparse.Namespace) -> int:
     import torch
 
+    from ript_core.debug.observation_files import load_observation, save_observation
     from ript_core.debug.recorder import record_inference
     from ript_core.plugins import get_registry, split_env_id
 

@@ -8,10 +8,11 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from ript_core.cli import command, console
+from ript_core.cli.console import console
+from ript_core.cli.registry import command
 from ript_core.config import load_config
-
-DEMO_CONFIG = "toy_demo.yaml"
+from ript_core.configs import DEMO_CONFIG
+from ript_core.plugins import BUILTIN_BACKEND
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -27,13 +28,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _train(config_path: Path, ns: argparse.Namespace) -> int:
     from ript_core.rl.config import TrainConfig
+
+    # a config error is reported before torch is imported (seconds on a busy machine)
+    cfg = load_config(TrainConfig, config_path, ns.overrides)
     from ript_core.rl.trainer import Trainer
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # our own few INFO lines (a resume, a first-use compile of a batch bucket)
     # matter to whoever watches a run; third-party INFO stays hidden
     logging.getLogger("ript_core").setLevel(logging.INFO)
-    cfg = load_config(TrainConfig, config_path, ns.overrides)
     with Trainer(cfg, resume=ns.resume, progress=not ns.quiet) as trainer:
         summary = trainer.run()
     if trainer.dist.is_main:
@@ -71,7 +74,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "checkpoint", help="a saved policy directory (e.g. runs/x/checkpoints/iter_000010/policy)"
     )
-    p.add_argument("--backend", default="toy")
+    p.add_argument("--backend", default=BUILTIN_BACKEND)
     p.add_argument("--tasks", nargs="*", default=[], help="task names (default: all)")
     p.add_argument("--init-states", default="0:", help="e.g. 40: or 0:10 or 3,5,7")
     p.add_argument("--episodes-per-init-state", type=int, default=1)

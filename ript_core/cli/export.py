@@ -16,7 +16,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ript_core.cli import command, console
+from ript_core.cli.console import console
+from ript_core.cli.registry import command
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:

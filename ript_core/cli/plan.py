@@ -13,7 +13,8 @@ import argparse
 import attrs
 from rich.table import Table
 
-from ript_core.cli import command, console
+from ript_core.cli.console import console
+from ript_core.cli.registry import command
 from ript_core.policy.config import LoraSettings
 from ript_core.rollout.planner import (
     GB,
