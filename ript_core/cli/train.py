@@ -31,6 +31,7 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
 
     # a config error is reported before torch is imported (seconds on a busy machine)
     cfg = load_config(TrainConfig, config_path, ns.overrides)
+    cfg.check()
     from ript_core.rl.trainer import Trainer
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
