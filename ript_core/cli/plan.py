@@ -7,28 +7,23 @@ to launch a run that would run out of memory).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 import attrs
-from rich.table import Table
 
 from ript_core.cli.console import console
 from ript_core.cli.registry import command
-from ript_core.policy.config import LoraSettings
-from ript_core.rollout.planner import (
-    GB,
-    OPTIMIZER_MOMENTS,
-    STRATEGY_PREFERENCE,
-    BackendFootprint,
-    InferenceCost,
-    MachineSpec,
-    ParallelPlan,
-    PolicyFootprint,
-    StrategyCost,
-    detect_machine,
-    fmt_gb,
-    plan,
-    strategy_costs,
-)
+from ript_core.rl.config import MOMENTS
+
+# the planner is imported by the functions that use it: building the parser
+# (`ript --help`) needs none of it
+if TYPE_CHECKING:
+    from ript_core.policy.config import LoraSettings
+    from ript_core.rollout.planner import (
+        BackendFootprint,
+        MachineSpec,
+        PolicyFootprint,
+    )
 
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
@@ -54,7 +49,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     pol.add_argument("--cameras", type=int, default=None, help="camera slots (pi0 default 3)")
     pol.add_argument(
         "--optim-moments",
-        choices=OPTIMIZER_MOMENTS,
+        choices=MOMENTS,
         default="fp32",
         help="AdamW's moments, as optim.moments (8bit: bitsandbytes' AdamW8bit)",
     )
@@ -111,6 +106,8 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
 
 def _machine(ns: argparse.Namespace) -> MachineSpec:
     """The detected machine, with any of its numbers replaced by the flags."""
+    from ript_core.rollout.planner import GB, MachineSpec, detect_machine
+
     fake = (ns.device, ns.device_memory_gb, ns.device_free_gb, ns.cpu_ram_gb, ns.cores)
     if all(v is None for v in fake):
         return detect_machine()
@@ -142,6 +139,8 @@ def _machine(ns: argparse.Namespace) -> MachineSpec:
 
 
 def _policy(ns: argparse.Namespace, machine: MachineSpec) -> PolicyFootprint:
+    from ript_core.rollout.planner import PolicyFootprint
+
     dtype = ns.dtype or ("bfloat16" if machine.device == "cuda" else "float32")
     dtype_bytes = 2 if dtype == "bfloat16" else 4
     if ns.preset == "pi0":
@@ -157,11 +156,15 @@ def _policy(ns: argparse.Namespace, machine: MachineSpec) -> PolicyFootprint:
 
 
 def _lora(ns: argparse.Namespace) -> LoraSettings:
+    from ript_core.policy.config import LoraSettings
+
     targets = [t.strip() for t in ns.lora_targets.split(",") if t.strip()]
     return LoraSettings(rank=ns.lora_rank, alpha=float(ns.lora_rank), targets=targets)
 
 
 def _backend(ns: argparse.Namespace) -> BackendFootprint:
+    from ript_core.rollout.planner import GB, BackendFootprint
+
     b = BackendFootprint.named(ns.backend_footprint)
     if ns.env_ram_gb is not None:
         b = attrs.evolve(b, name=f"{b.name} (given)", env_ram_bytes=int(ns.env_ram_gb * GB))
@@ -188,6 +191,8 @@ def _overrides(ns: argparse.Namespace) -> dict[str, int | bool]:
 
 def _inference_cost(ns: argparse.Namespace, machine: MachineSpec, policy: PolicyFootprint):
     """The estimate, with any number the user measured put in its place."""
+    from ript_core.rollout.planner import InferenceCost
+
     if ns.policy_call_ms is None and ns.policy_sample_ms is None:
         return None
     est = InferenceCost.estimate(policy, machine)
@@ -199,120 +204,11 @@ def _inference_cost(ns: argparse.Namespace, machine: MachineSpec, policy: Policy
     )
 
 
-def print_schedule(p: ParallelPlan) -> None:
-    """Predicted utilisation of the policy device and of the env workers per G."""
-    pipe = p.pipeline
-    if pipe is None:
-        return
-    waves = pipe.options[0].wave_s is not None
-    basis = "waves of episodes" if waves else "steady state"
-    table = Table(title=f"rollout schedule ({basis}; G = 1 is lock-step)")
-    cols = ["G", "envs/group", "period ms", *(["wave s"] if waves else [])]
-    for col in (*cols, "env steps/s", "policy busy", "envs busy", ""):
-        table.add_column(col)
-    for o in pipe.options:
-        mark = (
-            "chosen" + (" (override)" if pipe.overridden else "") if o.groups == pipe.groups else ""
-        )
-        table.add_row(
-            str(o.groups),
-            "/".join(str(n) for n in sorted(set(o.group_sizes), reverse=True)),
-            f"{o.period_s * 1e3:.4g}",
-            *([f"{o.wave_s:.3g}"] if waves else []),
-            f"{o.steps_per_s:,.0f}",
-            f"{o.policy_util:.0%}",
-            f"{o.env_util:.0%}",
-            mark,
-        )
-    console.print(table)
-
-
-def print_plan(p: ParallelPlan, machine: MachineSpec, policy: PolicyFootprint) -> None:
-    """A table of the phases' predicted peaks, the chosen settings, then the reasons."""
-    title = (
-        f"ript plan: {policy.name} ({policy.strategy}, {policy.dtype_name}) on "
-        f"{machine.device} {fmt_gb(machine.device_total_bytes)}, {machine.cpu_cores} cores"
-    )
-    table = Table(title=title)
-    for col in ("phase", "predicted peak", "usable", "breakdown", "fits"):
-        table.add_column(col)
-    for phase, peak in p.peak_bytes.items():
-        parts = ", ".join(f"{k} {fmt_gb(v)}" for k, v in p.breakdown[phase].items())
-        ok = "[green]yes[/green]" if peak <= p.usable_bytes else "[red]NO[/red]"
-        table.add_row(phase, fmt_gb(peak), fmt_gb(p.usable_bytes), parts, ok)
-    if machine.device == "cuda":
-        ok = "[green]yes[/green]" if p.host_bytes <= p.host_usable_bytes else "[red]NO[/red]"
-        table.add_row(
-            "host RAM",
-            fmt_gb(p.host_bytes),
-            fmt_gb(p.host_usable_bytes),
-            f"{p.n_env_workers} env workers (no model copy)",
-            ok,
-        )
-    console.print(table)
-    print_schedule(p)
-    settings = ", ".join(
-        f"{k}={'on' if v is True else 'off' if v is False else v}"
-        + (" (override)" if k in p.overridden else "")
-        for k, v in p.settings().items()
-    )
-    console.print(f"plan: {settings}", soft_wrap=True, highlight=False)
-    verdict = "[green]fits[/green]" if p.fits else "[red]does not fit[/red]"
-    console.print(f"verdict: {verdict}", highlight=False)
-    console.print("reasons:")
-    for r in p.reasons:
-        console.print(f"  - {r}", soft_wrap=True, highlight=False, markup=False)
-
-
-def print_strategies(costs: list[StrategyCost], chosen: str, recommended: str | None) -> None:
-    """Every strategy's memory side by side: what trains, what is frozen, the
-    update's extra state, activations, the prefix cache, and whether it fits."""
-    table = Table(
-        title="strategies (planner's own plan for each; per sample = per micro-batch of 1)"
-    )
-    cols = (
-        "strategy",
-        "trainable",
-        "trainable / frozen weights",
-        "grads",
-        "AdamW state",
-        "activations/sample (ckpt)",
-        "prefix cache/sample",
-        "update peak",
-        "micro-batch",
-        "fits",
-        "",
-    )
-    for col in cols:
-        table.add_column(col)
-    for c in costs:
-        p = c.plan
-        mark = ", ".join(
-            m
-            for m, on in (
-                ("chosen", c.strategy == chosen),
-                ("recommended", c.strategy == recommended),
-            )
-            if on
-        )
-        table.add_row(
-            c.strategy,
-            f"{c.n_trainable / 1e6:,.4g}M",
-            f"{fmt_gb(c.trainable_weight_bytes)} / {fmt_gb(c.frozen_weight_bytes)}",
-            fmt_gb(c.grad_bytes),
-            fmt_gb(c.optimizer_bytes),
-            f"{fmt_gb(c.activations_per_sample)} ({fmt_gb(c.activations_per_sample_ckpt)})",
-            fmt_gb(c.prefix_cache_per_sample),
-            fmt_gb(p.peak_bytes["update"]),
-            f"{p.train_micro_batch}{' ckpt' if p.activation_checkpointing else ''}",
-            "[green]yes[/green]" if p.fits else "[red]NO[/red]",
-            mark,
-        )
-    console.print(table)
-
-
 @command("plan", "choose env workers, batch sizes, checkpointing and rollout schedule", _plan_args)
 def cmd_plan(ns: argparse.Namespace) -> int:
+    from ript_core.cli.plan_tables import print_plan, print_strategies
+    from ript_core.rollout.planner import STRATEGY_PREFERENCE, plan, strategy_costs
+
     machine = _machine(ns)
     policy = _policy(ns, machine)
     result = plan(

@@ -12,11 +12,10 @@ from typing import Any, Literal
 import attrs
 
 from ript_core.policy.config import PolicyConfig
-from ript_core.rollout.planner import OPTIMIZER_MOMENTS
 
 #: ``optim.moments``: how AdamW stores its two moments (ript_core.rl.optimizer);
 #: the planner budgets each (ript_core.rollout.planner).
-MOMENTS = OPTIMIZER_MOMENTS
+MOMENTS = ("fp32", "8bit")
 
 DistributedMode = Literal["ddp", "fsdp", "auto"]
 DISTRIBUTED_MODES = ("ddp", "fsdp", "auto")

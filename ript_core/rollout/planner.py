@@ -34,6 +34,7 @@ from typing import Any, Literal
 import attrs
 
 from ript_core.policy.buckets import batch_bucket
+from ript_core.rl.config import MOMENTS
 
 GB = 1_000_000_000  # decimal, like GPU spec sheets ("80 GB") and the CLI flags
 
@@ -56,7 +57,7 @@ ADAM_BYTES_PER_TRAINABLE = 8
 #: fp32 moments: a few thousand parameters of pi0, not counted).
 ADAM_8BIT_BYTES_PER_TRAINABLE = 2 + 2 * 4 / 256
 #: ``optim.moments``: how AdamW stores its two moments (ript_core.rl.optimizer).
-OPTIMIZER_MOMENTS = ("fp32", "8bit")
+OPTIMIZER_MOMENTS = MOMENTS  # one list: the config checks it, the planner budgets it
 #: Gradients are accumulated in fp32 across micro-batches (bf16 accumulation
 #: loses small updates).
 GRAD_BYTES_PER_TRAINABLE = 4
