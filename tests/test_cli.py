@@ -74,3 +74,11 @@ def test_eval_threads_pins_torch_and_refuses_nonsense(tmp_path, capsys):
         torch.set_num_threads(before)
     assert main(["eval", *common, "--threads", "0"]) != 0
     assert "--threads must be >= 1" in " ".join(capsys.readouterr().out.split())
+
+
+def test_expert_takes_the_backend_by_name(capsys):
+    assert main(["expert", "toy", "--episodes-per-task", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "toy/reach-red: 2/2" in out and "(8/8)" in out
+    assert main(["expert", "nosuch"]) == 2
+    assert "no backend named 'nosuch'" in capsys.readouterr().out
