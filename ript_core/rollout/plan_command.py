@@ -1,6 +1,6 @@
 """``ript plan``: print the memory-aware parallel plan for this (or another) machine.
 
-Lives beside the planner so that the CLI core stays free of its flags;
+Kept out of the CLI core so that the CLI stays free of the planner's flags;
 ``ript_core.cli`` imports this module on start-up and the decorator registers
 the command. Exit status 0 when the plan fits, 1 when it does not (so scripts
 can refuse to launch a run that would run out of memory).
