@@ -18,12 +18,12 @@ from ript_core.rl.config import MOMENTS
 # the planner is imported by the functions that use it: building the parser
 # (`ript --help`) needs none of it
 if TYPE_CHECKING:
-    from ript_core.policy.config import LoraSettings
-    from ript_core.rollout.planner import (
+    from ript_core.plan import (
         BackendFootprint,
         MachineSpec,
         PolicyFootprint,
     )
+    from ript_core.policy.config import LoraSettings
 
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
@@ -106,7 +106,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
 
 def _machine(ns: argparse.Namespace) -> MachineSpec:
     """The detected machine, with any of its numbers replaced by the flags."""
-    from ript_core.rollout.planner import GB, MachineSpec, detect_machine
+    from ript_core.plan import GB, MachineSpec, detect_machine
 
     fake = (ns.device, ns.device_memory_gb, ns.device_free_gb, ns.cpu_ram_gb, ns.cores)
     if all(v is None for v in fake):
@@ -139,7 +139,7 @@ def _machine(ns: argparse.Namespace) -> MachineSpec:
 
 
 def _policy(ns: argparse.Namespace, machine: MachineSpec) -> PolicyFootprint:
-    from ript_core.rollout.planner import PolicyFootprint
+    from ript_core.plan import PolicyFootprint
 
     dtype = ns.dtype or ("bfloat16" if machine.device == "cuda" else "float32")
     dtype_bytes = 2 if dtype == "bfloat16" else 4
@@ -163,9 +163,9 @@ def _lora(ns: argparse.Namespace) -> LoraSettings:
 
 
 def _backend(ns: argparse.Namespace) -> BackendFootprint:
-    from ript_core.rollout.planner import GB, BackendFootprint
+    from ript_core.plan import GB, named_footprint
 
-    b = BackendFootprint.named(ns.backend_footprint)
+    b = named_footprint(ns.backend_footprint)
     if ns.env_ram_gb is not None:
         b = attrs.evolve(b, name=f"{b.name} (given)", env_ram_bytes=int(ns.env_ram_gb * GB))
     if ns.env_step_ms is not None:
@@ -191,7 +191,7 @@ def _overrides(ns: argparse.Namespace) -> dict[str, int | bool]:
 
 def _inference_cost(ns: argparse.Namespace, machine: MachineSpec, policy: PolicyFootprint):
     """The estimate, with any number the user measured put in its place."""
-    from ript_core.rollout.planner import InferenceCost
+    from ript_core.plan import InferenceCost
 
     if ns.policy_call_ms is None and ns.policy_sample_ms is None:
         return None
@@ -207,7 +207,7 @@ def _inference_cost(ns: argparse.Namespace, machine: MachineSpec, policy: Policy
 @command("plan", "choose env workers, batch sizes, checkpointing and rollout schedule", _plan_args)
 def cmd_plan(ns: argparse.Namespace) -> int:
     from ript_core.cli.plan_tables import print_plan, print_strategies
-    from ript_core.rollout.planner import STRATEGY_PREFERENCE, plan, strategy_costs
+    from ript_core.plan import STRATEGY_PREFERENCE, plan, strategy_costs
 
     machine = _machine(ns)
     policy = _policy(ns, machine)

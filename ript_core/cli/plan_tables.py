@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from ript_core.cli.console import console
-from ript_core.rollout.planner import (
+from ript_core.plan import (
     MachineSpec,
     ParallelPlan,
     PolicyFootprint,

@@ -14,7 +14,7 @@ import attrs
 from ript_core.policy.config import PolicyConfig
 
 #: ``optim.moments``: how AdamW stores its two moments (ript_core.rl.optimizer);
-#: the planner budgets each (ript_core.rollout.planner).
+#: the planner budgets each (ript_core.plan.cost).
 MOMENTS = ("fp32", "8bit")
 
 DistributedMode = Literal["ddp", "fsdp", "auto"]

@@ -13,7 +13,7 @@ How the gradients get there: a post-accumulate-grad hook on each bf16
 parameter adds its gradient, in float32, into the master's ``.grad`` and frees
 the bf16 one as soon as autograd has finished with it. So across micro-batches
 the sum is float32 and at most one parameter's bf16 gradient is alive at a
-time -- the memory the planner charges (ript_core.rollout.planner: 2 B bf16
+time -- the memory the planner charges (ript_core.plan.cost: 2 B bf16
 weight + 4 B master + 4 B fp32 gradient + 8 B moments per trainable parameter).
 
 Why a subclass of ``torch.optim.AdamW`` and not a wrapper: LR schedulers,
