@@ -53,11 +53,3 @@ def test_wrong_type_is_named():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(Run, tmp_path / "nope.yaml")
-
-
-def test_the_planner_budgets_every_optimizer_moment_storage_the_config_accepts():
-    # two lists because the plan may not import rl, nor rl.config the (torch-importing) plan
-    from ript_core.plan import OPTIMIZER_MOMENTS
-    from ript_core.rl.config import MOMENTS
-
-    assert tuple(OPTIMIZER_MOMENTS) == tuple(MOMENTS)

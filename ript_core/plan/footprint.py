@@ -19,8 +19,8 @@ from ript_core.envs.spec import BackendFootprint
 from ript_core.plan.units import GB
 from ript_core.policy.presets import preset_dict
 
-#: the AdamW moment storages the planner budgets (``optim.moments``; the plan
-#: may not import rl, so ``ript_core.rl.config.MOMENTS`` is kept equal by a test)
+#: ``optim.moments``: how AdamW stores its two moments (4 or 1 byte each); the
+#: optimizer (ript_core.rl.optimizer) builds from this list, the cost model budgets it.
 OPTIMIZER_MOMENTS = ("fp32", "8bit")
 
 __all__ = [

@@ -9,12 +9,16 @@ overrides into it, so the same function serves random init and loading.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from transformers import PI0Config
 
 from ript_core.policy.config import PolicyConfig
+
+# transformers (and torch) load with the first architecture built: the planner
+# and config validation read the presets as plain data
+if TYPE_CHECKING:
+    from transformers import PI0Config
 
 PALIGEMMA_VOCAB = 257152
 
@@ -157,6 +161,8 @@ def preset_dict(name: str) -> dict[str, Any]:
 def resolve_architecture(cfg: PolicyConfig, pi0_config: PI0Config | None = None) -> Architecture:
     """Merge ``cfg``'s overrides into its preset (or into ``pi0_config`` when a
     checkpoint brings its own transformers config)."""
+    from transformers import PI0Config
+
     raw = preset_dict(cfg.preset)
     if pi0_config is None:
         kwargs = raw["pi0"]

@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 import attrs
 
+from ript_core.plan.footprint import OPTIMIZER_MOMENTS
 from ript_core.policy.config import PolicyConfig
 
-#: ``optim.moments``: how AdamW stores its two moments (ript_core.rl.optimizer);
-#: the planner budgets each (ript_core.plan.cost).
-MOMENTS = ("fp32", "8bit")
+#: ``optim.moments``: how AdamW stores its two moments (ript_core.rl.optimizer)
+MOMENTS = OPTIMIZER_MOMENTS
 
 DistributedMode = Literal["ddp", "fsdp", "auto"]
 DISTRIBUTED_MODES = ("ddp", "fsdp", "auto")
