@@ -16,12 +16,12 @@ their values), then for each batch size:
   float32 noise; also ours (fast) vs ours (eager loop), ODE and SDE (chain and
   log-prob, same per-sample generators);
 - timing: (a) transformers' ``sample_actions`` as shipped, (b) our ODE and
-  (c) our SDE sampler through :class:`~ript_core.policy.fast_sampler.FastSampler`
+  (c) our SDE sampler through :class:`~ript_core.policy.fast.sampler.FastSampler`
   (CUDA graphs on a GPU; the same static-cache code without graphs on CPU) --
   median and p90 ms per chunk call, chunks/s, achieved TFLOP/s and the floor;
 - the RIPT update (``log_prob`` of an SDE chain + PPO clipped loss + backward)
   at the planner's micro-batch, samples/s and MFU, with and without
-  ript-core's activation checkpointing (ript_core.policy.checkpointing);
+  ript-core's activation checkpointing (ript_core.policy.activation_checkpointing);
 - the memory plan: the planner's predicted peak vs ``max_memory_allocated``.
 
 FLOPs come from the planner's :func:`~ript_core.rollout.planner.sample_flops`
@@ -51,12 +51,12 @@ import torch
 
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy, PolicyBatch
-from ript_core.policy import compiled_layers as compiled_layers_module
+from ript_core.policy.activation_checkpointing import set_activation_checkpointing
 from ript_core.policy.attention import update_kernels
-from ript_core.policy.checkpointing import set_activation_checkpointing
-from ript_core.policy.compiled_layers import compiled_layers, layers_compiled
-from ript_core.policy.fast_sampler import FastSampler
-from ript_core.policy.norms import use_fused_rms_norm
+from ript_core.policy.fast import compiled_layers as compiled_layers_module
+from ript_core.policy.fast.compiled_layers import compiled_layers, layers_compiled
+from ript_core.policy.fast.norms import use_fused_rms_norm
+from ript_core.policy.fast.sampler import FastSampler
 from ript_core.policy.policy import SampleOutput
 from ript_core.rollout import planner as pl
 
@@ -393,7 +393,7 @@ def _update_row(
         step, batch, out = update_step(policy, fast, micro, cameras)
         chain, old = out.chain, out.log_prob
         if ckpt:
-            # ript-core's own (ript_core.policy.checkpointing): transformers'
+            # ript-core's own (ript_core.policy.activation_checkpointing): transformers'
             # turns the prefix cache off in train mode, which the expert needs
             set_activation_checkpointing(policy.model, True)
         with torch.no_grad():
@@ -540,7 +540,7 @@ def memory_rows(
             print("memory", json.dumps(row), flush=True)
     for mb in ckpt_micros or []:
         # the planner's checkpointed update model (update_activation_bytes with
-        # checkpointing) against ript_core.policy.checkpointing, two
+        # checkpointing) against ript_core.policy.activation_checkpointing, two
         # accumulated micro-batches as the trainer runs them
         predicted = predicted_update(fp, mb, checkpointing=True)
         batch = policy.preprocess(make_inputs(policy, mb, cameras, seed=mb))

@@ -43,7 +43,7 @@ import torch
 from gpu_policy import make_inputs
 
 from ript_core.policy import PI0Policy
-from ript_core.policy.fast_sampler import FastSampler
+from ript_core.policy.fast.sampler import FastSampler
 
 
 def replay_ms(policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iters: int) -> float:

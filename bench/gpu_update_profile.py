@@ -49,8 +49,8 @@ from torch.nn.attention import SDPBackend
 
 import ript_core.policy.attention as attention
 from ript_core.policy import PI0Policy
-from ript_core.policy.checkpointing import set_activation_checkpointing
-from ript_core.policy.fast_sampler import FastSampler
+from ript_core.policy.activation_checkpointing import set_activation_checkpointing
+from ript_core.policy.fast.sampler import FastSampler
 from ript_core.rollout import planner as pl
 
 #: Kernel kinds, first match wins (CUDA kernel names; CPU op names on CPU).

@@ -20,7 +20,7 @@ cuDNN, memory-efficient and math kernels.
 
 Sampling and re-scoring therefore round differently in bf16 (as they do
 anyway: the re-scoring's matmuls have other shapes); checkpointed layers are
-recomputed with their forward's kernels (ript_core.policy.checkpointing).
+recomputed with their forward's kernels (ript_core.policy.activation_checkpointing).
 """
 
 from __future__ import annotations

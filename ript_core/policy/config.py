@@ -5,7 +5,7 @@ One attrs class so that a YAML ``policy:`` section structures into it with
 numbers (noise level, scored window, dtype) is recorded with a run.
 
 Architecture fields left at ``None`` take the preset's value (see
-:mod:`ript_core.policy.presets`); setting one overrides the preset, so a
+:mod:`ript_core.policy.io.presets`); setting one overrides the preset, so a
 config file only names what differs from ``pi0`` / ``pi0-tiny``.
 """
 
@@ -134,11 +134,11 @@ class PolicyConfig:
     # eager, so the sampler's log-probs round differently from the update's
     # -- update.old_log_prob "auto" (the default) recomputes them in bf16.
     compile: bool = False
-    # On CUDA, sample through ript_core.policy.fast_sampler (static prefix KV
+    # On CUDA, sample through ript_core.policy.fast.sampler (static prefix KV
     # cache, one CUDA graph per chunk; same numbers as the eager loop). False:
     # the eager loop everywhere.
     fast_sampler: bool = True
-    # Gemma's RMSNorm through torch's fused rms_norm (ript_core.policy.norms):
+    # Gemma's RMSNorm through torch's fused rms_norm (ript_core.policy.fast.norms):
     # one kernel instead of ~10 per call on CUDA, same maths. False: the
     # norms as transformers writes them.
     fused_norms: bool = True

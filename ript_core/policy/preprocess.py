@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from ript_core.policy.batch import PolicyBatch, to_device
 from ript_core.policy.images import ResizeMethod, resize_with_pad
-from ript_core.policy.pipeline import CameraSlot
-from ript_core.policy.stats import NormStats
-from ript_core.policy.tokenizer import PromptFormat, PromptTokenizer, tokenize_prompts
+from ript_core.policy.io.pipeline import CameraSlot
+from ript_core.policy.io.stats import NormStats
+from ript_core.policy.io.tokenizer import PromptFormat, PromptTokenizer, tokenize_prompts
 from ript_core.policy_input import PolicyInput
 
 

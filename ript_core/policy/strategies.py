@@ -22,7 +22,7 @@ tensors) and, for LoRA, the adapters in peft's format
 (``adapter_config.json`` + ``adapter_model.safetensors``, keys as
 ``PeftModel.save_pretrained`` writes them), plus ``strategy.json`` naming the
 base checkpoint the frozen weights come from (see
-:mod:`ript_core.policy.checkpoint`). :func:`merge_lora` folds adapters into
+:mod:`ript_core.policy.io.checkpoint`). :func:`merge_lora` folds adapters into
 the base weights for ``ript export --merge``.
 """
 
@@ -305,20 +305,3 @@ def resolve_base(directory: Path, info: dict[str, Any]) -> Path:
             "policy's. Restore the original base checkpoint"
         )
     return base
-
-
-def merged_policy(policy: PI0Policy, *, dtype: str | None = None) -> PI0Policy:
-    """A ``full``-strategy policy with the same outputs: LoRA adapters folded
-    into the base weights (in place: ``policy`` is consumed). Its
-    :func:`~ript_core.policy.checkpoint.save_policy` writes a plain PI0
-    checkpoint that transformers' ``from_pretrained`` loads. ``dtype``: the
-    merged policy's (default: unchanged); merge a float32 policy for precision."""
-    import attrs
-
-    from ript_core.policy.policy import PI0Policy
-
-    model = policy.model
-    if has_lora(model):
-        merge_lora(model)
-    cfg = attrs.evolve(policy.config, strategy="full", dtype=dtype or policy.config.dtype)
-    return PI0Policy(cfg, model, policy.arch, policy.tokenizer, policy.stats, policy.pipeline)

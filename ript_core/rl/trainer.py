@@ -33,8 +33,8 @@ import torch
 from ript_core.config import unstructure
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
-from ript_core.policy.checkpointing import set_activation_checkpointing
-from ript_core.policy.compiled_layers import compiled_layers
+from ript_core.policy.activation_checkpointing import set_activation_checkpointing
+from ript_core.policy.fast.compiled_layers import compiled_layers
 from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl import distributed as D
 from ript_core.rl.actor import PI0Actor

@@ -181,7 +181,7 @@ def test_release_frees_what_a_caught_error_keeps_alive(bench):
 
     import torch
 
-    from ript_core.policy.fast_sampler import FastSampler
+    from ript_core.policy.fast.sampler import FastSampler
     from tests.policy.conftest import tiny_policy
 
     policy = tiny_policy()
@@ -220,7 +220,7 @@ def test_update_rows_leave_no_tensor_alive_under_checkpointing(bench):
 
     import torch
 
-    from ript_core.policy.fast_sampler import FastSampler
+    from ript_core.policy.fast.sampler import FastSampler
     from tests.policy.conftest import tiny_policy
 
     policy = tiny_policy()

@@ -39,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import Cache, DynamicLayer
 
 from ript_core.policy.attention import allowed_backends
-from ript_core.policy.sharded import has_sharded_parameters
+from ript_core.policy.dtensor import has_sharded_parameters
 
 _ORIGINAL = "_ript_forward_without_checkpointing"
 
@@ -81,7 +81,7 @@ def _checkpointed_forward(original: Any, *args: Any, **kwargs: Any) -> Any:
     if not torch.is_grad_enabled():  # sampling, evaluation: nothing to save anyway
         return original(*args, **kwargs)
     if torch.compiler.is_compiling():
-        # a compiled layer (ript_core.policy.compiled_layers): the kernels are
+        # a compiled layer (ript_core.policy.fast.compiled_layers): the kernels are
         # fixed when the graph is traced and the recomputation is part of the
         # compiled backward graph, so it runs the forward's kernels by
         # construction -- and torch refuses a context_fn that is not a

@@ -3,7 +3,7 @@
 - **ript** (what :func:`save_policy` writes): a transformers checkpoint
   (``config.json`` + ``model.safetensors``) plus ``policy.json`` (our
   config), ``stats.json``, ``pipeline.json`` (the input/output transforms,
-  :mod:`ript_core.policy.pipeline`) and the tokenizer (``tokenizer.model``
+  :mod:`ript_core.policy.io.pipeline`) and the tokenizer (``tokenizer.model``
   or ``tokenizer.json``).
 - **transformers**: ``config.json`` with ``model_type: pi0`` and
   safetensors with transformers' keys (``model.vlm.*``, ``model.dit.*``,
@@ -44,16 +44,18 @@ from transformers import PI0Config, PI0ForConditionalGeneration
 
 from ript_core.config import structure, unstructure
 from ript_core.policy.config import LoraSettings, PolicyConfig
-from ript_core.policy.pipeline import (
+from ript_core.policy.io.pipeline import (
     OPENPI_CONFIGS,
     PIPELINE_FILE,
     Pipeline,
     lerobot_pipeline,
 )
-from ript_core.policy.pipeline import openpi_config as get_openpi_config
-from ript_core.policy.policy import PI0Policy, build_model, drop_unused_expert_embedding
-from ript_core.policy.presets import Architecture, resolve_architecture
-from ript_core.policy.stats import STATS_FILE, FeatureStats, NormStats
+from ript_core.policy.io.pipeline import openpi_config as get_openpi_config
+from ript_core.policy.io.presets import Architecture, resolve_architecture
+from ript_core.policy.io.stats import STATS_FILE, FeatureStats, NormStats
+from ript_core.policy.io.tokenizer import JSON_FILE, SP_FILE, PromptTokenizer, load_tokenizer
+from ript_core.policy.model import build_model, drop_unused_expert_embedding
+from ript_core.policy.policy import PI0Policy
 from ript_core.policy.strategies import (
     STRATEGY_FILE,
     StrategyError,
@@ -63,7 +65,6 @@ from ript_core.policy.strategies import (
     save_trainable,
     write_strategy_file,
 )
-from ript_core.policy.tokenizer import JSON_FILE, SP_FILE, PromptTokenizer, load_tokenizer
 
 POLICY_FILE = "policy.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -498,7 +499,7 @@ def load_policy(
     checkpoints, which carry no transformers config, and the camera slots /
     prompt length of plain transformers ones; ``openpi_config`` names an
     openpi checkpoint's training config (required for that layout, see
-    :data:`~ript_core.policy.pipeline.OPENPI_CONFIGS`); ``pipeline``
+    :data:`~ript_core.policy.io.pipeline.OPENPI_CONFIGS`); ``pipeline``
     overrides the checkpoint's transforms; ``overrides`` are
     :class:`PolicyConfig` fields (device, dtype, SDE settings, ...).
     """

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ript_core.policy.sharded import has_sharded_parameters
+from ript_core.policy.dtensor import has_sharded_parameters
 
 
 class KVOnlyLayer(nn.Module):

@@ -35,8 +35,8 @@ import torch
 import torch._dynamo
 from torch import nn
 
-from ript_core.policy.checkpointing import checkpointed_layers as transformer_layers
-from ript_core.policy.siglip_mlp import bias_in_activation
+from ript_core.policy.activation_checkpointing import checkpointed_layers as transformer_layers
+from ript_core.policy.fast.siglip_mlp import bias_in_activation
 
 #: torch.compile's backend; tests use "aot_eager" (the same graphs, no codegen).
 BACKEND = "inductor"

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ript_core.policy.sharded import any_sharded
+from ript_core.policy.dtensor import any_sharded
 
 _epoch = 0
 

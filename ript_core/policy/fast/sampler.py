@@ -45,21 +45,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from ript_core.policy import varlen_attention
 from ript_core.policy.attention import with_attention_backends
+from ript_core.policy.batch import PolicyBatch
 from ript_core.policy.buckets import batch_bucket  # the planner costs the same buckets
-from ript_core.policy.compiled_layers import compiled_layers
-from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
-from ript_core.policy.fused_projections import ExpertFusion
-from ript_core.policy.kv_only_layer import last_layer_kv_only
-from ript_core.policy.param_watch import watch
-from ript_core.policy.varlen_attention import (
+from ript_core.policy.fast import varlen_attention
+from ript_core.policy.fast.compiled_layers import compiled_layers
+from ript_core.policy.fast.fused_projections import ExpertFusion
+from ript_core.policy.fast.kv_only_layer import last_layer_kv_only
+from ript_core.policy.fast.param_watch import watch
+from ript_core.policy.fast.varlen_attention import (
     key_limited_attention,
     limit_mask,
     prefix_limits,
@@ -67,12 +67,13 @@ from ript_core.policy.varlen_attention import (
     suffix_key_limits,
     suffix_limits,
 )
+from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
+from ript_core.policy.sampling import Generators, SampleOutput, draw_randint, draw_randn
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from ript_core.policy.batch import PolicyBatch
-    from ript_core.policy.policy import PI0Policy, SampleOutput
+    from ript_core.policy.policy import PI0Policy
 
 
 class PrefixKVCache:
@@ -439,25 +440,23 @@ class FastSampler:
         self,
         batch: PolicyBatch,
         mode: str,
-        generator: torch.Generator | Sequence[torch.Generator] | None,
+        generator: Generators,
         noise: torch.Tensor | None,
         level: float,
         steps: int,
     ) -> SampleOutput:
-        from ript_core.policy.policy import SampleOutput, _randint, _randn
-
         pol = self.policy
         bsz, device = len(batch), batch.device
         shape = (bsz, pol.chunk_size, pol.max_action_dim)
         # RNG draws in the eager sampler's order: x_1, the chosen step, eps per step
         if noise is None:
-            noise = _randn(shape, generator, device)
+            noise = draw_randn(shape, generator, device)
         x1 = noise.to(device=device, dtype=torch.float32)
         stochastic = mode == "sde" and level > 0.0
         one_step = stochastic and pol.config.sde_scheme == "one"
-        chosen = _randint(steps, bsz, generator, device) if one_step else None
+        chosen = draw_randint(steps, bsz, generator, device) if one_step else None
         eps = (
-            torch.stack([_randn(shape, generator, device) for _ in range(steps)])
+            torch.stack([draw_randn(shape, generator, device) for _ in range(steps)])
             if mode == "sde"
             else None
         )
