@@ -99,8 +99,8 @@ def _same_sdpa_backends() -> tuple[Any, Any]:
     (ript_core/policy/attention.py), but the recomputation runs inside
     ``backward()``, outside that context: with every backend on again, SDPA
     picked cuDNN there instead of the memory-efficient kernel of the forward,
-    which saves differently shaped tensors (``CheckpointError`` on the
-    H100). Called when the forward runs; the second context is entered around
+    which saves differently shaped tensors (a ``CheckpointError`` on CUDA).
+    Called when the forward runs; the second context is entered around
     the recomputation."""
     return contextlib.nullcontext(), sdpa_kernel(allowed_backends())
 

@@ -31,7 +31,7 @@ class LoraSettings:
     """LoRA adapters of the ``lora`` strategy (applied through ``peft``).
 
     Defaults and why: ``rank=32`` / ``alpha=32`` is RIPT-VLA's recipe for
-    OpenVLA-OFT (DESIGN §4), which reached 97 % on LIBERO from 1 demo; alpha
+    OpenVLA-OFT, which reached 97 % on LIBERO from 1 demo; alpha
     equal to the rank keeps the adapter's scale (alpha/rank) at 1, so the
     learning rate means the same at any rank. ``dropout=0``: RL already
     injects noise through the SDE sampler, and dropout would make the
@@ -75,7 +75,7 @@ class LoraSettings:
 class PolicyConfig:
     """Everything needed to build and run a :class:`~ript_core.policy.PI0Policy`.
 
-    Sampling (DESIGN §3): ``sde_scheme="all"`` makes every denoising step a
+    Sampling (docs/policy.md, "Sampling and log-probs"): ``sde_scheme="all"`` makes every denoising step a
     Gaussian transition and the log-prob sums over the chain (exact, one
     expert pass per step at update time); ``"one"`` makes one uniformly drawn
     step stochastic and the rest Euler (log-prob of that step only, one expert
@@ -128,11 +128,10 @@ class PolicyConfig:
     dtype: DType = "float32"
     device: str = "cpu"
     # On CUDA, the fast sampler runs every transformer layer through
-    # torch.compile (regional, inductor): on the H100 42.9 -> 32.0 ms per chunk
-    # at batch 1, 125 -> 152 chunks/s at 64, after ~2 min of compilation once
-    # per process (docs/benchmarks.md). Sampling only: log_prob and BC stay
-    # eager, so the sampler's log-probs round differently from the update's
-    # -- update.old_log_prob "auto" (the default) recomputes them in bf16.
+    # torch.compile (regional, inductor): faster chunks after minutes of
+    # compilation once per process (docs/policy.md). Sampling only: log_prob
+    # and BC stay eager, so the sampler's log-probs round differently from the
+    # update's -- update.old_log_prob "auto" (the default) recomputes them.
     compile: bool = False
     # On CUDA, sample through ript_core.policy.fast.sampler (static prefix KV
     # cache, one CUDA graph per chunk; same numbers as the eager loop). False:

@@ -5,9 +5,9 @@ against it per denoising step (part of :class:`~ript_core.policy.policy.PI0Polic
 Input convention of transformers' PI0: ``input_ids`` are ``image_token_id``
 placeholders (tokens-per-image x cameras) followed by the text ids;
 ``attention_mask`` is *always* passed -- with ``None`` the prefix gets
-1-indexed RoPE positions while the expert continues from the cache length
-(docs/debugging.md), and padded prompt tokens would be attended. A missing
-camera keeps its tokens (masked out in ``attention_mask``, positions
+1-indexed RoPE positions while the expert continues from the cache length,
+and padded prompt tokens would be attended (docs/policy.md, "Facts about
+transformers' PI0"). A missing camera keeps its tokens (masked out in ``attention_mask``, positions
 ``cumsum(mask) - 1`` skip them, as openpi), so ``pixel_attention_mask`` is all
 True for the slots present in ``input_ids``.
 """

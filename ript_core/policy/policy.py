@@ -243,7 +243,7 @@ class PI0Policy(ProcessingMixin, ForwardMixin, LogProbMixin, BCMixin, nn.Module)
         return sample_eager(self, batch, mode, generator, x, level, steps)
 
     def fast_sampler(self) -> FastSampler | None:
-        """The static-cache CUDA-graph sampler (:mod:`.fast_sampler`) if
+        """The static-cache CUDA-graph sampler (:mod:`.fast.sampler`) if
         ``config.fast_sampler`` is on, the policy is on CUDA and its parameters
         are plain tensors; else ``None`` (:meth:`sample` runs eagerly). Kept
         outside the module's attributes: captured graphs are not state."""

@@ -1,4 +1,4 @@
-"""The static-cache sampler (fast_sampler.py) against the eager loop, on CPU.
+"""The static-cache sampler (ript_core.policy.fast.sampler) against the eager loop, on CPU.
 
 On CPU the chunk function runs without CUDA graphs; what a graph adds is
 replay of the same kernels, so these tests pin the maths: masks, positions,

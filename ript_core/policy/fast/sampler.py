@@ -18,7 +18,7 @@ Here one chunk is a pure tensor function of fixed-shape inputs
    right after each sample's valid prefix, and attends to the whole buffer:
    nothing grows, nothing is cropped. Every query then sees a leading run of
    its sample's keys: FlashAttention's key limits on CUDA
-   (varlen_attention.py), the same limits as boolean masks elsewhere, built
+   (:mod:`.varlen_attention`), the same limits as boolean masks elsewhere, built
    once per chunk with tensor ops (transformers' mask factory, which may
    sync to test ``mask.all()``, never runs), as are the RoPE positions;
 3. the float64 time embeddings of the grid (precision.py) are computed once,
@@ -37,7 +37,8 @@ Graphs read parameters by address. In-place optimizer steps keep addresses
 (the graph sees new weights); anything that replaces a parameter tensor
 (``load_state_dict(assign=True)``, ``p.data = ...``, a cast, re-sharding)
 changes the fingerprint the sampler checks on every call
-(:mod:`.param_watch`, ~0.35 ms) and triggers a re-capture.
+(:mod:`.param_watch`) and triggers a re-capture. docs/policy.md ("The fast
+sampling path") walks through the design and its measurements.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class PrefixKVCache:
     # Outside torch.compile's graphs (a graph break; the sampler's CUDA graph
     # captures the writes either way): traced, a write into the buffer was
     # functionalized into a full copy of it plus a copy back, twice per
-    # layer and step (~12 ms of a 407 ms batch-64 chunk on the H100).
+    # layer and step.
     @torch.compiler.disable
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, **_: Any
@@ -259,9 +260,9 @@ class FastSampler:
             return 1
         if self.key_splits is not None:
             return self.key_splits
-        # uncompiled, the merge of the chunks is a dozen small kernels per call:
-        # at batch 1 that cost more than the split saved (34.4 -> 42.4 ms on the
-        # H100); compiled layers fuse it into about three
+        # uncompiled, the merge of the chunks is a dozen small kernels per call,
+        # which at batch 1 cost more than the split saved; compiled layers fuse
+        # it into about three
         if not self.compile_layers:
             return 1
         if device.type != "cuda" or not varlen_attention.flash_lse_is_per_row(device):
@@ -503,8 +504,8 @@ class FastSampler:
         entry = self._graphs.get(key)
         if entry is None:
             # a first use per signature: with policy.compile it compiles every
-            # layer for this bucket (~30 s each on an H100): say so, it looks
-            # like a hang otherwise
+            # layer for this bucket (tens of seconds): say so, it looks like a
+            # hang otherwise
             t0 = time.perf_counter()
             entry = self._build(step_inputs, mode, level, steps, stochastic, padded, device)
             self._graphs[key] = entry
