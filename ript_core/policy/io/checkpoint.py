@@ -53,18 +53,17 @@ from ript_core.policy.io.pipeline import (
 from ript_core.policy.io.pipeline import openpi_config as get_openpi_config
 from ript_core.policy.io.presets import Architecture, resolve_architecture
 from ript_core.policy.io.stats import STATS_FILE, FeatureStats, NormStats
-from ript_core.policy.io.tokenizer import JSON_FILE, SP_FILE, PromptTokenizer, load_tokenizer
-from ript_core.policy.model import build_model, drop_unused_expert_embedding
-from ript_core.policy.policy import PI0Policy
-from ript_core.policy.strategies import (
+from ript_core.policy.io.strategy_files import (
     STRATEGY_FILE,
-    StrategyError,
     load_trainable,
-    plain_state_dict,
     resolve_base,
     save_trainable,
     write_strategy_file,
 )
+from ript_core.policy.io.tokenizer import JSON_FILE, SP_FILE, PromptTokenizer, load_tokenizer
+from ript_core.policy.model import build_model, drop_unused_expert_embedding
+from ript_core.policy.policy import PI0Policy
+from ript_core.policy.strategies import StrategyError, plain_state_dict
 
 POLICY_FILE = "policy.json"
 WEIGHTS_FILE = "model.safetensors"
