@@ -66,7 +66,7 @@ from ript_core.rl.loop import (
 )
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
-from ript_core.rl.sampler import Context, ContextSampler
+from ript_core.rl.contexts import Context, ContextSampler
 from ript_core.rl.sharding import Sharding, fsdp_footprint, save_full_policy
 from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
 from ript_core.rollout.workers import InProcessEnvPool, make_pool
