@@ -47,6 +47,7 @@ from ript_core.rl.checkpoint import (
 )
 from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import TrainConfig, parse_range
+from ript_core.rl.contexts import Context, ContextSampler
 from ript_core.rl.demos import (
     DemoSet,
     bc_loss_on,
@@ -66,7 +67,6 @@ from ript_core.rl.loop import (
 )
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
-from ript_core.rl.contexts import Context, ContextSampler
 from ript_core.rl.sharding import Sharding, fsdp_footprint, save_full_policy
 from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
 from ript_core.rollout.workers import InProcessEnvPool, make_pool
