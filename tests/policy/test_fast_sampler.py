@@ -13,11 +13,8 @@ from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
 from ript_core.policy.fast import varlen_attention
-from ript_core.policy.fast.sampler import (
-    FastSampler,
-    PrefixKVCache,
-    valid_first_order,
-)
+from ript_core.policy.fast.prefix_cache import PrefixKVCache, valid_first_order
+from ript_core.policy.fast.sampler import FastSampler
 from ript_core.policy.fast.varlen_attention import limit_mask, suffix_key_limits
 from tests.policy.conftest import make_inputs, tiny_policy
 from tests.policy.test_sampling import reference_actions
