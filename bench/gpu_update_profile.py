@@ -36,12 +36,12 @@ import torch
 from torch.nn.attention import SDPBackend
 
 import ript_core.policy.attention as attention
+from ript_core import plan as pl
 from ript_core.bench.harness import DTYPES, H100_BF16_PEAK, model_parser, run_meta, sync, timings
 from ript_core.bench.pi0 import footprint, update_step
 from ript_core.policy import PI0Policy
 from ript_core.policy.activation_checkpointing import set_activation_checkpointing
 from ript_core.policy.fast.sampler import FastSampler
-from ript_core.rollout import planner as pl
 
 #: Kernel kinds, first match wins (CUDA kernel names; CPU op names on CPU).
 KINDS = [

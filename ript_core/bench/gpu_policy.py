@@ -24,7 +24,7 @@ their values), then for each batch size:
   ript-core's activation checkpointing (ript_core.policy.activation_checkpointing);
 - the memory plan: the planner's predicted peak vs ``max_memory_allocated``.
 
-FLOPs come from the planner's :func:`~ript_core.rollout.planner.sample_flops`
+FLOPs come from the planner's :func:`~ript_core.plan.sample_flops`
 (2 per weight per token + attention products); the floor is
 ``max(FLOPs / matmul rate, bytes / copy bandwidth)`` with both rates measured
 here (a large bf16 matmul; a large device copy) and the bytes the weights
@@ -45,6 +45,7 @@ from typing import Any
 import attrs
 import torch
 
+from ript_core import plan as pl
 from ript_core.bench.harness import (
     DTYPES,
     H100_BF16_PEAK,
@@ -68,7 +69,6 @@ from ript_core.policy.attention import update_kernels
 from ript_core.policy.fast import compiled_layers as compiled_layers_module
 from ript_core.policy.fast.compiled_layers import compiled_layers, layers_compiled
 from ript_core.policy.fast.sampler import FastSampler
-from ript_core.rollout import planner as pl
 
 
 def ceilings(device: torch.device, dtype: torch.dtype) -> tuple[float, float, str]:
@@ -378,7 +378,7 @@ def memory_rows(
         plan = pl.plan(
             machine,
             fp,
-            pl.BackendFootprint.toy(),
+            pl.named_footprint("toy"),
             rollouts_per_update=rollouts,
             overrides={"n_env_workers": n_env, "activation_checkpointing": False},
         )
@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             spec = pl.MachineSpec.gpu(total, 16, 128 << 30, device_free_bytes=free)
         else:
             spec = pl.MachineSpec.cpu_only(8 << 30, 2)
-        toy = pl.BackendFootprint.toy()
+        toy = pl.named_footprint("toy")
         plan = pl.plan(spec, fp, toy, rollouts_per_update=args.rollouts)
         # the plan without checkpointing: its micro-batch is timed plain
         runnable = pl.plan(
