@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 # public name -> the submodule that defines it
 _EXPORTS = {
     "PolicyBatch": "ript_core.policy.batch",
-    "CheckpointError": "ript_core.policy.checkpoint",
-    "load_policy": "ript_core.policy.checkpoint",
-    "save_policy": "ript_core.policy.checkpoint",
+    "CheckpointError": "ript_core.policy.io.checkpoint",
+    "load_policy": "ript_core.policy.io.checkpoint",
+    "save_policy": "ript_core.policy.io.checkpoint",
     "PolicyConfig": "ript_core.policy.config",
     "PI0Policy": "ript_core.policy.policy",
     "SampleOutput": "ript_core.policy.policy",
-    "FeatureStats": "ript_core.policy.stats",
-    "NormStats": "ript_core.policy.stats",
-    "build_word_tokenizer": "ript_core.policy.tokenizer",
-    "load_tokenizer": "ript_core.policy.tokenizer",
+    "FeatureStats": "ript_core.policy.io.stats",
+    "NormStats": "ript_core.policy.io.stats",
+    "build_word_tokenizer": "ript_core.policy.io.tokenizer",
+    "load_tokenizer": "ript_core.policy.io.tokenizer",
 }
 
 __all__ = [
@@ -42,11 +42,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ript_core.policy.batch import PolicyBatch
-    from ript_core.policy.checkpoint import CheckpointError, load_policy, save_policy
     from ript_core.policy.config import PolicyConfig
+    from ript_core.policy.io.checkpoint import CheckpointError, load_policy, save_policy
+    from ript_core.policy.io.stats import FeatureStats, NormStats
+    from ript_core.policy.io.tokenizer import build_word_tokenizer, load_tokenizer
     from ript_core.policy.policy import PI0Policy, SampleOutput
-    from ript_core.policy.stats import FeatureStats, NormStats
-    from ript_core.policy.tokenizer import build_word_tokenizer, load_tokenizer
 
 
 def __getattr__(name: str) -> Any:
