@@ -57,12 +57,13 @@ def exit_rank(code: int = 0) -> None:
     skipping the interpreter's finalization. Returns (nothing to do) when no
     process group was started.
 
-    gloo's worker threads live as long as the group's C++ object, which FSDP
-    keeps referenced after ``destroy_process_group``. A worker thread that
-    drops a finished collective's tensors while the interpreter finalizes must
-    take the GIL; CPython then ends that thread inside a noexcept destructor and
-    the rank aborts ("terminate called without an active exception"), rarely,
-    when load delays the thread. Without finalization there is no such window.
+    gloo's worker threads live as long as the group's C++ object, and once FSDP
+    ran, DTensor's caches keep its device mesh, hence the group, referenced
+    after ``destroy_process_group``: the threads are alive while the interpreter
+    finalizes. One that drops a finished collective's tensors then must take the
+    GIL; CPython ends that thread inside a noexcept destructor and the rank
+    aborts ("terminate called without an active exception"), rarely, when load
+    delays the thread. Without finalization there is no such window.
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
