@@ -36,8 +36,8 @@ from ript_core.rl import distributed_update as ranks
 from ript_core.rl.actor import LogProb
 from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import RiptSection, UpdateConfig
+from ript_core.rl.contexts import ContextSampler
 from ript_core.rl.optimizer import collect_grads
-from ript_core.rl.sampler import ContextSampler
 from ript_core.rollout.runner import EpisodeRequest, Rollout, RolloutRunner
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from ript_core.envs.catalogue import TaskInfo
 from ript_core.plugins import get_registry
 from ript_core.rl.actor import PI0Actor
 from ript_core.rl.config import parse_range
-from ript_core.rl.sampler import Context
+from ript_core.rl.contexts import Context
 from ript_core.rollout.runner import RolloutRunner
 from ript_core.rollout.workers import EnvPool, InProcessEnvPool, make_pool
 

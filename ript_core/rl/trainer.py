@@ -33,13 +33,14 @@ import torch
 from ript_core.config import unstructure
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
-from ript_core.policy.checkpointing import set_activation_checkpointing
-from ript_core.policy.compiled_layers import compiled_layers
+from ript_core.policy.activation_checkpointing import set_activation_checkpointing
+from ript_core.policy.fast.compiled_layers import compiled_layers
 from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl import distributed as D
 from ript_core.rl.actor import PI0Actor, fixed_size
 from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import TrainConfig, parse_range
+from ript_core.rl.contexts import ContextSampler
 from ript_core.rl.demos import (
     DemoSet,
     bc_loss_on,
@@ -62,7 +63,6 @@ from ript_core.rl.run_checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ript_core.rl.sampler import ContextSampler
 
 log = logging.getLogger(__name__)
 

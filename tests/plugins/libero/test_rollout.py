@@ -70,7 +70,11 @@ def test_rollout_with_two_workers_and_the_tiny_policy(libero_host, one_torch_thr
     # The same context and seed gives the same episode, whichever worker ran it
     # after what. The first observation is the env's alone: bit-identical. Later
     # ones follow the policy's actions, which carry float noise from the batch
-    # they were computed in (episode 0 shared its batch, episode 2 did not).
+    # they were computed in (episode 0 shared its batch, episode 2 did not) and
+    # from the processor's kernels. Measured max |chain difference|: 2.4e-7 on
+    # an AVX-512 AMD EPYC under four kernel settings (ATEN_CPU_CAPABILITY,
+    # MKL_CBWR), 3.7e-5 on an Intel Xeon; the tolerance is 10x the largest.
+    # A backend that does not reproduce its episodes differs by far more.
     first, other, again = rollouts
     np.testing.assert_array_equal(
         first.steps[0].policy_input.state, again.steps[0].policy_input.state
@@ -78,9 +82,9 @@ def test_rollout_with_two_workers_and_the_tiny_policy(libero_host, one_torch_thr
     for slot, img in first.steps[0].policy_input.images.items():
         np.testing.assert_array_equal(img, again.steps[0].policy_input.images[slot])
     for a, b in zip(first.steps, again.steps, strict=True):
-        np.testing.assert_allclose(a.policy_input.state, b.policy_input.state, rtol=0, atol=1e-5)
-        torch.testing.assert_close(a.record["chain"], b.record["chain"], rtol=0, atol=1e-5)
-        assert abs(a.record["log_prob"] - b.record["log_prob"]) < 1e-3
+        np.testing.assert_allclose(a.policy_input.state, b.policy_input.state, rtol=0, atol=4e-4)
+        torch.testing.assert_close(a.record["chain"], b.record["chain"], rtol=0, atol=4e-4)
+        assert abs(a.record["log_prob"] - b.record["log_prob"]) < 1e-2
     # the second decision saw the arm moved by the first chunk
     assert (
         np.abs(first.steps[1].policy_input.state[:3] - first.steps[0].policy_input.state[:3]).max()
