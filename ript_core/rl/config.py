@@ -86,6 +86,35 @@ class RiptSection:
 
 
 @attrs.define
+class UpdateConfig:
+    """The LOOP update (:func:`ript_core.rl.ript.loop_update`); every field in
+    docs/training.md."""
+
+    ppo_epochs: int = 1
+    clip: float = 0.2
+    micro_batch: int | None = None  # None: the parallel planner's choice
+    mini_batches: int = 1  # optimizer steps per epoch
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = False
+    # "ddp" replicates and all-reduces; "fsdp" shards what does not fit one
+    # device; "auto": fsdp only when the replicated plan does not fit
+    distributed: DistributedMode = "ddp"
+    # benchmarks only: it synchronises CUDA around the collectives it times
+    time_comm: bool = False
+    # recompute activations in backward so that the planner can size a bigger
+    # micro-batch; "auto": when the plan needs it
+    activation_checkpointing: str = "auto"
+    # the ratio's denominator; "auto" recomputes unless float32, because in bf16
+    # the sampler's and the update's kernels round differently
+    old_log_prob: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "rollout", "recompute"))
+    )
+    # compiled layers for the update's passes: faster without checkpointing;
+    # micro-batches are padded to one size so that it compiles once. Not with fsdp.
+    compile: bool = False
+
+
+@attrs.define
 class OptimSection:
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -118,44 +147,6 @@ class EvalSection:
     every: int = 0  # evaluate every N iterations (0: before and after only)
     mode: str = "ode"
     videos: int = 0  # record this many MP4s per evaluation (needs imageio[ffmpeg])
-
-
-@attrs.define
-class UpdateConfig:
-    ppo_epochs: int = 1
-    clip: float = 0.2
-    micro_batch: int | None = None  # None: the parallel planner's choice
-    mini_batches: int = 1  # optimizer steps per epoch
-    max_grad_norm: float = 1.0
-    normalize_advantages: bool = False
-    # how gradients cross ranks under torchrun: "ddp" replicates the policy and
-    # all-reduces; "fsdp" shards the big layers' weights, gradients and AdamW
-    # state; "auto" picks fsdp when the replicated plan does not fit a device
-    distributed: DistributedMode = "ddp"
-    # time the gradient collectives (ript_core.rl.commtime; the trainer logs
-    # time/update_comm_*): synchronises CUDA around the all-reduce, so it is
-    # for benchmarks, off by default
-    time_comm: bool = False
-    # recompute each layer's activations in backward instead of storing them
-    # (ript_core.policy.activation_checkpointing): "on" lets the planner size a bigger
-    # micro-batch with it; "auto" turns it on when the plan needs it
-    # (docs/planner.md); "off" never
-    activation_checkpointing: str = "auto"
-    # the PPO ratio's "old" log-prob: "rollout" takes the sampler's record;
-    # "recompute" scores every decision once more before the first step, with
-    # the update's kernels and micro-batch (one extra forward, no backward);
-    # "auto": recompute when the policy does not run in float32 (in bf16 the
-    # sampler's and the update's kernels round differently: up to 1.1 nats
-    # on a ~490-nat chunk log-prob on the H100, docs/benchmarks.md)
-    old_log_prob: str = attrs.field(
-        default="auto", validator=attrs.validators.in_(("auto", "rollout", "recompute"))
-    )
-    # run the update's forward and backward through compiled layers
-    # (ript_core.policy.fast.compiled_layers): +14 % samples/s at micro-batch 16 on
-    # the H100 without checkpointing, nothing with it. Compiles once (minutes
-    # at full size): the trainer pads every micro-batch to the planned size
-    # (fixed_size). Not with fsdp.
-    compile: bool = False
 
 
 @attrs.define
