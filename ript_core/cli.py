@@ -97,6 +97,7 @@ def _load_command_modules() -> None:
     import importlib
 
     for module in (
+        "ript_core.envs.check_command",
         "ript_core.rollout.plan_command",
         "ript_core.rl.commands",
         "ript_core.debug.commands",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ript_core.cli import command, console
 from ript_core.config import load_config
+from ript_core.envs.options import parse_env_options
 
 DEMO_CONFIG = "toy_demo.yaml"
 
@@ -154,7 +155,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             record_frames=bool(ns.videos),
             # a training run's evaluation conditions: its env.options and env.max_steps
             max_steps=ns.max_steps,
-            env_options=_env_options(ns.option),
+            env_options=parse_env_options(ns.option),
         )
         result = evaluate(runner, contexts, ns.episodes_per_init_state, seed=ns.seed)
     console.print(result.table(), highlight=False)
@@ -171,19 +172,6 @@ def cmd_eval(ns: argparse.Namespace) -> int:
                 name = f"{r.request.task}_init{r.request.init_state}_{'ok' if r.success else 'fail'}.mp4"
                 iio.imwrite(out / name, r.frames, fps=10)
     return 0
-
-
-def _env_options(items: list[str]) -> dict:
-    """``--option KEY=VALUE`` items -> env options (values parsed as YAML)."""
-    import yaml
-
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
-        options[key] = yaml.safe_load(value)
-    return options
 
 
 def _demos_args(p: argparse.ArgumentParser) -> None:
@@ -221,7 +209,7 @@ def cmd_demos(ns: argparse.Namespace) -> int:
     reg.require_available(backend)
     catalogue = {t.name: t for t in reg.catalogue(backend)}
     tasks = [task] if task else sorted(catalogue)
-    options = _env_options(ns.option)
+    options = parse_env_options(ns.option)
     n = min(catalogue[t].n_init_states for t in tasks)
     init_states = parse_range(ns.init_states, n)[: ns.episodes]
     start = time.perf_counter()
