@@ -15,6 +15,7 @@ from ript_core.envs.interfaces import (
     slice_action_dims,
 )
 from ript_core.envs.options import check_env_options
+from ript_core.envs.reset import requested_init_state
 from ript_core.envs.spec import (
     GB,
     BackendFootprint,
@@ -52,6 +53,7 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "make_env",
+    "requested_init_state",
     "slice_action_dims",
     "validate_observation",
     "check_env_options",

@@ -26,6 +26,7 @@ from ript_core.plugins import (
     get_registry,
     make_env,
 )
+from tests.plugins.backend_contract import install_example_plugin
 
 
 def run_py(code: str, extra_path: list[Path], env_extra: dict | None = None):
@@ -73,19 +74,11 @@ def test_builtin_toy_is_registered_through_the_entry_point_group():
 
 def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_path):
     site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--target", str(site),
-            str(repo_root / "docs/examples/ript-plugin-gridworld"),
-        ],
-        check=True,
-        timeout=300,
-    )  # fmt: skip
+    install_example_plugin(repo_root, site)
     proc = run_py(
         """
         from ript_core.plugins import get_registry
-        from ript_core import validate_observation
+        from ript_core import check_backend, validate_observation
         reg = get_registry()
         print(sorted(reg.backends()))
         env = reg.make_env("gridworld", "walk-5x5")
@@ -93,6 +86,7 @@ def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_pa
         validate_observation(obs, "gridworld")
         obs_adapter, act_adapter = reg.default_adapters("gridworld", "walk-5x5")
         print(sorted(obs_adapter(obs).images), act_adapter([[0.9, -0.2, 5.0]]).tolist())
+        print(check_backend("gridworld"), reg.footprint("gridworld").env_ram_bytes)
         """,
         [site],
     )
@@ -101,6 +95,7 @@ def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_pa
     # ript-core's own entry points (toy, libero) plus the third-party one
     assert lines[0] == str(sorted({*installed_backends(), "gridworld"}))
     assert lines[1] == "['base_0_rgb'] [[0.8999999761581421, -0.20000000298023224]]"
+    assert lines[2] == "[] 30000000"  # keeps the contract; declares its planner footprint
 
 
 def test_broken_plugin_is_named_with_its_fix_and_others_still_load(tmp_path):

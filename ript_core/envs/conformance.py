@@ -29,7 +29,7 @@ checked (``docs/writing-a-plugin.md`` explains each rule):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from ript_core.envs.catalogue import TaskInfo
 from ript_core.envs.spec import BackendSpec, ExpertSignatureError, check_expert
 from ript_core.envs.validation import ObservationError, validate_observation
 from ript_core.policy_input import PolicyInput
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 #: the action width a PI0 policy emits before the adapter slices it (its padded action dims)
 POLICY_ACTION_DIM = 32
@@ -62,19 +65,22 @@ def check_backend(
     seed: int = 0,
     n_steps: int = 4,
     policy_action_dim: int = POLICY_ACTION_DIM,
+    env: gym.Env | None = None,
     raise_errors: bool = True,
 ) -> list[str]:
     """Check ``backend`` (an installed backend's name, or a spec) on one env of
     ``task`` (default: the catalogue's first) built with ``options``.
 
     ``init_states`` are the two registered init states the reset checks use;
-    ``n_steps`` how many fixed actions each trajectory takes. Returns the
+    ``n_steps`` how many fixed actions each trajectory takes. ``env``: check
+    this env of ``task`` (built with ``options``) instead of building one; it
+    is left open. Returns the
     problems found (empty: conformant); with ``raise_errors`` (the default)
     raises :class:`BackendCheckError` instead when there is any.
     """
     spec = _spec(backend)
     problems = _Checker(spec, policy_action_dim).run(
-        task, dict(options or {}), init_states, seed, n_steps
+        task, dict(options or {}), init_states, seed, n_steps, env
     )
     if problems and raise_errors:
         raise BackendCheckError(spec.name, problems)
@@ -103,6 +109,20 @@ def _same_obs(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
     return None
 
 
+STEP_FIELDS = ("reward", "terminated", "truncated", "info")
+
+
+def _same(a: Any, b: Any, what: str) -> str | None:
+    """``what`` differs between two runs (arrays bit for bit), or None."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        if a.keys() != b.keys():
+            return f"{what} keys {sorted(a)} != {sorted(b)}"
+        return next(filter(None, (_same(a[k], b[k], f"{what}[{k!r}]") for k in a)), None)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return None if np.array_equal(a, b) else f"{what} {a} != {b}"
+    return None if a == b else f"{what} {a!r} != {b!r}"
+
+
 class _Checker:
     def __init__(self, spec: BackendSpec, policy_action_dim: int) -> None:
         self.spec = spec
@@ -120,7 +140,7 @@ class _Checker:
             self.fail(f"{what} raised {type(exc).__name__}: {exc}")
             return None
 
-    def run(self, task, options, init_states, seed, n_steps) -> list[str]:
+    def run(self, task, options, init_states, seed, n_steps, given_env) -> list[str]:
         spec = self.spec
         if not spec.name or not spec.name.isidentifier() or spec.name != spec.name.lower():
             self.fail(f"name {spec.name!r} is not a lowercase identifier")
@@ -138,23 +158,21 @@ class _Checker:
             return self.problems
         if max(init_states) >= info.n_init_states:
             init_states = (0, min(1, info.n_init_states - 1))
-        env = self.attempt(f"make_env({info.name!r}, {checked})", spec.make_env, info.name, checked)
+        env = given_env
+        if env is None:
+            env = self.attempt(
+                f"make_env({info.name!r}, {checked})", spec.make_env, info.name, checked
+            )
         if env is None:
             return self.problems
+        first = init_states[0]
         try:
             self.attempt("the env checks", self.check_env, env, info, init_states, seed, n_steps)
-            self.attempt(
-                "the adapter checks",
-                self.check_adapters,
-                env,
-                info,
-                checked,
-                *init_states[:1],
-                seed,
-            )
-            self.attempt("the expert checks", self.check_expert, env, info, init_states[0], seed)
+            self.attempt("the adapter checks", self.check_adapters, env, info, checked, first, seed)
+            self.attempt("the expert checks", self.check_expert, env, info, first, seed)
         finally:
-            self.attempt("env.close()", env.close)
+            if given_env is None:
+                self.attempt("env.close()", env.close)
         return list(dict.fromkeys(self.problems))  # one line per problem, however often seen
 
     # -- the spec -----------------------------------------------------------------
@@ -194,34 +212,25 @@ class _Checker:
         return self.attempt(f"check_options({options})", self.spec.check_options, options)
 
     # -- one env ------------------------------------------------------------------
-    def observe(self, where: str, obs: Any, info: Any) -> bool:
+    def observe(self, where: str, obs: Any, info: Any) -> None:
         try:
             validate_observation(obs, self.spec.name)
         except ObservationError as exc:
             self.fail(f"{where}: {exc}")
-            return False
         if not isinstance(info, Mapping) or not isinstance(info.get("success"), bool | np.bool_):
             got = info.get("success") if isinstance(info, Mapping) else info
             self.fail(f"{where}: info['success'] must be a bool, got {got!r}")
-            return False
-        return True
 
     def trajectory(self, env, init_state: int, seed: int, actions: np.ndarray) -> list[tuple]:
+        """``[(obs, reward, terminated, truncated, info)]`` from the reset on."""
         obs, info = env.reset(seed=seed, options={"init_state": init_state})
         where = f"reset(init_state={init_state}, seed={seed})"
-        steps = [
-            (
-                obs,
-                0.0,
-                False,
-                False,
-                info.get("success") if self.observe(where, obs, info) else None,
-            )
-        ]
+        self.observe(where, obs, info)
+        steps = [(obs, 0.0, False, False, info)]
         for k, action in enumerate(actions):
             obs, reward, terminated, truncated, info = env.step(action.copy())
-            ok = self.observe(f"step {k + 1} after {where}", obs, info)
-            steps.append((obs, reward, terminated, truncated, info.get("success") if ok else None))
+            self.observe(f"step {k + 1} after {where}", obs, info)
+            steps.append((obs, reward, terminated, truncated, info))
             if terminated or truncated:
                 break
         return steps
@@ -242,8 +251,10 @@ class _Checker:
         if a is None:
             return
         rng_state = np.random.get_state()
-        try:  # another history: another init state and seed, steps, the global RNG moved
-            self.attempt("another trajectory", self.trajectory, env, other, seed + 1, actions)
+        try:  # another history: the same init state under another seed, another init
+            # state, steps after each, and the global numpy RNG moved
+            for i, s in ((first, seed + 1), (other, seed)):
+                self.attempt("another trajectory", self.trajectory, env, i, s, actions)
             np.random.seed(12345)
             np.random.random(17)
             b = self.attempt("the repeated trajectory", self.trajectory, env, first, seed, actions)
@@ -252,7 +263,7 @@ class _Checker:
         if b is None or len(self.problems) > known:
             return  # observations that break the contract are not compared
         where = f"init_state={first}, seed={seed} after another history"
-        diff = _same_obs(a[0][0], b[0][0])
+        diff = _same_obs(a[0][0], b[0][0]) or _same(a[0][4], b[0][4], "info")
         if diff is not None:
             self.fail(
                 f"reset is not reproducible: the first observation of {where} differs ({diff})"
@@ -261,8 +272,8 @@ class _Checker:
             self.fail(f"fixed actions end after {len(a) - 1} steps, then {len(b) - 1} ({where})")
         else:
             for k, (sa, sb) in enumerate(zip(a[1:], b[1:], strict=True), start=1):
-                diff = _same_obs(sa[0], sb[0]) or (
-                    None if sa[1:] == sb[1:] else f"{sa[1:]} != {sb[1:]}"
+                diff = _same_obs(sa[0], sb[0]) or next(
+                    filter(None, map(_same, sa[1:], sb[1:], STEP_FIELDS)), None
                 )
                 if diff is not None:
                     self.fail(

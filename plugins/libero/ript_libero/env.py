@@ -29,6 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ript_core import requested_init_state
 from ript_libero import catalogue, rendering
 from ript_libero.options import DEFAULT_IMAGE_SIZE, ENV_OPTIONS, check_options  # noqa: F401
 
@@ -94,17 +95,9 @@ class LiberoEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        index = options.pop("init_state", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; libero knows 'init_state'")
-        if index is None:
-            index = int(self.np_random.integers(self.n_init_states))
-        index = int(index)
-        if not 0 <= index < self.n_init_states:
-            raise ValueError(
-                f"{self.task_name}: init_state {index} out of range [0, {self.n_init_states})"
-            )
+        index = requested_init_state(
+            options, self.n_init_states, self.np_random, backend="libero", task=self.task_name
+        )
         np.random.seed(scene_seed(self.task.suite, self.task.index, index, seed or 0))
         self._env.reset()
         self._raw = self._env.set_init_state(self.init_states[index])

@@ -31,6 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ript_core import requested_init_state
 from ript_maniskill import catalogue
 from ript_maniskill.options import (  # noqa: F401 (re-exported)
     DEFAULT_IMAGE_SIZE,
@@ -122,19 +123,9 @@ class ManiSkillEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        index = options.pop("init_state", None)
-        if options:
-            raise ValueError(
-                f"unknown reset options {sorted(options)}; maniskill knows 'init_state'"
-            )
-        if index is None:
-            index = int(self.np_random.integers(self.n_init_states))
-        index = int(index)
-        if not 0 <= index < self.n_init_states:
-            raise ValueError(
-                f"{self.task_name}: init_state {index} out of range [0, {self.n_init_states})"
-            )
+        index = requested_init_state(
+            options, self.n_init_states, self.np_random, backend="maniskill", task=self.task_name
+        )
         self._raw, info = self._env.reset(seed=episode_seed(self.task_name, index))
         self._t = 0
         self.init_state = index
