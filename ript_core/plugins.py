@@ -79,7 +79,8 @@ class PluginRegistry:
         self._specs: dict[str, BackendSpec] = {}
         self._backend_owner: dict[str, str] = {}
         self._trace = self.pm.trace.root.get("spec")
-        if os.environ.get(TRACE_ENV_VAR):
+        self._tracing = bool(os.environ.get(TRACE_ENV_VAR))
+        if self._tracing:
             self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"[ript hooks] {msg}"))
             self.pm.enable_tracing()
 
@@ -146,6 +147,8 @@ class PluginRegistry:
 
     def _traced(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)``, printed with its result under ``RIPT_TRACE_HOOKS=1``."""
+        if not self._tracing:
+            return fn(*args)
         self._trace(f"{what}({', '.join(map(repr, args))})")
         result = fn(*args)
         self._trace(f"{what} -> {result!r}")

@@ -4,11 +4,11 @@
 Every backend takes a few options (image size, camera switches, physics
 constants) and must refuse the rest: a misspelt option that is silently
 ignored would run hours of rollouts with the wrong setting. The backend
-declares its options as a mapping of name -> default; :func:`check_env_options`
-rejects unknown names, checks each given value against its default's type, and
-checks ``image_size`` against the backend's range. Third-party backends call
-it from ``ript_make_env`` (and ``ript_default_adapters``) exactly as the
-built-in ones do.
+declares its options as a mapping of name -> default (``BackendSpec.env_options``);
+:func:`check_env_options` rejects unknown names, checks each given value against
+its default's type, and checks ``image_size`` against the backend's range. The
+registry runs it (through ``BackendSpec.check_options``) before a spec's
+``make_env`` or ``default_adapters`` sees the options.
 """
 
 from __future__ import annotations
