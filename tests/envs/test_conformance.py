@@ -34,7 +34,10 @@ class Walk(gym.Env):
             raise ValueError(f"init_state {i} out of range [0, 4)")
         self.calls += 1
         self.x = float(i) + (self.calls if "history" in self.defects else 0)
-        return self.obs(), {} if "no_success" in self.defects else {"success": False}
+        info = {} if "no_success" in self.defects else {"success": False}
+        if "info_counter" in self.defects:
+            info["resets"] = self.calls
+        return self.obs(), info
 
     def step(self, action):
         self.x += float(action[0]) + (np.random.random() if "global_rng" in self.defects else 0)
@@ -92,6 +95,11 @@ def test_a_conformant_backend_passes():
         ("history", "reset is not reproducible: the first observation of init_state=0"),
         ("global_rng", "fixed actions do not give the same trajectory: step 1"),
         ("no_success", "info['success'] must be a bool, got None"),
+        (
+            "info_counter",
+            "the first observation of init_state=0, seed=0 after another history "
+            "differs (info['resets'] 1 != 4)",
+        ),
         ("float_image", "observation key 'images.cam' has dtype float32"),
         ("any_init_state", "reset accepted init_state=4"),
         ("any_option", "check_options accepted an unknown option"),
