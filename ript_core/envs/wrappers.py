@@ -22,14 +22,19 @@ class SettleOnReset(gym.Wrapper):
 
     def __init__(self, env: gym.Env, steps: int, noop: Sequence[float] | None) -> None:
         super().__init__(env)
+        self.settle_as(steps, noop)
+        self.render_before_settle = False
+        self.reset_frame: np.ndarray | None = None
+
+    def settle_as(self, steps: int, noop: Sequence[float] | None) -> None:
+        """Settle the next resets with ``steps`` no-op actions ``noop`` (a
+        rollout worker keeps one env across tasks' commands)."""
         if steps < 0:
             raise ValueError(f"settle steps must be >= 0, got {steps}")
         if steps and noop is None:
             raise ValueError("settling needs a no-op action")
         self.steps = steps
         self.noop = None if noop is None else np.asarray(noop, dtype=np.float32)
-        self.render_before_settle = False
-        self.reset_frame: np.ndarray | None = None
 
     @classmethod
     def for_task(cls, env: gym.Env, task: TaskInfo) -> SettleOnReset:

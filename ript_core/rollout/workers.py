@@ -104,7 +104,7 @@ class EnvHost:
         raise ValueError(f"unknown worker command {cmd!r}")
 
     def reset(self, cmd: ResetCommand) -> StepResult:
-        key = (cmd.backend, cmd.task, cmd.env_options, cmd.settle_steps, cmd.noop_action)
+        key = (cmd.backend, cmd.task, cmd.env_options)
         if self.key != key:
             from ript_core.envs.wrappers import SettleOnReset
             from ript_core.plugins import get_registry
@@ -114,6 +114,7 @@ class EnvHost:
             env = get_registry().make_env(cmd.backend, cmd.task, dict(cmd.env_options))
             self.env = SettleOnReset(env, cmd.settle_steps, cmd.noop_action)
             self.key = key
+        self.env.settle_as(cmd.settle_steps, cmd.noop_action)
         self.env.render_before_settle = cmd.record_frames
         obs, info = self.env.reset(seed=cmd.seed, options={"init_state": cmd.init_state})
         frames = [self.env.reset_frame] if cmd.record_frames else None

@@ -14,7 +14,10 @@ require_maniskill()
 
 
 def test_rollout_with_two_workers_and_the_tiny_policy(maniskill_host, one_torch_thread):
-    two_worker_rollout(maniskill_host, "maniskill", TASK, ENV_OPTIONS, IMAGE_SIZE)
+    # ManiSkill runs on torch itself: its workers hold torch, never a model
+    two_worker_rollout(
+        maniskill_host, "maniskill", TASK, ENV_OPTIONS, IMAGE_SIZE, torch_free_workers=False
+    )
 
 
 def test_two_iteration_ript_run_with_bc_on_expert_demos_completes(tmp_path, one_torch_thread):
