@@ -74,9 +74,9 @@ def check_backend(
     ``init_states`` are the two registered init states the reset checks use;
     ``n_steps`` how many fixed actions each trajectory takes. ``env``: check
     this env of ``task`` (built with ``options``) instead of building one; it
-    is left open. Returns the
-    problems found (empty: conformant); with ``raise_errors`` (the default)
-    raises :class:`BackendCheckError` instead when there is any.
+    is left open. Returns the problems found (empty: conformant); with
+    ``raise_errors`` (the default) raises :class:`BackendCheckError` instead
+    when there is any.
     """
     spec = _spec(backend)
     problems = _Checker(spec, policy_action_dim).run(
