@@ -24,7 +24,7 @@ their values), then for each batch size:
   ript-core's activation checkpointing (ript_core.policy.checkpointing);
 - the memory plan: the planner's predicted peak vs ``max_memory_allocated``.
 
-FLOPs come from the planner's :func:`~ript_core.rollout.planner.sample_flops`
+FLOPs come from the planner's :func:`~ript_core.plan.sample_flops`
 (2 per weight per token + attention products); the floor is
 ``max(FLOPs / matmul rate, bytes / copy bandwidth)`` with both rates measured
 here (a large bf16 matmul; a large device copy) and the bytes the weights
@@ -49,6 +49,7 @@ import attrs
 import numpy as np
 import torch
 
+from ript_core import plan as pl
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy, PolicyBatch
 from ript_core.policy import compiled_layers as compiled_layers_module
@@ -58,7 +59,6 @@ from ript_core.policy.compiled_layers import compiled_layers, layers_compiled
 from ript_core.policy.fast_sampler import FastSampler
 from ript_core.policy.norms import use_fused_rms_norm
 from ript_core.policy.policy import SampleOutput
-from ript_core.rollout import planner as pl
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 #: H100 SXM dense bf16 tensor-core peak (datasheet): the MFU denominator.
@@ -497,7 +497,7 @@ def memory_rows(
         plan = pl.plan(
             machine,
             fp,
-            pl.BackendFootprint.toy(),
+            pl.named_footprint("toy"),
             rollouts_per_update=rollouts,
             overrides={"n_env_workers": n_env, "activation_checkpointing": False},
         )
@@ -719,7 +719,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             spec = pl.MachineSpec.gpu(total, 16, 128 << 30, device_free_bytes=free)
         else:
             spec = pl.MachineSpec.cpu_only(8 << 30, 2)
-        toy = pl.BackendFootprint.toy()
+        toy = pl.named_footprint("toy")
         plan = pl.plan(spec, fp, toy, rollouts_per_update=args.rollouts)
         # the plan without checkpointing: its micro-batch is timed plain
         runnable = pl.plan(

@@ -48,10 +48,10 @@ from gpu_policy import (
 from torch.nn.attention import SDPBackend
 
 import ript_core.policy.attention as attention
+from ript_core import plan as pl
 from ript_core.policy import PI0Policy
 from ript_core.policy.checkpointing import set_activation_checkpointing
 from ript_core.policy.fast_sampler import FastSampler
-from ript_core.rollout import planner as pl
 
 #: Kernel kinds, first match wins (CUDA kernel names; CPU op names on CPU).
 KINDS = [

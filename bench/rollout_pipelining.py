@@ -57,8 +57,9 @@ import attrs
 from ript_core.envs.catalogue import TaskInfo
 from ript_core.envs.toy.plugin import ToySpec
 from ript_core.hookspecs import hookimpl
+from ript_core.plan import round_batch_sizes
 from ript_core.plugins import ENTRY_POINT_GROUP, get_registry
-from ript_core.rollout.planner import batch_bucket, round_batch_sizes
+from ript_core.policy.buckets import batch_bucket
 
 BACKEND = "slowtoy"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -444,7 +445,7 @@ def run_scenario(
 ) -> None:
     import torch
 
-    from ript_core.rollout.planner import InferenceCost, choose_pipeline, pipeline_option
+    from ript_core.plan import InferenceCost, choose_pipeline, pipeline_option
     from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
     from ript_core.rollout.workers import ProcessEnvPool
 

@@ -36,11 +36,11 @@ import torch
 # a sibling script (bench/ is on sys.path when run as `python bench/...`)
 from gpu_policy import make_inputs
 
+from ript_core import plan as P
 from ript_core.policy import PI0Policy
 from ript_core.policy.config import LoraSettings
 from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl.optimizer import make_adamw
-from ript_core.rollout import planner as P
 
 GB = 1_000_000_000
 STRATEGIES = ("full", "lora", "expert")
@@ -187,7 +187,7 @@ def main() -> None:
         plan = P.plan(
             machine,
             fp,
-            P.BackendFootprint.libero(),
+            P.named_footprint("libero"),
             rollouts_per_update=64,
             overrides={"activation_checkpointing": False},
         )
@@ -201,7 +201,7 @@ def main() -> None:
             "planner_micro_batch": plan.train_micro_batch,
             "planner_checkpointing": plan.activation_checkpointing,
         }
-        pred = P._phases(machine, fp, P.BackendFootprint.libero(), 0, 1, micro, False).update
+        pred = P.phase_bytes(machine, fp, P.named_footprint("libero"), 0, 1, micro, False).update
         row["predicted_update_peak_bytes"] = sum(pred.values())
         row["predicted_breakdown"] = pred
         try:

@@ -13,7 +13,7 @@ How the gradients get there: a post-accumulate-grad hook on each bf16
 parameter adds its gradient, in float32, into the master's ``.grad`` and frees
 the bf16 one as soon as autograd has finished with it. So across micro-batches
 the sum is float32 and at most one parameter's bf16 gradient is alive at a
-time -- the memory the planner charges (ript_core.rollout.planner: 2 B bf16
+time -- the memory the planner charges (ript_core.plan.cost: 2 B bf16
 weight + 4 B master + 4 B fp32 gradient + 8 B moments per trainable parameter).
 
 Why a subclass of ``torch.optim.AdamW`` and not a wrapper: LR schedulers,
@@ -47,8 +47,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ript_core.rollout.planner import OPTIMIZER_MOMENTS
-
 
 def _move_grad(master: torch.Tensor, param: torch.Tensor) -> None:
     """``master.grad += float(param.grad)``; ``param.grad = None``."""
@@ -72,8 +70,8 @@ def _route_grad(param: torch.Tensor) -> None:
 
 
 #: ``optim.moments``: how AdamW stores its two moments (module docstring); the
-#: planner budgets each (ript_core.rollout.planner).
-MOMENTS = OPTIMIZER_MOMENTS
+#: planner budgets each (ript_core.plan.cost).
+MOMENTS = ("fp32", "8bit")
 
 
 def bitsandbytes_missing() -> str | None:

@@ -270,7 +270,7 @@ class Trainer:
 
     def _plan(self, sharded: bool = False):
         """The memory-aware plan for this rank; the user's explicit settings win."""
-        from ript_core.rollout import planner as P
+        from ript_core import plan as P
 
         cfg = self.cfg
         machine = P.detect_machine()
@@ -300,9 +300,9 @@ class Trainer:
         if sharded:  # this rank's share of the sharded gradients and AdamW state
             footprint = fsdp_footprint(footprint, self.policy.model, world)
         try:
-            backend = P.BackendFootprint.named(cfg.env.backend)
+            backend = P.named_footprint(cfg.env.backend)
         except ValueError:
-            backend = P.BackendFootprint.libero()  # unknown simulator: assume a heavy one
+            backend = P.named_footprint("libero")  # unknown simulator: assume a heavy one
         overrides: dict[str, Any] = {}
         if cfg.rollout.n_workers:
             overrides["n_env_workers"] = cfg.rollout.n_workers

@@ -1,6 +1,6 @@
 """``ript plan``: print the memory-aware parallel plan for this (or another) machine.
 
-Lives beside the planner so that the CLI core stays free of its flags;
+Kept out of the CLI core so that the CLI stays free of the planner's flags;
 ``ript_core.cli`` imports this module on start-up and the decorator registers
 the command. Exit status 0 when the plan fits, 1 when it does not (so scripts
 can refuse to launch a run that would run out of memory).
@@ -14,8 +14,7 @@ import attrs
 from rich.table import Table
 
 from ript_core.cli import command, console
-from ript_core.policy.config import LoraSettings
-from ript_core.rollout.planner import (
+from ript_core.plan import (
     GB,
     OPTIMIZER_MOMENTS,
     STRATEGY_PREFERENCE,
@@ -27,9 +26,11 @@ from ript_core.rollout.planner import (
     StrategyCost,
     detect_machine,
     fmt_gb,
+    named_footprint,
     plan,
     strategy_costs,
 )
+from ript_core.policy.config import LoraSettings
 
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
@@ -163,7 +164,7 @@ def _lora(ns: argparse.Namespace) -> LoraSettings:
 
 
 def _backend(ns: argparse.Namespace) -> BackendFootprint:
-    b = BackendFootprint.named(ns.backend_footprint)
+    b = named_footprint(ns.backend_footprint)
     if ns.env_ram_gb is not None:
         b = attrs.evolve(b, name=f"{b.name} (given)", env_ram_bytes=int(ns.env_ram_gb * GB))
     if ns.env_step_ms is not None:

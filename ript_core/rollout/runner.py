@@ -51,8 +51,8 @@ import numpy as np
 from ript_core.envs.catalogue import TaskInfo
 from ript_core.envs.interfaces import ActionAdapter, ObservationAdapter, PolicyInput
 from ript_core.envs.validation import validate_observation
+from ript_core.plan.schedule import round_batch_sizes
 from ript_core.plugins import get_registry
-from ript_core.rollout.planner import round_batch_sizes
 from ript_core.rollout.workers import (
     EnvPool,
     ResetCommand,

@@ -135,8 +135,8 @@ def test_fsdp_training_resumed_from_its_checkpoint_equals_an_uninterrupted_run(
 
 
 def test_fsdp_footprint_charges_a_rank_its_share_of_gradients_and_adamw_state():
+    from ript_core import plan as P
     from ript_core.rl.sharding import fsdp_footprint, sharded_trainable
-    from ript_core.rollout import planner as P
 
     policy = tiny_policy()
     fp = P.PolicyFootprint.from_hf_config(policy.arch.pi0_config, dtype_bytes=4, n_cameras=2)

@@ -14,21 +14,23 @@ import numpy as np
 import pytest
 import torch
 
-from ript_core.rollout.planner import (
+from ript_core.plan import (
     GB,
     BackendFootprint,
     InferenceCost,
     MachineSpec,
     PolicyFootprint,
-    batch_bucket,
     choose_pipeline,
     pipeline_option,
     plan,
     round_batch_sizes,
 )
+from ript_core.policy.buckets import batch_bucket
 from ript_core.rollout.runner import EpisodeRequest, PolicyOutput, RolloutRunner
 from ript_core.rollout.workers import InProcessEnvPool, ProcessEnvPool
 from tests.rollout.test_runner import assert_same, toy_requests
+
+TOY = BackendFootprint("toy", 20_000_000, 0.0003)  # one toy env worker's RAM and step time
 
 
 @pytest.fixture(scope="module")
@@ -486,12 +488,12 @@ def test_plan_chooses_pipeline_groups_and_the_user_wins():
     assert p.settings()["pipeline_groups"] == p.pipeline_groups
     assert any(r.startswith(f"pipeline_groups {p.pipeline_groups}:") for r in p.reasons)
     assert "rollout schedule:" in p.summary()
-    toy = plan(m, PolicyFootprint.pi0_tiny(), BackendFootprint.toy(), rollouts_per_update=15)
+    toy = plan(m, PolicyFootprint.pi0_tiny(), TOY, rollouts_per_update=15)
     assert toy.pipeline_groups == 1  # a 0.3 ms env never keeps the policy waiting
     forced = plan(
         m,
         PolicyFootprint.pi0_tiny(),
-        BackendFootprint.toy(),
+        TOY,
         rollouts_per_update=15,
         overrides={"pipeline_groups": 3},
     )

@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from ript_core.cli import main
-from ript_core.rollout.planner import (
+from ript_core.plan import (
     CUDA_FIXED_ALLOWANCE,
     GB,
     HOST_FIXED_ALLOWANCE,
@@ -31,14 +31,20 @@ GPU_80GB_16C = MachineSpec.gpu(80 * GB, 16, 128 * GB)
 GPU_24GB_8C = MachineSpec.gpu(24 * GB, 8, 32 * GB)
 MACHINES = {"cpu24-2c": CPU_24GB_2C, "gpu80-16c": GPU_80GB_16C, "gpu24-8c": GPU_24GB_8C}
 
+# per-env costs of the built-in backends (RAM of one worker, seconds of one step)
+TOY = BackendFootprint("toy", 20_000_000, 0.0003)
+LIBERO = BackendFootprint("libero", 1 * GB, 0.19)
+MANISKILL = BackendFootprint("maniskill", GB // 2, 0.035)
+BACKENDS = {"toy": TOY, "libero": LIBERO, "maniskill": MANISKILL}
+
 
 @pytest.fixture
 def checkpointing_policy(monkeypatch):
     """Plans with the planner free to turn checkpointing on, whatever
     ``ACTIVATION_CHECKPOINTING_AVAILABLE`` says."""
-    from ript_core.rollout import planner
+    from ript_core.plan import phases
 
-    monkeypatch.setattr(planner, "ACTIVATION_CHECKPOINTING_AVAILABLE", True)
+    monkeypatch.setattr(phases, "ACTIVATION_CHECKPOINTING_AVAILABLE", True)
 
 
 def _pi0(machine: MachineSpec, strategy: str = "full") -> PolicyFootprint:
@@ -108,7 +114,7 @@ def test_kv_cache_from_architecture_and_inference_peak_matches_h100_measurement(
     fp = PolicyFootprint.pi0()  # 3 cameras: 816 prefix tokens, 18 layers, 1 KV head of 256
     assert kv_cache_bytes(fp) == 2 * 18 * 1 * 256 * 816 * 2
     assert kv_cache_bytes(fp, 8) == 8 * kv_cache_bytes(fp)
-    # DESIGN §5: shipped transformers pi0, bf16, 2 cameras, batch 1 → 7.2 GB peak.
+    # docs/planner.md: shipped transformers pi0, bf16, 2 cameras, batch 1 → 7.2 GB peak.
     shipped = PolicyFootprint.pi0(n_cameras=2, drop_unused_expert_embedding=False)
     peak = model_bytes(shipped) + kv_cache_bytes(shipped) + rollout_activation_bytes(shipped, 1)
     assert peak == pytest.approx(7.2e9, rel=0.05)
@@ -149,7 +155,7 @@ def test_machine_table(machine, preset, strategy, backend, fits, n_env, checkpoi
     m = MACHINES[machine]
     tiny = PolicyFootprint.pi0_tiny()
     fp = _pi0(m, strategy) if preset == "pi0" else tiny.for_strategy(strategy)
-    p = plan(m, fp, BackendFootprint.named(backend), rollouts_per_update=64)
+    p = plan(m, fp, BACKENDS[backend], rollouts_per_update=64)
     assert p.fits is fits
     # the budget keeps the stated margin: 10 % of the device + a fixed allowance
     assert p.usable_bytes == int(m.device_total_bytes * (1 - MARGIN_FRACTION)) - _allowance(m)
@@ -188,7 +194,7 @@ def test_machine_table(machine, preset, strategy, backend, fits, n_env, checkpoi
 
 
 def test_full_strategy_on_24gb_gpu_recommends_expert_or_lora():
-    p = plan(GPU_24GB_8C, _pi0(GPU_24GB_8C), BackendFootprint.libero(), rollouts_per_update=64)
+    p = plan(GPU_24GB_8C, _pi0(GPU_24GB_8C), LIBERO, rollouts_per_update=64)
     assert not p.fits
     # weights 6.5 GB + fp32 master/moments 39 GB + fp32 grads 13 GB alone exceed 24 GB
     assert p.breakdown["update"]["optimizer_state"] == pytest.approx(38.9e9, rel=0.01)
@@ -197,21 +203,19 @@ def test_full_strategy_on_24gb_gpu_recommends_expert_or_lora():
     assert "use strategy expert" in text and "use strategy lora" in text
     need = int(text.split("a GPU with ≥ ")[1].split(" GB")[0])
     assert 60 <= need <= 80  # full fine-tuning of pi0 needs an 80 GB-class GPU
-    expert = plan(
-        GPU_24GB_8C, _pi0(GPU_24GB_8C, "expert"), BackendFootprint.libero(), rollouts_per_update=64
-    )
+    expert = plan(GPU_24GB_8C, _pi0(GPU_24GB_8C, "expert"), LIBERO, rollouts_per_update=64)
     assert expert.fits and expert.peak_bytes["update"] <= expert.usable_bytes
 
 
 def test_full_strategy_on_80gb_gpu_needs_checkpointing(checkpointing_policy):
-    p = plan(GPU_80GB_16C, _pi0(GPU_80GB_16C), BackendFootprint.libero(), rollouts_per_update=64)
+    p = plan(GPU_80GB_16C, _pi0(GPU_80GB_16C), LIBERO, rollouts_per_update=64)
     assert p.fits and p.activation_checkpointing
     assert p.train_micro_batch >= 8
     assert "activation checkpointing on: without it only a micro-batch of" in "\n".join(p.reasons)
     no_ckpt = plan(
         GPU_80GB_16C,
         _pi0(GPU_80GB_16C),
-        BackendFootprint.libero(),
+        LIBERO,
         rollouts_per_update=64,
         overrides={"activation_checkpointing": False},
     )
@@ -219,7 +223,7 @@ def test_full_strategy_on_80gb_gpu_needs_checkpointing(checkpointing_policy):
 
 
 def test_cpu_only_full_pi0_suggests_cheaper_strategy_and_bf16():
-    p = plan(CPU_24GB_2C, _pi0(CPU_24GB_2C), BackendFootprint.libero(), rollouts_per_update=16)
+    p = plan(CPU_24GB_2C, _pi0(CPU_24GB_2C), LIBERO, rollouts_per_update=16)
     text = "\n".join(p.reasons)
     assert not p.fits
     assert "use strategy expert" in text or "use strategy lora" in text
@@ -230,34 +234,28 @@ def test_cpu_only_full_pi0_suggests_cheaper_strategy_and_bf16():
 def test_env_workers_scale_with_cores(cores):
     m = MachineSpec.gpu(80 * GB, cores, 512 * GB)
     fp = PolicyFootprint.pi0_tiny()
-    p = plan(m, fp, BackendFootprint.toy(), rollouts_per_update=48)
+    p = plan(m, fp, TOY, rollouts_per_update=48)
     spare = cores - 1 if cores > 2 else cores  # one core stays with the main process
     expected = min(spare, 48)
     assert p.n_env_workers == expected
     assert p.inference_batch == expected  # one batched forward over all live envs
     # cores_per_env: a backend whose env keeps 2 cores busy gets half the workers
-    heavy = attrs.evolve(BackendFootprint.toy(), cores_per_env=2.0)
+    heavy = attrs.evolve(TOY, cores_per_env=2.0)
     assert plan(m, fp, heavy, rollouts_per_update=48).n_env_workers == min(max(spare // 2, 1), 48)
 
 
 def test_env_workers_bounded_by_ram_and_rollouts():
     small_ram = MachineSpec.gpu(80 * GB, 16, 8 * GB)  # 8 GB host: 0.9*8 - 2 = 5.2 GB usable
-    p = plan(
-        small_ram, PolicyFootprint.pi0_tiny(), BackendFootprint.libero(), rollouts_per_update=64
-    )
+    p = plan(small_ram, PolicyFootprint.pi0_tiny(), LIBERO, rollouts_per_update=64)
     assert p.n_env_workers == 5
     assert "bound by RAM" in "\n".join(p.reasons)
-    few = plan(
-        GPU_80GB_16C, PolicyFootprint.pi0_tiny(), BackendFootprint.toy(), rollouts_per_update=4
-    )
+    few = plan(GPU_80GB_16C, PolicyFootprint.pi0_tiny(), TOY, rollouts_per_update=4)
     assert few.n_env_workers == 4
     assert "bound by rollouts per update" in "\n".join(few.reasons)
     # on a CPU-only machine the envs share RAM with the model: fewer fit beside full pi0
     cpu = MachineSpec.cpu_only(24 * GB, 64)
-    tiny_env = plan(
-        cpu, PolicyFootprint.pi0_tiny(), BackendFootprint.libero(), rollouts_per_update=64
-    )
-    big_env = plan(cpu, _pi0(cpu, "expert"), BackendFootprint.libero(), rollouts_per_update=64)
+    tiny_env = plan(cpu, PolicyFootprint.pi0_tiny(), LIBERO, rollouts_per_update=64)
+    big_env = plan(cpu, _pi0(cpu, "expert"), LIBERO, rollouts_per_update=64)
     assert big_env.n_env_workers < tiny_env.n_env_workers
 
 
@@ -265,7 +263,7 @@ def test_model_is_counted_once_whatever_the_number_of_envs(checkpointing_policy)
     fp = PolicyFootprint.pi0(dtype_bytes=2).for_strategy("lora")
     cpu = MachineSpec.cpu_only(64 * GB, 32)
     fixed = {"inference_batch": 1, "train_micro_batch": 1, "activation_checkpointing": True}
-    backend = BackendFootprint.libero()
+    backend = LIBERO
     one = plan(cpu, fp, backend, rollouts_per_update=64, overrides={"n_env_workers": 1, **fixed})
     many = plan(cpu, fp, backend, rollouts_per_update=64, overrides={"n_env_workers": 16, **fixed})
     for phase in ("rollout", "update"):
@@ -292,7 +290,7 @@ def test_override_that_fits_wins_and_is_recorded():
     p = plan(
         GPU_80GB_16C,
         fp,
-        BackendFootprint.libero(),
+        LIBERO,
         rollouts_per_update=64,
         overrides={"train_micro_batch": 16, "n_env_workers": 8},
     )
@@ -304,7 +302,7 @@ def test_override_that_fits_wins_and_is_recorded():
     acc = plan(
         GPU_80GB_16C,
         fp,
-        BackendFootprint.libero(),
+        LIBERO,
         rollouts_per_update=64,
         overrides={"grad_accum": 8},
     )
@@ -313,11 +311,11 @@ def test_override_that_fits_wins_and_is_recorded():
 
 def test_override_that_does_not_fit_is_reported_with_the_fix():
     fp = _pi0(GPU_24GB_8C, "expert")
-    auto = plan(GPU_24GB_8C, fp, BackendFootprint.libero(), rollouts_per_update=64)
+    auto = plan(GPU_24GB_8C, fp, LIBERO, rollouts_per_update=64)
     p = plan(
         GPU_24GB_8C,
         fp,
-        BackendFootprint.libero(),
+        LIBERO,
         rollouts_per_update=64,
         overrides={"train_micro_batch": 64, "activation_checkpointing": False},
     )
@@ -327,12 +325,12 @@ def test_override_that_does_not_fit_is_reported_with_the_fix():
     assert "does not fit: update phase of the overridden plan" in text
     assert f"train_micro_batch={auto.train_micro_batch}" in text
     with pytest.raises(ValueError, match="unknown plan override"):
-        plan(GPU_24GB_8C, fp, BackendFootprint.toy(), rollouts_per_update=8, overrides={"envs": 3})
+        plan(GPU_24GB_8C, fp, TOY, rollouts_per_update=8, overrides={"envs": 3})
     with pytest.raises(ValueError, match="integer >= 1"):
         plan(
             GPU_24GB_8C,
             fp,
-            BackendFootprint.toy(),
+            TOY,
             rollouts_per_update=8,
             overrides={"grad_accum": 0},
         )
@@ -340,12 +338,12 @@ def test_override_that_does_not_fit_is_reported_with_the_fix():
 
 def test_nothing_fits_on_a_small_gpu_says_what_would():
     tiny_gpu = MachineSpec.gpu(4 * GB, 8, 32 * GB)
-    p = plan(tiny_gpu, _pi0(tiny_gpu, "lora"), BackendFootprint.toy(), rollouts_per_update=8)
+    p = plan(tiny_gpu, _pi0(tiny_gpu, "lora"), TOY, rollouts_per_update=8)
     assert not p.fits
     text = "\n".join(p.reasons)
     assert "a GPU with ≥" in text and "use strategy" not in text  # 6.5 GB of bf16 weights
     busy = attrs.evolve(GPU_24GB_8C, device_free_bytes=8 * GB)  # another process holds 16 GB
-    q = plan(busy, _pi0(busy, "expert"), BackendFootprint.toy(), rollouts_per_update=8)
+    q = plan(busy, _pi0(busy, "expert"), TOY, rollouts_per_update=8)
     assert q.usable_bytes == 8 * GB - CUDA_FIXED_ALLOWANCE and not q.fits
 
 
@@ -417,14 +415,11 @@ def test_lora_footprint_follows_its_settings():
 
 @pytest.mark.parametrize("gb", [24, 48, 80])
 def test_strategies_on_fake_gpus_and_the_recommendation_fits(gb):
-    from ript_core.rollout.planner import recommend_strategy, strategy_costs
+    from ript_core.plan import recommend_strategy, strategy_costs
 
     m = GPUS[gb]
     fp = PolicyFootprint.pi0(dtype_bytes=2)
-    costs = {
-        c.strategy: c
-        for c in strategy_costs(m, fp, BackendFootprint.libero(), rollouts_per_update=64)
-    }
+    costs = {c.strategy: c for c in strategy_costs(m, fp, LIBERO, rollouts_per_update=64)}
     assert set(costs) == {"full", "lora", "expert"}
     for c in costs.values():
         p = c.plan
@@ -442,7 +437,7 @@ def test_strategies_on_fake_gpus_and_the_recommendation_fits(gb):
     )
     assert costs["full"].plan.fits is (gb == 80)  # ≈ 59 GB of weights + state before activations
     assert costs["lora"].plan.fits and costs["expert"].plan.fits
-    rec = recommend_strategy(m, fp.for_strategy("full"), BackendFootprint.libero())
+    rec = recommend_strategy(m, fp.for_strategy("full"), LIBERO)
     assert rec is not None
     best, why = rec
     assert costs[best].plan.fits
@@ -458,19 +453,17 @@ def test_strategies_on_fake_gpus_and_the_recommendation_fits(gb):
 
 
 def test_expert_recommended_when_lora_does_not_fit_either():
+    from ript_core.plan import recommend_strategy
     from ript_core.policy.config import LoraSettings
-    from ript_core.rollout.planner import recommend_strategy
 
     fp = PolicyFootprint.pi0(dtype_bytes=2)
     huge = LoraSettings(rank=1024)  # adapters as big as the VLM: lora no longer saves memory
-    rec = recommend_strategy(GPUS[24], fp, BackendFootprint.libero(), lora=huge)
+    rec = recommend_strategy(GPUS[24], fp, LIBERO, lora=huge)
     assert rec is not None and rec[0] == "expert"
     assert "lora needs ≥" in rec[1] and "VLM is frozen" in rec[1]
-    expert = plan(
-        GPUS[24], fp.for_strategy("expert"), BackendFootprint.libero(), rollouts_per_update=64
-    )
+    expert = plan(GPUS[24], fp.for_strategy("expert"), LIBERO, rollouts_per_update=64)
     assert expert.fits
-    none = recommend_strategy(MachineSpec.gpu(4 * GB, 8, 64 * GB), fp, BackendFootprint.toy())
+    none = recommend_strategy(MachineSpec.gpu(4 * GB, 8, 64 * GB), fp, TOY)
     assert none is None  # 6.5 GB of bf16 weights: no strategy helps
 
 
@@ -494,14 +487,14 @@ def test_checkpointing_is_planned_when_the_update_fits_only_a_small_micro_batch(
     checkpointing: too small to keep the GPU busy, so the planner turns it on
     (its memory model is measured on the H100) and sizes a larger micro-batch
     with it; ``activation_checkpointing: off`` keeps the small one."""
-    p = plan(GPU_80GB_16C, _pi0(GPU_80GB_16C), BackendFootprint.libero(), rollouts_per_update=64)
+    p = plan(GPU_80GB_16C, _pi0(GPU_80GB_16C), LIBERO, rollouts_per_update=64)
     assert p.activation_checkpointing and p.fits
     assert p.peak_bytes["update"] <= p.usable_bytes
     assert any(r.startswith("activation checkpointing on: without it only") for r in p.reasons)
     off = plan(
         GPU_80GB_16C,
         _pi0(GPU_80GB_16C),
-        BackendFootprint.libero(),
+        LIBERO,
         rollouts_per_update=64,
         overrides={"activation_checkpointing": False},
     )
@@ -514,7 +507,7 @@ def test_8bit_moments_let_full_pi0_skip_checkpointing_on_an_80gb_gpu(checkpointi
     """Full pi0 with fp32 AdamW moments on an H100 (85 GB) fits a plain
     micro-batch of 5: the planner checkpoints and says what 8-bit moments
     would free; with them the update runs without recomputation."""
-    from ript_core.rollout.planner import optimizer_state_bytes
+    from ript_core.plan import optimizer_state_bytes
 
     fp = PolicyFootprint.pi0(dtype_bytes=2, n_cameras=2)
     lean_fp = attrs.evolve(fp, optimizer_moments="8bit")
@@ -522,7 +515,7 @@ def test_8bit_moments_let_full_pi0_skip_checkpointing_on_an_80gb_gpu(checkpointi
     assert optimizer_state_bytes(lean_fp) == int(fp.n_trainable * (4 + 2 + 8 / 256))
     assert optimizer_state_bytes(fp) == fp.n_trainable * 12
     h100 = MachineSpec.gpu(85 * 10**9, 16, 128 * GB)
-    toy = BackendFootprint.toy()
+    toy = TOY
     fp32 = plan(h100, fp, toy, rollouts_per_update=64)
     lean = plan(h100, lean_fp, toy, rollouts_per_update=64)
     assert fp32.fits and lean.fits
@@ -542,7 +535,7 @@ def test_detect_machine_counts_memory_torch_already_holds_as_free(monkeypatch):
     (reusable) must not shrink the budget a second time."""
     import torch
 
-    from ript_core.rollout import planner
+    from ript_core import plan as planner
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (60 * GB, 80 * GB))
