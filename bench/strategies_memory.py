@@ -36,6 +36,7 @@ import torch
 # a sibling script (bench/ is on sys.path when run as `python bench/...`)
 from gpu_policy import make_inputs
 
+from ript_core import get_registry
 from ript_core import plan as P
 from ript_core.policy import PI0Policy
 from ript_core.policy.config import LoraSettings
@@ -187,7 +188,7 @@ def main() -> None:
         plan = P.plan(
             machine,
             fp,
-            P.named_footprint("libero"),
+            get_registry().footprint("libero"),
             rollouts_per_update=64,
             overrides={"activation_checkpointing": False},
         )
@@ -201,7 +202,9 @@ def main() -> None:
             "planner_micro_batch": plan.train_micro_batch,
             "planner_checkpointing": plan.activation_checkpointing,
         }
-        pred = P.phase_bytes(machine, fp, P.named_footprint("libero"), 0, 1, micro, False).update
+        pred = P.phase_bytes(
+            machine, fp, get_registry().footprint("libero"), 0, 1, micro, False
+        ).update
         row["predicted_update_peak_bytes"] = sum(pred.values())
         row["predicted_breakdown"] = pred
         try:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ript_core.envs import check_command
 from ript_core.plugins import get_registry
 
 console = Console()
@@ -24,6 +25,9 @@ def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None
         return fn
 
     return register
+
+
+command(check_command.NAME, check_command.HELP, check_command.arguments)(check_command.run)
 
 
 @command("plugins", "list backend plugins, their task counts and whether they can run here")
@@ -97,7 +101,6 @@ def _load_command_modules() -> None:
     import importlib
 
     for module in (
-        "ript_core.envs.check_command",
         "ript_core.rollout.plan_command",
         "ript_core.rl.commands",
         "ript_core.debug.commands",
