@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ript_core.envs.conformance import check_backend
-from ript_core.envs.options import parse_env_options
+from ript_core.envs.options import add_env_option_argument, parse_env_options
 
 NAME = "check-backend"
 HELP = (
@@ -27,13 +27,7 @@ HELP = (
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("backend", help="an installed backend, e.g. toy (`ript plugins` lists them)")
     p.add_argument("--task", help="the task whose env is checked (default: the catalogue's first)")
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="env option (YAML value), as env.options in a config, e.g. --option image_size=64",
-    )
+    add_env_option_argument(p)
 
 
 def run(ns: argparse.Namespace) -> int:

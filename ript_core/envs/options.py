@@ -13,6 +13,7 @@ registry runs it (through ``BackendSpec.check_options``) before a spec's
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,3 +81,14 @@ def parse_env_options(items: list[str]) -> dict[str, Any]:
             raise ValueError(f"--option {item!r}: expected KEY=VALUE")
         options[key] = yaml.safe_load(value)
     return options
+
+
+def add_env_option_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--option KEY=VALUE`` flag (repeatable) that :func:`parse_env_options` reads."""
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="env option (YAML value), as env.options in a config, e.g. --option image_size=64",
+    )

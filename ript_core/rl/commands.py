@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ript_core.cli import command, console
 from ript_core.config import load_config
-from ript_core.envs.options import parse_env_options
+from ript_core.envs.options import add_env_option_argument, parse_env_options
 
 DEMO_CONFIG = "toy_demo.yaml"
 
@@ -82,13 +82,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-steps", type=int, default=None, help="episode budget (env.max_steps in a config)"
     )
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="env option (YAML value), as env.options in a config, e.g. --option image_size=64",
-    )
+    add_env_option_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--threads",
@@ -182,13 +176,7 @@ def _demos_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--noise", type=float, default=0.0, help="expert motion noise (if supported)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="env option (YAML value), e.g. --option image_size=64; as env.options in a config",
-    )
+    add_env_option_argument(p)
     p.add_argument("-o", "--out", required=True, help="output .npz (read by bc.demos_file)")
 
 
