@@ -17,7 +17,10 @@ import attrs
 
 from ript_core.envs.spec import BackendFootprint
 from ript_core.policy.presets import preset_dict
-from ript_core.rl.optimizer import MOMENTS as OPTIMIZER_MOMENTS
+
+#: ``optim.moments``: how AdamW stores its two moments (4 or 1 byte each); the
+#: optimizer (ript_core.rl.optimizer) builds from this list, the cost model budgets it.
+OPTIMIZER_MOMENTS = ("fp32", "8bit")
 
 __all__ = [
     "OPTIMIZER_MOMENTS",

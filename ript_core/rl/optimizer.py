@@ -47,6 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ript_core.plan.footprint import OPTIMIZER_MOMENTS
+
 
 def _move_grad(master: torch.Tensor, param: torch.Tensor) -> None:
     """``master.grad += float(param.grad)``; ``param.grad = None``."""
@@ -69,9 +71,8 @@ def _route_grad(param: torch.Tensor) -> None:
         _move_grad(master, param)
 
 
-#: ``optim.moments``: how AdamW stores its two moments (module docstring); the
-#: planner budgets each (ript_core.plan.cost).
-MOMENTS = ("fp32", "8bit")
+#: ``optim.moments``: how AdamW stores its two moments (module docstring)
+MOMENTS = OPTIMIZER_MOMENTS
 
 
 def bitsandbytes_missing() -> str | None:
