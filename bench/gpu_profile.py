@@ -39,11 +39,10 @@ from typing import Any
 
 import torch
 
-# a sibling script (bench/ is on sys.path when run as `python bench/...`)
-from gpu_policy import make_inputs
-
+from ript_core.bench.harness import timings
+from ript_core.bench.pi0 import make_inputs
 from ript_core.policy import PI0Policy
-from ript_core.policy.fast_sampler import FastSampler
+from ript_core.policy.fast.sampler import FastSampler
 
 
 def replay_ms(policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iters: int) -> float:
@@ -53,18 +52,7 @@ def replay_ms(policy: PI0Policy, fast: FastSampler, batch: Any, steps: int, iter
     def call() -> None:
         fast.sample(batch, "ode", None, noise.to(policy.device), level, steps)
 
-    for _ in range(3):
-        call()
-    out = []
-    for _ in range(iters):
-        if policy.device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        call()
-        if policy.device.type == "cuda":
-            torch.cuda.synchronize()
-        out.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(out)
+    return statistics.median(timings(call, policy.device, iters, warmup=3))
 
 
 KINDS = (

@@ -33,25 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-# a sibling script (bench/ is on sys.path when run as `python bench/...`)
-from gpu_policy import (
-    DTYPES,
-    H100_BF16_PEAK,
-    footprint,
-    model_parser,
-    run_meta,
-    sync,
-    timings,
-    update_step,
-)
 from torch.nn.attention import SDPBackend
 
 import ript_core.policy.attention as attention
 from ript_core import plan as pl
+from ript_core.bench.harness import DTYPES, H100_BF16_PEAK, model_parser, run_meta, sync, timings
+from ript_core.bench.pi0 import footprint, update_step
 from ript_core.policy import PI0Policy
-from ript_core.policy.checkpointing import set_activation_checkpointing
-from ript_core.policy.fast_sampler import FastSampler
+from ript_core.policy.activation_checkpointing import set_activation_checkpointing
+from ript_core.policy.fast.sampler import FastSampler
 
 #: Kernel kinds, first match wins (CUDA kernel names; CPU op names on CPU).
 KINDS = [

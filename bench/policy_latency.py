@@ -21,49 +21,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-# a sibling script (bench/ is on sys.path when run as `python bench/...`)
-from gpu_policy import transformers_actions
-
-from ript_core.envs.interfaces import PolicyInput
+from ript_core.bench.harness import DTYPES, timings
+from ript_core.bench.pi0 import make_inputs, transformers_actions
 from ript_core.policy import PI0Policy, PolicyBatch
-
-DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
-
-
-def make_inputs(policy: PI0Policy, n: int, cameras: int, seed: int = 0) -> list[PolicyInput]:
-    rng = np.random.default_rng(seed)
-    size = policy.arch.image_size
-    slots = policy.arch.cameras[:cameras]
-    return [
-        PolicyInput(
-            images={s: rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for s in slots},
-            state=rng.normal(size=policy.state_dim).astype(np.float32),
-            prompt="pick up the red block and put it in the basket",
-        )
-        for _ in range(n)
-    ]
 
 
 def timed(fn: Callable[[], object], device: torch.device, iters: int, warmup: int) -> float:
-    """Median wall time in ms (CUDA-synchronised)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    """Median wall time in ms (synchronised before and after each call)."""
+    return statistics.median(timings(fn, device, iters, warmup))
 
 
 UPDATES = {"full": "VLM+expert", "expert": "expert only"}

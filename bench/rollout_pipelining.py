@@ -10,7 +10,7 @@ Usage::
 
 The env is the built-in ``toy`` backend wrapped so that every step costs
 ``--step-ms`` more, emulating a real simulator (LIBERO: ≈ 15 ms of physics
-per step, DESIGN §5; rendering on top of that is backend- and
+per step, docs/benchmarks.md; rendering on top of that is backend- and
 machine-dependent). ``--step-cost sleep`` (default) sleeps, so the emulated
 work takes no core; ``spin`` busy-waits, which does take one.
 

@@ -33,11 +33,9 @@ from typing import Any
 
 import torch
 
-# a sibling script (bench/ is on sys.path when run as `python bench/...`)
-from gpu_policy import make_inputs
-
 from ript_core import get_registry
 from ript_core import plan as P
+from ript_core.bench.pi0 import make_inputs
 from ript_core.policy import PI0Policy
 from ript_core.policy.config import LoraSettings
 from ript_core.policy.strategies import trainable_parameters

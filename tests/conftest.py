@@ -23,11 +23,8 @@ def python() -> str:
 
 
 def load_bench_script(name: str) -> ModuleType:
-    """``bench/<name>.py`` imported as a module (bench/ is no package), with
-    bench/ on ``sys.path`` as when the script is run, for its sibling imports."""
-    bench_dir = str(REPO / "bench")
-    if bench_dir not in sys.path:
-        sys.path.insert(0, bench_dir)
+    """``bench/<name>.py`` imported as a module (bench/ is no package; what
+    the scripts share lives in :mod:`ript_core.bench`)."""
     spec = importlib.util.spec_from_file_location(f"{name}_bench", REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -47,7 +47,7 @@ import torch
 from ript_core.debug.recording import Recording
 from ript_core.envs.interfaces import ActionAdapter, ObservationAdapter, PolicyInput
 from ript_core.policy import PI0Policy
-from ript_core.policy.kv_only_layer import full_last_layer
+from ript_core.policy.fast.kv_only_layer import full_last_layer
 from ript_core.policy.precision import require_fp32_highest, tf32_settings
 
 

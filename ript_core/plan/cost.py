@@ -82,7 +82,7 @@ def kv_cache_bytes(policy: PolicyFootprint, batch: int = 1) -> int:
 
 def fused_projection_bytes(policy: PolicyFootprint) -> int:
     """The CUDA fast sampler's fused copies of the expert's q/k/v and gate/up
-    weights (ript_core/policy/fused_projections.py). Counted whole even when
+    weights (ript_core/policy/fast/fused_projections.py). Counted whole even when
     adapters leave some layers unfused."""
     e = policy.expert
     rows = e.heads * e.head_dim + 2 * e.kv_heads * e.head_dim + 2 * e.mlp
@@ -191,7 +191,7 @@ def sample_flops(policy: PolicyFootprint) -> float:
     (2 FLOPs per weight per token + the attention score and value products).
     The work the policy needs, not what transformers' forward does: of the
     prefix's last Gemma layer only the key/value projections count (the rest
-    of it is dead, and skipped: ript_core/policy/kv_only_layer.py)."""
+    of it is dead, and skipped: ript_core/policy/fast/kv_only_layer.py)."""
 
     def stack(d: TransformerDims, tokens: int, kv: int, layers: int | None = None) -> float:
         return (d.layers if layers is None else layers) * (

@@ -2,7 +2,7 @@
 
 :class:`PolicyFootprint` holds a PI0 policy's parameter counts and the
 architecture numbers that decide its activation memory; it is built from a
-named preset (``ript_core.policy.presets``, the one source of PI0's shapes)
+named preset (``ript_core.policy.io.presets``, the one source of PI0's shapes)
 or from a transformers ``PI0Config``, and trained with a strategy
 (:meth:`PolicyFootprint.for_strategy`). A backend's per-env cost is
 :class:`~ript_core.envs.spec.BackendFootprint`, which each backend spec brings.
@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from ript_core.envs.spec import BackendFootprint
-from ript_core.policy.presets import preset_dict
+from ript_core.policy.io.presets import preset_dict
 
 #: ``optim.moments``: how AdamW stores its two moments (4 or 1 byte each); the
 #: optimizer (ript_core.rl.optimizer) builds from this list, the cost model budgets it.
@@ -207,7 +207,7 @@ class PolicyFootprint:
         num_steps: int | None = None,
         drop_unused_expert_embedding: bool = True,
     ) -> PolicyFootprint:
-        """A named policy preset (``ript_core.policy.presets``), counted from its
+        """A named policy preset (``ript_core.policy.io.presets``), counted from its
         architecture numbers without building a model. ``n_cameras``,
         ``text_tokens``, ``num_steps``: the preset's unless given."""
         raw = preset_dict(name)

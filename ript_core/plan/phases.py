@@ -26,7 +26,7 @@ from ript_core.plan.machine import MachineSpec
 
 #: Whether the planner turns activation checkpointing on by itself when the
 #: update does not fit a useful micro-batch without it
-#: (ript_core.policy.checkpointing; identical gradients). Its memory model is
+#: (ript_core.policy.activation_checkpointing; identical gradients). Its memory model is
 #: validated against GPU peaks (docs/planner.md).
 ACTIVATION_CHECKPOINTING_AVAILABLE = True
 

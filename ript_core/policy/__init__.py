@@ -2,11 +2,11 @@
 exact chain log-probs, BC loss, checkpoint loading and saving."""
 
 from ript_core.policy.batch import PolicyBatch
-from ript_core.policy.checkpoint import CheckpointError, load_policy, save_policy
 from ript_core.policy.config import PolicyConfig
+from ript_core.policy.io.checkpoint import CheckpointError, load_policy, save_policy
+from ript_core.policy.io.stats import FeatureStats, NormStats
+from ript_core.policy.io.tokenizer import build_word_tokenizer, load_tokenizer
 from ript_core.policy.policy import PI0Policy, SampleOutput
-from ript_core.policy.stats import FeatureStats, NormStats
-from ript_core.policy.tokenizer import build_word_tokenizer, load_tokenizer
 
 __all__ = [
     "CheckpointError",

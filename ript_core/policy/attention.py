@@ -4,23 +4,20 @@ Every PI0 attention call passes a boolean mask (prefix padding, the suffix's
 block structure), so FlashAttention is never eligible and torch picks among
 cuDNN, memory-efficient and math kernels.
 
-- **Without gradients** (sampling, evaluation) cuDNN is switched off. On the
-  H100 torch picked it, and it took 58 us per call at the expert's shape (51
-  queries x 611 keys, batch 1): 11.6 of the 43 ms of GPU time of a full-size
-  chunk, more than all the expert's matmuls together (``bench/gpu_profile.py``,
-  ``bench/results/gpu_profile.json``).
+- **Without gradients** (sampling, evaluation) cuDNN is switched off: at
+  the expert's small shapes its per-call cost outweighed all the expert's
+  matmuls.
 - **With gradients** (the RIPT update's ``log_prob``, BC) on a batch of at
   least :data:`CUDNN_MIN_TRAINING_BATCH` samples cuDNN is allowed: its fused
-  backward is ~3.5x faster than the memory-efficient kernel's, which was the
-  largest single kernel of the update (the update at micro-batch 16: 32.6 ->
-  40.1 samples/s; at the planner's 32 with checkpointing 29.0 -> 33.1). Below
-  that the update is host-bound and cuDNN's extra per-call work made it
-  slower (micro-batch 4: 19.4 -> 16.9 samples/s;
-  ``bench/gpu_update_profile.py``, docs/benchmarks.md).
+  backward is several times faster than the memory-efficient kernel's.
+  Below that the update is host-bound and cuDNN's extra per-call work makes
+  it slower.
+
+The figures are in docs/policy.md ("Measurements behind the fast path").
 
 Sampling and re-scoring therefore round differently in bf16 (as they do
 anyway: the re-scoring's matmuls have other shapes); checkpointed layers are
-recomputed with their forward's kernels (ript_core.policy.checkpointing).
+recomputed with their forward's kernels (ript_core.policy.activation_checkpointing).
 """
 
 from __future__ import annotations

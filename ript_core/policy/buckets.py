@@ -12,7 +12,7 @@ from collections.abc import Collection
 def batch_bucket(batch: int, sizes: Collection[int] = ()) -> int:
     """The batch a bucketing policy actually runs: the next power of two (the
     CUDA fast sampler pads to it so that a few CUDA graphs serve every size,
-    ript_core/policy/fast_sampler.py), or the smallest of ``sizes`` that holds
+    ript_core/policy/fast/sampler.py), or the smallest of ``sizes`` that holds
     it if that is smaller -- batch sizes its caller announced it will send
     (:func:`round_batch_sizes`: a pipelined runner's group calls), which get
     graphs of their own."""

@@ -28,8 +28,8 @@ def _fmt(values: list[float] | None) -> str:
 
 @command("info", "print a checkpoint's resolved input/output pipeline", _info_args)
 def cmd_info(ns: argparse.Namespace) -> int:
-    from ript_core.policy.checkpoint import CheckpointError, resolve_checkpoint
-    from ript_core.policy.pipeline import describe
+    from ript_core.policy.io.checkpoint import CheckpointError, resolve_checkpoint
+    from ript_core.policy.io.pipeline import describe
 
     try:
         res = resolve_checkpoint(ns.checkpoint, preset=ns.preset, openpi_config=ns.openpi_config)
@@ -98,7 +98,7 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     _convert_args,
 )
 def cmd_convert(ns: argparse.Namespace) -> int:
-    from ript_core.policy.checkpoint import CheckpointError, load_policy, save_policy
+    from ript_core.policy.io.checkpoint import CheckpointError, load_policy, save_policy
 
     extra = {"tokenizer_path": ns.tokenizer} if ns.tokenizer else {}
     try:

@@ -5,7 +5,7 @@ One attrs class so that a YAML ``policy:`` section structures into it with
 numbers (noise level, scored window, dtype) is recorded with a run.
 
 Architecture fields left at ``None`` take the preset's value (see
-:mod:`ript_core.policy.presets`); setting one overrides the preset, so a
+:mod:`ript_core.policy.io.presets`); setting one overrides the preset, so a
 config file only names what differs from ``pi0`` / ``pi0-tiny``.
 """
 
@@ -31,7 +31,7 @@ class LoraSettings:
     """LoRA adapters of the ``lora`` strategy (applied through ``peft``).
 
     Defaults and why: ``rank=32`` / ``alpha=32`` is RIPT-VLA's recipe for
-    OpenVLA-OFT (DESIGN §4), which reached 97 % on LIBERO from 1 demo; alpha
+    OpenVLA-OFT, which reached 97 % on LIBERO from 1 demo; alpha
     equal to the rank keeps the adapter's scale (alpha/rank) at 1, so the
     learning rate means the same at any rank. ``dropout=0``: RL already
     injects noise through the SDE sampler, and dropout would make the
@@ -75,7 +75,7 @@ class LoraSettings:
 class PolicyConfig:
     """Everything needed to build and run a :class:`~ript_core.policy.PI0Policy`.
 
-    Sampling (DESIGN §3): ``sde_scheme="all"`` makes every denoising step a
+    Sampling (docs/policy.md, "Sampling and log-probs"): ``sde_scheme="all"`` makes every denoising step a
     Gaussian transition and the log-prob sums over the chain (exact, one
     expert pass per step at update time); ``"one"`` makes one uniformly drawn
     step stochastic and the rest Euler (log-prob of that step only, one expert
@@ -128,17 +128,16 @@ class PolicyConfig:
     dtype: DType = "float32"
     device: str = "cpu"
     # On CUDA, the fast sampler runs every transformer layer through
-    # torch.compile (regional, inductor): on the H100 42.9 -> 32.0 ms per chunk
-    # at batch 1, 125 -> 152 chunks/s at 64, after ~2 min of compilation once
-    # per process (docs/benchmarks.md). Sampling only: log_prob and BC stay
-    # eager, so the sampler's log-probs round differently from the update's
-    # -- update.old_log_prob "auto" (the default) recomputes them in bf16.
+    # torch.compile (regional, inductor): faster chunks after minutes of
+    # compilation once per process (docs/policy.md). Sampling only: log_prob
+    # and BC stay eager, so the sampler's log-probs round differently from the
+    # update's -- update.old_log_prob "auto" (the default) recomputes them.
     compile: bool = False
-    # On CUDA, sample through ript_core.policy.fast_sampler (static prefix KV
+    # On CUDA, sample through ript_core.policy.fast.sampler (static prefix KV
     # cache, one CUDA graph per chunk; same numbers as the eager loop). False:
     # the eager loop everywhere.
     fast_sampler: bool = True
-    # Gemma's RMSNorm through torch's fused rms_norm (ript_core.policy.norms):
+    # Gemma's RMSNorm through torch's fused rms_norm (ript_core.policy.fast.norms):
     # one kernel instead of ~10 per call on CUDA, same maths. False: the
     # norms as transformers writes them.
     fused_norms: bool = True

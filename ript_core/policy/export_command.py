@@ -33,8 +33,14 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 @command("export", "merge a lora/expert checkpoint into a plain PI0 checkpoint", _export_args)
 def cmd_export(ns: argparse.Namespace) -> int:
-    from ript_core.policy.checkpoint import POLICY_FILE, CheckpointError, load_policy, save_policy
-    from ript_core.policy.strategies import StrategyError, merged_policy
+    from ript_core.policy.io.checkpoint import (
+        POLICY_FILE,
+        CheckpointError,
+        load_policy,
+        save_policy,
+    )
+    from ript_core.policy.io.export import merged_policy
+    from ript_core.policy.strategies import StrategyError
 
     try:
         # float32 on CPU: the merge W + (alpha/r)·B·A is done at full precision;

@@ -5,7 +5,8 @@ Convention (openpi, lerobot, transformers agree): ``x_t = t*noise +
 from ``t=1`` to ``t=0`` on the grid ``t_i = 1 + i*dt``, ``dt = -1/N``, and the
 ODE step is Euler: ``x_{i+1} = x_i + dt*v``.
 
-The stochastic step is the flow-SDE of Flow-GRPO / piRL (DESIGN §3). With
+The stochastic step is the flow-SDE of Flow-GRPO / piRL (docs/policy.md,
+"Sampling and log-probs"). With
 ``Delta = -dt > 0``, action estimate ``x0 = x - t*v`` and noise estimate
 ``x1 = x + (1-t)*v``::
 

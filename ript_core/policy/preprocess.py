@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from ript_core.policy.batch import PolicyBatch, to_device
 from ript_core.policy.images import ResizeMethod, resize_with_pad
-from ript_core.policy.pipeline import CameraSlot
-from ript_core.policy.stats import NormStats
-from ript_core.policy.tokenizer import PromptFormat, PromptTokenizer, tokenize_prompts
+from ript_core.policy.io.pipeline import CameraSlot
+from ript_core.policy.io.stats import NormStats
+from ript_core.policy.io.tokenizer import PromptFormat, PromptTokenizer, tokenize_prompts
 from ript_core.policy_input import PolicyInput
 
 
@@ -40,9 +40,8 @@ def preprocess_images(
 
     With the torch resamplers the images travel at their native size
     (pinned, non-blocking on CUDA) and are resized on ``device``: the host
-    does no per-pixel work (on the H100 host, resizing 2 x 128 toy images to
-    224 px on the CPU was ~2 ms per sample of every policy call,
-    docs/benchmarks.md). ``"pil"`` resizes on the CPU, as openpi's client.
+    does no per-pixel work (resizing on the CPU cost milliseconds per sample
+    of every policy call, docs/policy.md). ``"pil"`` resizes on the CPU, as openpi's client.
 
     A slot a sample does not provide is black (-1 after scaling, as openpi's
     zero images) with mask False (``if_missing="mask"``), True (``"zeros"``)

@@ -19,7 +19,7 @@ from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import PI0Policy
 from ript_core.policy.attention import update_kernels
 from ript_core.policy.batch import PolicyBatch
-from ript_core.policy.compiled_layers import layers_compiled
+from ript_core.policy.fast.compiled_layers import layers_compiled
 from ript_core.rollout.runner import PolicyOutput
 
 

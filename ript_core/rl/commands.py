@@ -109,9 +109,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from ript_core.policy import load_policy
     from ript_core.rl.actor import PI0Actor
     from ript_core.rl.config import parse_range
+    from ript_core.rl.contexts import Context
     from ript_core.rl.evaluate import evaluate
     from ript_core.rl.host_threads import apply_rollout_threads
-    from ript_core.rl.sampler import Context
     from ript_core.rollout.runner import RolloutRunner
     from ript_core.rollout.workers import make_pool
 

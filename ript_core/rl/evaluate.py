@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from ript_core.rl.sampler import Context
+from ript_core.rl.contexts import Context
 from ript_core.rollout.runner import EpisodeRequest, Rollout, RolloutRunner
 
 

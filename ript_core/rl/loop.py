@@ -107,7 +107,7 @@ class UpdateConfig:
     # for benchmarks, off by default
     time_comm: bool = False
     # recompute each layer's activations in backward instead of storing them
-    # (ript_core.policy.checkpointing): "on" lets the planner size a bigger
+    # (ript_core.policy.activation_checkpointing): "on" lets the planner size a bigger
     # micro-batch with it; "auto" turns it on when the plan needs it
     # (docs/planner.md); "off" never
     activation_checkpointing: str = "auto"
@@ -121,7 +121,7 @@ class UpdateConfig:
         default="auto", validator=attrs.validators.in_(("auto", "rollout", "recompute"))
     )
     # run the update's forward and backward through compiled layers
-    # (ript_core.policy.compiled_layers): +14 % samples/s at micro-batch 16 on
+    # (ript_core.policy.fast.compiled_layers): +14 % samples/s at micro-batch 16 on
     # the H100 without checkpointing, nothing with it. Compiles once (minutes
     # at full size): the trainer pads every micro-batch to the planned size
     # (fixed_size). Not with fsdp.

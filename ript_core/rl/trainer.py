@@ -33,8 +33,8 @@ import torch
 from ript_core.config import unstructure
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
-from ript_core.policy.checkpointing import set_activation_checkpointing
-from ript_core.policy.compiled_layers import compiled_layers
+from ript_core.policy.activation_checkpointing import set_activation_checkpointing
+from ript_core.policy.fast.compiled_layers import compiled_layers
 from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl import distributed as D
 from ript_core.rl.actor import PI0Actor
@@ -47,6 +47,7 @@ from ript_core.rl.checkpoint import (
 )
 from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import TrainConfig, parse_range
+from ript_core.rl.contexts import Context, ContextSampler
 from ript_core.rl.demos import (
     DemoSet,
     bc_loss_on,
@@ -66,7 +67,6 @@ from ript_core.rl.loop import (
 )
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
-from ript_core.rl.sampler import Context, ContextSampler
 from ript_core.rl.sharding import Sharding, fsdp_footprint, save_full_policy
 from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
 from ript_core.rollout.workers import InProcessEnvPool, make_pool

@@ -21,7 +21,7 @@ from ript_core.cli import main
 from ript_core.debug import Recording, StageMapping, diff_recordings, record_inference
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy import FeatureStats, NormStats
-from ript_core.policy.pipeline import OPENPI_CONFIGS
+from ript_core.policy.io.pipeline import OPENPI_CONFIGS
 from tests.debug.conftest import parity_policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "openpi-dump"

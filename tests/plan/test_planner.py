@@ -96,7 +96,7 @@ def test_from_hf_config_counts_on_meta_match_the_formulas():
     assert full.text == PolicyFootprint.pi0().text
     assert full.expert == PolicyFootprint.pi0().expert
     assert full.prefix_tokens == 3 * 256 + 48
-    from ript_core.policy.presets import preset_dict
+    from ript_core.policy.io.presets import preset_dict
 
     tiny_cfg = preset_dict("pi0-tiny")["pi0"]
     tiny = PolicyFootprint.from_hf_config(tiny_cfg, dtype_bytes=4, n_cameras=2, text_tokens=16)

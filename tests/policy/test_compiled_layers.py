@@ -1,4 +1,4 @@
-"""Compiled layers (ript_core.policy.compiled_layers) for the update: the same
+"""Compiled layers (ript_core.policy.fast.compiled_layers) for the update: the same
 log-probs and gradients as the eager layers, with and without activation
 checkpointing. torch.compile runs with the "aot_eager" backend here:
 dynamo + AOTAutograd build the same forward/backward graphs as on a GPU,
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import ript_core.policy.compiled_layers as cl
-from ript_core.policy.checkpointing import set_activation_checkpointing
+import ript_core.policy.fast.compiled_layers as cl
+from ript_core.policy.activation_checkpointing import set_activation_checkpointing
 from ript_core.rl.actor import PI0Actor
 
 from .conftest import make_inputs, tiny_policy
@@ -85,8 +85,8 @@ def test_every_batch_bucket_runs_compiled(aot_eager, caplog):
     signature (their cache update indexes storage by ``layer_idx``); past its
     recompile limit it runs the layer eagerly and only logs a warning -- here
     that is made an error, starting from dynamo's own default limits."""
-    from ript_core.policy.checkpointing import checkpointed_layers
-    from ript_core.policy.fast_sampler import FastSampler
+    from ript_core.policy.activation_checkpointing import checkpointed_layers
+    from ript_core.policy.fast.sampler import FastSampler
 
     config = torch._dynamo.config
     policy = tiny_policy(seed=1, num_steps=2)
@@ -97,7 +97,7 @@ def test_every_batch_bucket_runs_compiled(aot_eager, caplog):
     ):
         for n in (1, 2, 3, 5, 4):  # buckets 1, 2, 4, 8, then 4 again
             batch = policy.preprocess(make_inputs(n, seed=n))
-            with caplog.at_level("INFO", logger="ript_core.policy.fast_sampler"):
+            with caplog.at_level("INFO", logger="ript_core.policy.fast.sampler"):
                 out = sampler.sample(batch, "ode", None, None, 0.0, 2)
             assert out.actions.shape[0] == n
         limit = config.recompile_limit
@@ -112,7 +112,7 @@ def test_compiled_key_limited_sampler_matches_the_eager_layers(aot_eager):
     """The key-limited route (varlen_attention.py) through compiled layers:
     dynamo traces the limits kwarg and the cache's per-sample suffix writes
     into the same chunks as the eager layers."""
-    from ript_core.policy.fast_sampler import FastSampler
+    from ript_core.policy.fast.sampler import FastSampler
 
     policy = tiny_policy(seed=2, num_steps=2)
     inputs = make_inputs(3, seed=9)

@@ -6,7 +6,7 @@ import pytest
 
 from ript_core.config import ConfigError, structure
 from ript_core.policy import PI0Policy, PolicyConfig
-from ript_core.policy.presets import resolve_architecture
+from ript_core.policy.io.presets import resolve_architecture
 from tests.policy.conftest import make_inputs
 
 

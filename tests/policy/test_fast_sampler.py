@@ -1,4 +1,4 @@
-"""The static-cache sampler (fast_sampler.py) against the eager loop, on CPU.
+"""The static-cache sampler (ript_core.policy.fast.sampler) against the eager loop, on CPU.
 
 On CPU the chunk function runs without CUDA graphs; what a graph adds is
 replay of the same kernels, so these tests pin the maths: masks, positions,
@@ -12,13 +12,10 @@ import torch
 from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
-from ript_core.policy import varlen_attention
-from ript_core.policy.fast_sampler import (
-    FastSampler,
-    PrefixKVCache,
-    valid_first_order,
-)
-from ript_core.policy.varlen_attention import limit_mask, suffix_key_limits
+from ript_core.policy.fast import varlen_attention
+from ript_core.policy.fast.prefix_cache import PrefixKVCache, valid_first_order
+from ript_core.policy.fast.sampler import FastSampler
+from ript_core.policy.fast.varlen_attention import limit_mask, suffix_key_limits
 from tests.policy.conftest import make_inputs, tiny_policy
 from tests.policy.test_sampling import reference_actions
 from tests.policy.test_varlen_attention import patch_attention

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-import ript_core.policy.compiled_layers as cl
-from ript_core.policy.fast_sampler import FastSampler
-from ript_core.policy.fused_projections import ExpertFusion, FusedAttention, FusedMLP, fusable
+import ript_core.policy.fast.compiled_layers as cl
+from ript_core.policy.fast.fused_projections import ExpertFusion, FusedAttention, FusedMLP, fusable
+from ript_core.policy.fast.sampler import FastSampler
 
 from .conftest import make_inputs, tiny_policy
 

@@ -1,4 +1,4 @@
-"""bench/gpu_policy.py's code paths on CPU with pi0-tiny (no timing assertions):
+"""The GPU benches' code paths (ript_core.bench.gpu_policy, bench/gpu_*.py) on CPU with pi0-tiny (no timing assertions):
 the same correctness checks, timing rows, update rows and JSON files the GPU
 run produces, so the bench cannot rot between device calls."""
 
@@ -11,8 +11,10 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def bench(load_bench):
-    return load_bench("gpu_policy")
+def bench():
+    from ript_core.bench import gpu_policy
+
+    return gpu_policy
 
 
 def test_gpu_bench_runs_on_cpu_tiny(bench, tmp_path):
@@ -86,10 +88,9 @@ def test_gpu_profile_bench_splits_a_chunk_into_prefix_and_steps_on_cpu(tmp_path,
     assert kinds["attention"]["count"] > 0 and kinds["matmul"]["count"] > 0
 
 
-def test_gpu_profile_sorts_kernel_names_into_kinds(repo_root, monkeypatch):
+def test_gpu_profile_sorts_kernel_names_into_kinds(load_bench):
     """Names from the H100 profile (bench/results/gpu_profile_compiled_h100.json)."""
-    monkeypatch.syspath_prepend(str(repo_root / "bench"))
-    from gpu_profile import kernel_kind
+    kernel_kind = load_bench("gpu_profile").kernel_kind
 
     assert kernel_kind("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_TNN") == "matmul"
     assert kernel_kind("void sgemm_largek_lds64<true, false, 5, 5, 4, 4, 4, 34>") == "matmul"
@@ -106,14 +107,14 @@ def test_gpu_profile_sorts_kernel_names_into_kinds(repo_root, monkeypatch):
     assert kernel_kind("some_unknown_kernel") == "other"
 
 
-def test_gpu_profile_groups_device_copies_by_the_op_that_launched_them(repo_root, monkeypatch):
+def test_gpu_profile_groups_device_copies_by_the_op_that_launched_them(load_bench):
     """``copy_launchers`` on events shaped like torch.profiler's: copies are
     summed per (op, shapes, callers); fused kernels whose names mention
     ``_to_copy`` and CPU ops without copies are left out."""
     from types import SimpleNamespace as NS
 
-    monkeypatch.syspath_prepend(str(repo_root / "bench"))
-    from gpu_profile import copy_launchers, is_copy_kernel
+    gpu_profile = load_bench("gpu_profile")
+    copy_launchers, is_copy_kernel = gpu_profile.copy_launchers, gpu_profile.is_copy_kernel
 
     cpu = NS(name="CPU")
     linear = NS(name="aten::linear", cpu_parent=None)
@@ -139,7 +140,7 @@ def test_gpu_profile_groups_device_copies_by_the_op_that_launched_them(repo_root
     ]
     assert rows[0]["ms"] == pytest.approx(0.462) and rows[1]["ms"] == pytest.approx(0.010)
     assert is_copy_kernel(copy) and not is_copy_kernel(fused)
-    from gpu_profile import is_matmul_kernel, kernel_launchers
+    is_matmul_kernel, kernel_launchers = gpu_profile.is_matmul_kernel, gpu_profile.kernel_launchers
 
     gemms = kernel_launchers(NS(events=lambda: events), is_matmul_kernel)
     assert [(r["op"], r["count"], r["shapes"]) for r in gemms] == [("aten::addmm", 1, "[[4304]]")]
@@ -181,7 +182,7 @@ def test_release_frees_what_a_caught_error_keeps_alive(bench):
 
     import torch
 
-    from ript_core.policy.fast_sampler import FastSampler
+    from ript_core.policy.fast.sampler import FastSampler
     from tests.policy.conftest import tiny_policy
 
     policy = tiny_policy()
@@ -220,7 +221,7 @@ def test_update_rows_leave_no_tensor_alive_under_checkpointing(bench):
 
     import torch
 
-    from ript_core.policy.fast_sampler import FastSampler
+    from ript_core.policy.fast.sampler import FastSampler
     from tests.policy.conftest import tiny_policy
 
     policy = tiny_policy()

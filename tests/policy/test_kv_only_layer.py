@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from ript_core.policy.kv_only_layer import KVOnlyLayer, full_last_layer, last_layer_kv_only
+from ript_core.policy.fast.kv_only_layer import KVOnlyLayer, full_last_layer, last_layer_kv_only
 from tests.policy.conftest import tiny_policy
 
 

@@ -1,4 +1,4 @@
-"""Gemma's RMSNorm through torch's fused kernel (ript_core.policy.norms)."""
+"""Gemma's RMSNorm through torch's fused kernel (ript_core.policy.fast.norms)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
 
-from ript_core.policy.norms import use_fused_rms_norm
+from ript_core.policy.fast.norms import use_fused_rms_norm
 
 from .conftest import make_inputs, tiny_policy
 

@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from ript_core.policy.param_watch import ParameterWatch, watch
-from ript_core.policy.sharded import has_sharded_parameters
+from ript_core.policy.dtensor import has_sharded_parameters
+from ript_core.policy.fast.param_watch import ParameterWatch, watch
 
 
 def walked(model: nn.Module) -> tuple[tuple[int, ...], tuple[torch.dtype, ...]]:
@@ -100,7 +100,7 @@ def test_a_traced_module_list_slice_is_not_a_registration():
     whose members register in it. Traced by torch.compile, a counted
     registration made the graph guard on the epoch and bump it on every call:
     a recompile and a fresh walk per call. Run eagerly it still counts."""
-    from ript_core.policy import param_watch
+    from ript_core.policy.fast import param_watch
 
     layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
 

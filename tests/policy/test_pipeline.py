@@ -23,16 +23,16 @@ from ript_core.envs.interfaces import (
     slice_action_dims,
 )
 from ript_core.policy import CheckpointError, FeatureStats, NormStats, PI0Policy, load_policy
-from ript_core.policy import checkpoint as checkpoint_module
 from ript_core.policy.images import resize_with_pad
-from ript_core.policy.pipeline import (
+from ript_core.policy.io import checkpoint as checkpoint_module
+from ript_core.policy.io.pipeline import (
     OPENPI_CONFIGS,
     CameraSlot,
     Pipeline,
     make_bool_mask,
     openpi_config,
 )
-from ript_core.policy.tokenizer import load_tokenizer, tokenize_prompt, tokenize_prompts
+from ript_core.policy.io.tokenizer import load_tokenizer, tokenize_prompt, tokenize_prompts
 from tests.policy.test_checkpoint import openpi_keys
 
 # LIBERO-like stats: 8-d state (eef pos, axis-angle, gripper qpos), 7-d actions

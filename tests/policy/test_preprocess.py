@@ -10,7 +10,7 @@ from PIL import Image
 
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.policy.images import resize_with_pad, resized_shape, to_model_range
-from ript_core.policy.stats import FeatureStats, NormStats
+from ript_core.policy.io.stats import FeatureStats, NormStats
 from tests.policy.conftest import make_inputs
 
 

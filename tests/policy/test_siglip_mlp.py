@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from transformers.models.siglip.modeling_siglip import SiglipMLP
 
-from ript_core.policy import compiled_layers as cl
-from ript_core.policy.siglip_mlp import bias_in_activation
+from ript_core.policy.fast import compiled_layers as cl
+from ript_core.policy.fast.siglip_mlp import bias_in_activation
 from tests.policy.conftest import tiny_policy
 
 

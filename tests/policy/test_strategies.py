@@ -18,11 +18,13 @@ from transformers import PI0ForConditionalGeneration
 from ript_core.cli import main
 from ript_core.policy import CheckpointError, PolicyConfig, load_policy, save_policy
 from ript_core.policy.config import LoraSettings
-from ript_core.policy.strategies import (
+from ript_core.policy.io.strategy_files import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     STRATEGY_FILE,
     TRAINABLE_FILE,
+)
+from ript_core.policy.strategies import (
     StrategyError,
     is_projection,
     lora_target_regex,

@@ -6,7 +6,7 @@ import io
 
 import sentencepiece as spm
 
-from ript_core.policy.tokenizer import (
+from ript_core.policy.io.tokenizer import (
     SentencePieceTokenizer,
     build_word_tokenizer,
     format_prompt,

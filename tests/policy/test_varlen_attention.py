@@ -15,8 +15,8 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from ript_core.policy import varlen_attention
-from ript_core.policy.varlen_attention import (
+from ript_core.policy.fast import varlen_attention
+from ript_core.policy.fast.varlen_attention import (
     KWARG,
     flash_applies,
     key_limited_attention,
@@ -213,7 +213,7 @@ def test_split_keys_then_combine_equals_the_unsplit_call(splits):
     """The folded suffix's attention cut into key chunks (some chunks hold no
     key of a sequence: the state rows see few) and merged by log-sum-exp
     equals the one call, and the function runs it from the limits alone."""
-    from ript_core.policy.varlen_attention import (
+    from ript_core.policy.fast.varlen_attention import (
         combine_key_splits,
         reference_with_lse,
         split_keys,
@@ -250,7 +250,7 @@ def test_split_keys_then_combine_equals_the_unsplit_call(splits):
 
 
 def test_combining_ignores_the_output_of_an_empty_chunk():
-    from ript_core.policy.varlen_attention import combine_key_splits
+    from ript_core.policy.fast.varlen_attention import combine_key_splits
 
     out = torch.tensor([[[1.0, 2.0]], [[float("nan"), 5.0]], [[3.0, 4.0]]])  # 3 chunks x 1 row
     lse = torch.tensor([[0.0, float("inf"), 0.0]])  # chunk 1: no keys (flash writes +inf)
@@ -259,7 +259,7 @@ def test_combining_ignores_the_output_of_an_empty_chunk():
 
 
 def test_key_splits_fill_about_half_the_gpu_with_chunks_of_128_keys_or_more():
-    from ript_core.policy.varlen_attention import key_splits_for
+    from ript_core.policy.fast.varlen_attention import key_splits_for
 
     # pi0's expert step, folded: 7 query blocks x 2 sequences per sample, 611 keys
     assert key_splits_for(14, 611, 132) == 4  # batch 1: 611 // 128 keys caps it

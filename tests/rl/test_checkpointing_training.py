@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from ript_core.policy.checkpointing import activation_checkpointing
+from ript_core.policy.activation_checkpointing import activation_checkpointing
 from ript_core.rl.trainer import Trainer
 
 CHEAP = {"env": {"eval_init_states": "40:41"}, "bc": {"steps": 3}}
@@ -61,7 +61,7 @@ def test_compiled_training_equals_eager_training(tiny_cfg, tmp_path, monkeypatch
     """``update.compile``: the update's forward and backward through compiled
     layers (dynamo + AOTAutograd; the "aot_eager" backend on CPU), with
     checkpointing on, trains as the eager update does."""
-    import ript_core.policy.compiled_layers as cl
+    import ript_core.policy.fast.compiled_layers as cl
 
     monkeypatch.setattr(cl, "BACKEND", "aot_eager")
     torch._dynamo.reset()

@@ -566,7 +566,7 @@ def test_planner_costs_the_announced_group_calls_unpadded():
 
 
 def test_fast_sampler_pads_to_the_planners_bucket():
-    from ript_core.policy.fast_sampler import FastSampler
+    from ript_core.policy.fast.sampler import FastSampler
     from tests.policy.conftest import make_inputs, tiny_policy
 
     policy = tiny_policy(num_steps=2)
@@ -581,7 +581,7 @@ def test_announced_batch_sizes_get_graphs_of_their_own():
     """A pipelined runner's groups of 3 run as 3, not padded to 4; a batch of
     2 still takes its power of two, a batch of 5 its 8 (nothing announced
     holds it) -- the planner's ``batch_bucket`` with the same sizes."""
-    from ript_core.policy.fast_sampler import FastSampler
+    from ript_core.policy.fast.sampler import FastSampler
     from tests.policy.conftest import make_inputs, tiny_policy
 
     policy = tiny_policy(num_steps=2)

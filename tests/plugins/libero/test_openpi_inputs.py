@@ -30,7 +30,7 @@ require_libero()
 
 from ript_core.policy import FeatureStats, NormStats, PI0Policy, load_tokenizer  # noqa: E402
 from ript_core.policy.images import to_model_range  # noqa: E402
-from ript_core.policy.pipeline import OPENPI_CONFIGS  # noqa: E402
+from ript_core.policy.io.pipeline import OPENPI_CONFIGS  # noqa: E402
 
 STATE_MEAN = [-0.046, 0.034, 0.764, 2.97, -0.22, -0.11, 0.027, -0.027]
 STATE_STD = [0.105, 0.151, 0.385, 0.344, 0.907, 0.325, 0.0141, 0.0141]

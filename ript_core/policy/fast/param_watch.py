@@ -7,14 +7,12 @@ the next replay, but a *replaced* tensor is not (``p.data = ...``,
 ``Parameter`` set as an attribute). The fast sampler therefore compares a
 fingerprint of the parameters before every replay.
 
-Walking ``model.parameters()`` for it cost 2.9 ms per call for PI0's 777
-parameters in 821 modules (the generator recursion, measured on this CPU
-machine; 3.5-4.0 ms on the H100 host), 15 % of a batch-1 chunk there. So the
-module walk is cached: torch's global registration hooks bump an epoch
+Walking ``model.parameters()`` for it on every call (PI0: 777 parameters in
+821 modules) was a noticeable part of a batch-1 chunk (docs/policy.md). So
+the module walk is cached: torch's global registration hooks bump an epoch
 whenever any module anywhere registers a parameter or a submodule (what
 attribute assignment does), which invalidates it, and each call reads the
-cached modules' parameter dicts and the tensors' addresses and dtypes
-(~0.35 ms). A ``p.data`` swap or a cast keeps the ``Parameter`` object but
+cached modules' parameter dicts and the tensors' addresses and dtypes. A ``p.data`` swap or a cast keeps the ``Parameter`` object but
 changes its address or dtype: the fingerprint catches it without a new walk.
 The same holds for the sampler's other per-call question, "are the weights
 FSDP-sharded?" (another full walk, as costly).
@@ -29,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ript_core.policy.sharded import any_sharded
+from ript_core.policy.dtensor import any_sharded
 
 _epoch = 0
 
@@ -59,8 +57,7 @@ class ParameterWatch:
     """The parameters of ``model`` as a CUDA graph sees them, checked per call.
 
     The module list is walked again only after a registration; each call
-    then reads the cached modules' own ``_parameters`` dicts (0.17 ms for
-    PI0), which also sees tensors put there directly, as FSDP's
+    then reads the cached modules' own ``_parameters`` dicts, which also sees tensors put there directly, as FSDP's
     ``fully_shard`` does, and fingerprints the addresses and dtypes."""
 
     def __init__(self, model: nn.Module) -> None:

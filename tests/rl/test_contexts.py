@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ript_core.rl.sampler import Context, ContextSampler
+from ript_core.rl.contexts import Context, ContextSampler
 
 
 def contexts(n=10):

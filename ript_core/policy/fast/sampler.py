@@ -18,7 +18,7 @@ Here one chunk is a pure tensor function of fixed-shape inputs
    right after each sample's valid prefix, and attends to the whole buffer:
    nothing grows, nothing is cropped. Every query then sees a leading run of
    its sample's keys: FlashAttention's key limits on CUDA
-   (varlen_attention.py), the same limits as boolean masks elsewhere, built
+   (:mod:`.varlen_attention`), the same limits as boolean masks elsewhere, built
    once per chunk with tensor ops (transformers' mask factory, which may
    sync to test ``mask.all()``, never runs), as are the RoPE positions;
 3. the float64 time embeddings of the grid (precision.py) are computed once,
@@ -37,7 +37,8 @@ Graphs read parameters by address. In-place optimizer steps keep addresses
 (the graph sees new weights); anything that replaces a parameter tensor
 (``load_state_dict(assign=True)``, ``p.data = ...``, a cast, re-sharding)
 changes the fingerprint the sampler checks on every call
-(:mod:`.param_watch`, ~0.35 ms) and triggers a re-capture.
+(:mod:`.param_watch`) and triggers a re-capture. docs/policy.md ("The fast
+sampling path") walks through the design and its measurements.
 """
 
 from __future__ import annotations
@@ -45,21 +46,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from ript_core.policy import varlen_attention
 from ript_core.policy.attention import with_attention_backends
+from ript_core.policy.batch import PolicyBatch
 from ript_core.policy.buckets import batch_bucket  # the planner costs the same buckets
-from ript_core.policy.compiled_layers import compiled_layers
-from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
-from ript_core.policy.fused_projections import ExpertFusion
-from ript_core.policy.kv_only_layer import last_layer_kv_only
-from ript_core.policy.param_watch import watch
-from ript_core.policy.varlen_attention import (
+from ript_core.policy.fast import varlen_attention
+from ript_core.policy.fast.compiled_layers import compiled_layers
+from ript_core.policy.fast.fused_projections import ExpertFusion
+from ript_core.policy.fast.kv_only_layer import last_layer_kv_only
+from ript_core.policy.fast.param_watch import watch
+from ript_core.policy.fast.prefix_cache import PrefixKVCache, valid_first_order
+from ript_core.policy.fast.varlen_attention import (
     key_limited_attention,
     limit_mask,
     prefix_limits,
@@ -67,100 +69,13 @@ from ript_core.policy.varlen_attention import (
     suffix_key_limits,
     suffix_limits,
 )
+from ript_core.policy.flow import StepCoefficients, gaussian_log_prob, take_step
+from ript_core.policy.sampling import Generators, SampleOutput, draw_randint, draw_randn
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from ript_core.policy.batch import PolicyBatch
-    from ript_core.policy.policy import PI0Policy, SampleOutput
-
-
-class PrefixKVCache:
-    """A fixed-size KV cache for one prefix and one suffix, duck-typing the
-    part of transformers' ``Cache`` the Gemma layers use (``update``,
-    ``get_seq_length``, ``is_initialized``).
-
-    Storage per layer is ``[B, P + S, kv_heads, head_dim]`` (FlashAttention's
-    ``[tokens, heads, dim]`` per sample) and every ``update`` returns the
-    whole buffer as ``[B, kv_heads, P + S, head_dim]`` views: shapes and
-    addresses are static -- what a CUDA graph needs. A sample's layout is
-    ``[valid prefix | suffix | unused]``:
-
-    - prefix phase (:meth:`begin_prefix`): the VLM's keys/values fill slots
-      ``[0, P)`` (the sampler has put the valid prefix tokens first);
-    - suffix phase (:meth:`begin_suffix`): each expert step writes its ``S``
-      keys/values at ``[L_b, L_b + S)``, right after sample ``b``'s ``L_b``
-      valid prefix tokens (over its padding, which nothing attends to).
-
-    So every query sees a leading run of its sample's keys
-    (varlen_attention.py). Inference only (in-place writes).
-    """
-
-    def __init__(
-        self,
-        layers: int,
-        batch: int,
-        kv_heads: int,
-        prefix_len: int,
-        suffix_len: int,
-        head_dim: int,
-        dtype: torch.dtype,
-        device: torch.device,
-    ) -> None:
-        shape = (batch, prefix_len + suffix_len, kv_heads, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.prefix_len = prefix_len
-        self.suffix_len = suffix_len
-        self.buffer_len = prefix_len + suffix_len
-        self.is_initialized = True
-        #: flat ``[B * S]`` rows of the suffix's slots in the flattened buffer
-        #: (suffix phase), or None (prefix phase)
-        self.suffix_rows: torch.Tensor | None = None
-
-    def begin_prefix(self) -> None:
-        self.suffix_rows = None
-
-    def begin_suffix(self, valid_len: torch.Tensor) -> None:
-        """Place the suffix of sample ``b`` at slots ``[valid_len[b], valid_len[b] + S)``."""
-        bsz = valid_len.shape[0]
-        slots = valid_len[:, None] + torch.arange(self.suffix_len, device=valid_len.device)
-        base = torch.arange(bsz, device=valid_len.device)[:, None] * self.buffer_len
-        self.suffix_rows = (base + slots).flatten()
-
-    # Outside torch.compile's graphs (a graph break; the sampler's CUDA graph
-    # captures the writes either way): traced, a write into the buffer was
-    # functionalized into a full copy of it plus a copy back, twice per
-    # layer and step (~12 ms of a 407 ms batch-64 chunk on the H100).
-    @torch.compiler.disable
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, **_: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.keys[layer_idx], self.values[layer_idx]
-        ks, vs = key_states.transpose(1, 2), value_states.transpose(1, 2)  # [B, n, KVH, D]
-        if self.suffix_rows is None:
-            k[:, : ks.shape[1]].copy_(ks)
-            v[:, : vs.shape[1]].copy_(vs)
-        else:
-            bsz, n, kvh, dim = ks.shape
-            k.view(-1, kvh, dim).index_copy_(0, self.suffix_rows, ks.reshape(bsz * n, kvh, dim))
-            v.view(-1, kvh, dim).index_copy_(0, self.suffix_rows, vs.reshape(bsz * n, kvh, dim))
-        return k.transpose(1, 2), v.transpose(1, 2)
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return 0 if self.suffix_rows is None else self.prefix_len
-
-
-def valid_first_order(valid: torch.Tensor) -> torch.Tensor:
-    """``[B, P]`` long: a stable reordering of each sample's prefix tokens that
-    puts the valid ones first (``order[b, slot]`` = source token). PI0's
-    prefix is one bidirectional block and positions travel with the tokens,
-    so the reordered prefix gives the same keys/values, only in other slots."""
-    valid = valid.bool()
-    count = valid.sum(1, keepdim=True)
-    dest = torch.where(valid, valid.cumsum(1) - 1, (~valid).cumsum(1) - 1 + count)
-    source = torch.arange(valid.shape[1], device=valid.device).expand_as(dest)
-    return torch.empty_like(dest).scatter_(1, dest, source)
+    from ript_core.policy.policy import PI0Policy
 
 
 class _Graph:
@@ -258,9 +173,9 @@ class FastSampler:
             return 1
         if self.key_splits is not None:
             return self.key_splits
-        # uncompiled, the merge of the chunks is a dozen small kernels per call:
-        # at batch 1 that cost more than the split saved (34.4 -> 42.4 ms on the
-        # H100); compiled layers fuse it into about three
+        # uncompiled, the merge of the chunks is a dozen small kernels per call,
+        # which at batch 1 cost more than the split saved; compiled layers fuse
+        # it into about three
         if not self.compile_layers:
             return 1
         if device.type != "cuda" or not varlen_attention.flash_lse_is_per_row(device):
@@ -439,25 +354,23 @@ class FastSampler:
         self,
         batch: PolicyBatch,
         mode: str,
-        generator: torch.Generator | Sequence[torch.Generator] | None,
+        generator: Generators,
         noise: torch.Tensor | None,
         level: float,
         steps: int,
     ) -> SampleOutput:
-        from ript_core.policy.policy import SampleOutput, _randint, _randn
-
         pol = self.policy
         bsz, device = len(batch), batch.device
         shape = (bsz, pol.chunk_size, pol.max_action_dim)
         # RNG draws in the eager sampler's order: x_1, the chosen step, eps per step
         if noise is None:
-            noise = _randn(shape, generator, device)
+            noise = draw_randn(shape, generator, device)
         x1 = noise.to(device=device, dtype=torch.float32)
         stochastic = mode == "sde" and level > 0.0
         one_step = stochastic and pol.config.sde_scheme == "one"
-        chosen = _randint(steps, bsz, generator, device) if one_step else None
+        chosen = draw_randint(steps, bsz, generator, device) if one_step else None
         eps = (
-            torch.stack([_randn(shape, generator, device) for _ in range(steps)])
+            torch.stack([draw_randn(shape, generator, device) for _ in range(steps)])
             if mode == "sde"
             else None
         )
@@ -504,8 +417,8 @@ class FastSampler:
         entry = self._graphs.get(key)
         if entry is None:
             # a first use per signature: with policy.compile it compiles every
-            # layer for this bucket (~30 s each on an H100): say so, it looks
-            # like a hang otherwise
+            # layer for this bucket (tens of seconds): say so, it looks like a
+            # hang otherwise
             t0 = time.perf_counter()
             entry = self._build(step_inputs, mode, level, steps, stochastic, padded, device)
             self._graphs[key] = entry

@@ -39,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import Cache, DynamicLayer
 
 from ript_core.policy.attention import allowed_backends
-from ript_core.policy.sharded import has_sharded_parameters
+from ript_core.policy.dtensor import has_sharded_parameters
 
 _ORIGINAL = "_ript_forward_without_checkpointing"
 
@@ -81,7 +81,7 @@ def _checkpointed_forward(original: Any, *args: Any, **kwargs: Any) -> Any:
     if not torch.is_grad_enabled():  # sampling, evaluation: nothing to save anyway
         return original(*args, **kwargs)
     if torch.compiler.is_compiling():
-        # a compiled layer (ript_core.policy.compiled_layers): the kernels are
+        # a compiled layer (ript_core.policy.fast.compiled_layers): the kernels are
         # fixed when the graph is traced and the recomputation is part of the
         # compiled backward graph, so it runs the forward's kernels by
         # construction -- and torch refuses a context_fn that is not a
@@ -99,8 +99,8 @@ def _same_sdpa_backends() -> tuple[Any, Any]:
     (ript_core/policy/attention.py), but the recomputation runs inside
     ``backward()``, outside that context: with every backend on again, SDPA
     picked cuDNN there instead of the memory-efficient kernel of the forward,
-    which saves differently shaped tensors (``CheckpointError`` on the
-    H100). Called when the forward runs; the second context is entered around
+    which saves differently shaped tensors (a ``CheckpointError`` on CUDA).
+    Called when the forward runs; the second context is entered around
     the recomputation."""
     return contextlib.nullcontext(), sdpa_kernel(allowed_backends())
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import attrs
 
 from ript_core.policy.images import RESIZE_METHODS, ResizeMethod
-from ript_core.policy.tokenizer import PROMPT_FORMATS, PromptFormat
+from ript_core.policy.io.tokenizer import PROMPT_FORMATS, PromptFormat
 
 PIPELINE_FILE = "pipeline.json"
 MissingCamera = Literal["mask", "zeros", "error"]
@@ -118,7 +118,7 @@ class Pipeline:
       :mod:`ript_core.policy.images`;
     - ``cameras``: the model's slots with their input key and missing-image
       rule; ``None``: the architecture's slots, same names, masked if missing;
-    - ``prompt_format``: ``openpi`` or ``joint`` (:mod:`ript_core.policy.tokenizer`);
+    - ``prompt_format``: ``openpi`` or ``joint`` (:mod:`ript_core.policy.io.tokenizer`);
     - ``delta_action_mask``: ``None``, or per action dim whether the
       un-normalised model-input state is added after un-normalising (openpi
       ``AbsoluteActions``; ``pi0_libero``: six True, gripper False).

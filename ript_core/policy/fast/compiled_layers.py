@@ -19,9 +19,7 @@ The compiled calls are *installed* only inside :meth:`CompiledLayers.installed`
   update. Gradient passes then run compiled forward *and* backward graphs
   (AOTAutograd), also under activation checkpointing.
 
-Measured on the H100 (docs/benchmarks.md): sampling 42.9 -> 32.0 ms at batch
-1 and 125 -> 152 chunks/s at 64; the update at micro-batch 16 without
-checkpointing 41.3 -> 47.0 samples/s (38.4 -> 43.7 % MFU).
+What it gains is in docs/policy.md ("Measurements behind the fast path").
 """
 
 from __future__ import annotations
@@ -35,8 +33,8 @@ import torch
 import torch._dynamo
 from torch import nn
 
-from ript_core.policy.checkpointing import checkpointed_layers as transformer_layers
-from ript_core.policy.siglip_mlp import bias_in_activation
+from ript_core.policy.activation_checkpointing import checkpointed_layers as transformer_layers
+from ript_core.policy.fast.siglip_mlp import bias_in_activation
 
 #: torch.compile's backend; tests use "aot_eager" (the same graphs, no codegen).
 BACKEND = "inductor"
@@ -60,9 +58,8 @@ def raise_recompile_limits(model: nn.Module) -> None:
     Gemma and expert layers do not share graphs: their KV-cache ``update``
     indexes per-layer storage by the module's ``layer_idx``, an int attribute
     dynamo treats as a constant. So the cache holds one entry per layer *and*
-    signature -- 36 per batch bucket for PI0's Gemma and expert layers. At the
-    old limit of 256 the H200 pipelining bench (8 buckets) hit it and ran
-    some layers eagerly, with only a log warning."""
+    signature -- 36 per batch bucket for PI0's Gemma and expert layers; past
+    the limit dynamo would run some layers eagerly, with only a log warning."""
     cfg = torch._dynamo.config
     need = SIGNATURES_PER_LAYER * len(transformer_layers(model))
     cfg.recompile_limit = max(cfg.recompile_limit, need)

@@ -67,7 +67,7 @@ _PI0: dict[str, Any] = {
     },
 }
 
-# DESIGN §3 tiny config: VLM 64 wide, expert 32, 2 layers each, 56 px images
+# the tiny config (tests, CPU runs): VLM 64 wide, expert 32, 2 layers each, 56 px images
 # (16 tokens each), 2 cameras. Heads/head_dim/kv-heads of VLM and expert must
 # agree because the expert attends into the VLM's KV cache.
 _TINY_VOCAB = 256

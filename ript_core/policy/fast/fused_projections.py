@@ -2,15 +2,14 @@
 GEMM, ``gate``/``up`` as one.
 
 A denoising step runs the expert's 18 layers over 51 tokens per sample. At
-small batches its GEMMs are launch- and tail-bound (4-8 µs each on the H100
-at batch 1, a few CTAs; bench/gpu_profile.py), seven per layer. One GEMM
+small batches its GEMMs are launch- and tail-bound (a few CTAs each), seven
+per layer. One GEMM
 over the concatenated weights does the work of three (``q``, ``k``, ``v``:
 1024 -> 2048 + 256 + 256) and of two (``gate``, ``up``: 1024 -> 2 x 4096):
 three GEMMs fewer per layer and step, 540 per chunk of 10 steps.
 
 The fused weights are *copies* (18 x 10.75 M elements: 396 MB in bf16 for
-PI0), written at the start of every chunk inside its CUDA graph (~0.3 ms
-on the H100). So they are never stale, however the parameters change
+PI0), written at the start of every chunk inside its CUDA graph. So they are never stale, however the parameters change
 between chunks (an optimizer step, ``load_state_dict``, an 8-bit optimizer
 writing their memory directly). Training and re-scoring never use them: the
 swap happens inside the fast sampler's chunk only.
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from ript_core.policy.sharded import has_sharded_parameters
+from ript_core.policy.dtensor import has_sharded_parameters
 
 
 def _plain(linear: Any) -> bool:

@@ -1,12 +1,10 @@
 """SigLIP's MLP for the compiled layers: ``fc1`` as a plain matmul, its bias
 added in the GELU kernel.
 
-``fc1`` (1152 -> 4304) is an ``addmm`` with a bias. On the H100 (torch
-2.11) cuBLASLt has no bias-epilogue algorithm for it, so torch falls back
+``fc1`` (1152 -> 4304) is an ``addmm`` with a bias. Where cuBLASLt has no
+bias-epilogue algorithm for it (the H100, docs/policy.md), torch falls back
 to copying the broadcast bias into the whole output and running a GEMM that
-reads it back: at batch 64 that copy alone is 27 x 282 MB, 6.3 ms of a
-381 ms compiled chunk (the only large ``direct_copy`` kernels in its
-profile, bench/gpu_profile.py's ``copy_launchers``). Written as a matmul and
+reads it back. Written as a matmul and
 an add, inductor fuses the add into the GELU kernel, which reads the
 matmul's output anyway. Same maths; the bias is added after the product is
 rounded to the weights' dtype instead of inside the GEMM (bf16 rounding

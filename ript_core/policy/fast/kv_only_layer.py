@@ -4,9 +4,8 @@ PI0's denoising steps see the prefix (images + prompt) only through each
 Gemma layer's keys and values. The last layer's keys/values come from its
 *input* (norm, ``k_proj``/``v_proj``, RoPE); its attention, ``o_proj``, MLP
 and Gemma's final norm produce hidden states nothing reads. JAX's compiler
-drops such dead work by itself (openpi); transformers' forward computes it:
-one of 18 Gemma layers, ~12 ms of a 394 ms batch-64 chunk on the H100 (the
-MLP at 560 tokens x 64 samples is the biggest matmul of the chunk).
+drops such dead work by itself (openpi); transformers' forward computes it,
+and its MLP over every prefix token is the biggest matmul of the chunk.
 
 :func:`last_layer_kv_only` swaps the last decoder layer for a
 :class:`KVOnlyLayer` for one prefix pass. Its keys/values are computed by the
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ript_core.policy.sharded import has_sharded_parameters
+from ript_core.policy.dtensor import has_sharded_parameters
 
 
 class KVOnlyLayer(nn.Module):

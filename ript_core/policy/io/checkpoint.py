@@ -3,7 +3,7 @@
 - **ript** (what :func:`save_policy` writes): a transformers checkpoint
   (``config.json`` + ``model.safetensors``) plus ``policy.json`` (our
   config), ``stats.json``, ``pipeline.json`` (the input/output transforms,
-  :mod:`ript_core.policy.pipeline`) and the tokenizer (``tokenizer.model``
+  :mod:`ript_core.policy.io.pipeline`) and the tokenizer (``tokenizer.model``
   or ``tokenizer.json``).
 - **transformers**: ``config.json`` with ``model_type: pi0`` and
   safetensors with transformers' keys (``model.vlm.*``, ``model.dit.*``,
@@ -31,289 +31,50 @@ embeddings) and PaliGemma's ``lm_head`` (tied to the token embedding).
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
-import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import PI0Config, PI0ForConditionalGeneration
 
 from ript_core.config import structure, unstructure
 from ript_core.policy.config import LoraSettings, PolicyConfig
-from ript_core.policy.pipeline import (
+from ript_core.policy.io.layouts import (
+    POLICY_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    detect_layout,
+    foreign_overrides,
+    lerobot_stats,
+    load_weights_strict,
+    openpi_stats,
+    read_safetensors,
+    read_safetensors_keys,
+    to_transformers_keys,
+)
+from ript_core.policy.io.pipeline import (
     OPENPI_CONFIGS,
     PIPELINE_FILE,
     Pipeline,
     lerobot_pipeline,
 )
-from ript_core.policy.pipeline import openpi_config as get_openpi_config
-from ript_core.policy.policy import PI0Policy, build_model, drop_unused_expert_embedding
-from ript_core.policy.presets import Architecture, resolve_architecture
-from ript_core.policy.stats import STATS_FILE, FeatureStats, NormStats
-from ript_core.policy.strategies import (
+from ript_core.policy.io.pipeline import openpi_config as get_openpi_config
+from ript_core.policy.io.presets import Architecture, resolve_architecture
+from ript_core.policy.io.stats import STATS_FILE, NormStats
+from ript_core.policy.io.strategy_files import (
     STRATEGY_FILE,
-    StrategyError,
     load_trainable,
-    plain_state_dict,
     resolve_base,
     save_trainable,
     write_strategy_file,
 )
-from ript_core.policy.tokenizer import JSON_FILE, SP_FILE, PromptTokenizer, load_tokenizer
+from ript_core.policy.io.tokenizer import JSON_FILE, SP_FILE, PromptTokenizer, load_tokenizer
+from ript_core.policy.model import build_model, drop_unused_expert_embedding
+from ript_core.policy.policy import PI0Policy
+from ript_core.policy.strategies import StrategyError, plain_state_dict
 
-POLICY_FILE = "policy.json"
-WEIGHTS_FILE = "model.safetensors"
 FORMATS = ("ript", "transformers", "lerobot", "openpi")
-
-EXPECTED_LAYOUTS = (
-    "accepted layouts: transformers keys (model.vlm.*, model.dit.*, embed_action_time.*, "
-    "action_out_proj.*); lerobot keys (model.paligemma_with_expert.paligemma.model.*, "
-    "model.paligemma_with_expert.gemma_expert.model.*, model.state_proj.*, ...); openpi keys "
-    "(paligemma_with_expert.paligemma.model.*, paligemma_with_expert.gemma_expert.model.*, "
-    "state_proj.*, action_in_proj.*, action_time_mlp_in.*, action_time_mlp_out.*, "
-    "action_out_proj.*)"
-)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint directory does not fit the model or lacks something it needs."""
-
-
-# ---- key mapping ------------------------------------------------------------------
-
-# (pattern, replacement) applied in order to an openpi-style key (lerobot keys
-# first lose their leading "model."). Older transformers-4.x PaliGemma layouts
-# (paligemma.language_model.model.*) are mapped too.
-_RENAMES: tuple[tuple[str, str], ...] = (
-    (r"^paligemma_with_expert\.paligemma\.model\.", "model.vlm."),
-    (r"^paligemma_with_expert\.paligemma\.language_model\.model\.", "model.vlm.language_model."),
-    (r"^paligemma_with_expert\.paligemma\.vision_tower\.", "model.vlm.vision_tower."),
-    (
-        r"^paligemma_with_expert\.paligemma\.multi_modal_projector\.",
-        "model.vlm.multi_modal_projector.",
-    ),
-    (r"^paligemma_with_expert\.gemma_expert\.model\.", "model.dit."),
-    (
-        r"^(state_proj|action_in_proj|action_time_mlp_in|action_time_mlp_out)\.",
-        r"embed_action_time.\1.",
-    ),
-)
-_PALIGEMMA_LM_HEAD = re.compile(
-    r"^paligemma_with_expert\.paligemma\.(language_model\.)?lm_head\.weight$"
-)
-_VLM_EMBED = "model.vlm.language_model.embed_tokens.weight"
-# Unused by PI0's forward: the expert only gets inputs_embeds.
-_UNUSED = re.compile(
-    r"^(model\.dit\.embed_tokens\.|paligemma_with_expert\.gemma_expert\.(lm_head|model\.embed_tokens)\.)"
-)
-_LEROBOT_STATS = re.compile(r"^(normalize_inputs|normalize_targets|unnormalize_outputs)\.")
-
-
-def to_transformers_keys(
-    state_dict: Mapping[str, torch.Tensor], layout: str
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Rename a state dict to transformers' PI0 keys; returns ``(mapped, dropped)``."""
-    mapped: dict[str, torch.Tensor] = {}
-    dropped: list[str] = []
-    lm_head: torch.Tensor | None = None
-    for key, value in state_dict.items():
-        name = key
-        if layout == "lerobot":
-            if _LEROBOT_STATS.match(name):
-                dropped.append(key)
-                continue
-            name = name.removeprefix("model.")
-        if _UNUSED.match(name):
-            dropped.append(key)
-            continue
-        if layout in ("lerobot", "openpi"):
-            if _PALIGEMMA_LM_HEAD.match(name):
-                lm_head = value
-                dropped.append(key)
-                continue
-            for pattern, repl in _RENAMES:
-                new = re.sub(pattern, repl, name)
-                if new != name:
-                    name = new
-                    break
-        mapped[name] = value
-    if lm_head is not None and _VLM_EMBED not in mapped:
-        mapped[_VLM_EMBED] = lm_head  # tied weights saved under the head's name
-    return mapped, dropped
-
-
-def detect_layout(directory: Path, keys: list[str]) -> str:
-    if (directory / POLICY_FILE).is_file():
-        return "ript"
-    if any(k.startswith("model.paligemma_with_expert.") for k in keys):
-        return "lerobot"
-    if any(k.startswith("paligemma_with_expert.") for k in keys):
-        return "openpi"
-    if any(k.startswith(("model.vlm.", "model.dit.", "embed_action_time.")) for k in keys):
-        return "transformers"
-    raise CheckpointError(
-        f"{directory}: cannot tell the checkpoint layout from its keys "
-        f"(first: {sorted(keys)[:5]}); {EXPECTED_LAYOUTS}"
-    )
-
-
-def _listing(title: str, items: list[str], limit: int = 30) -> str:
-    shown = "\n    ".join(items[:limit])
-    more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
-    return f"  {title} ({len(items)}):\n    {shown}{more}"
-
-
-def load_weights_strict(
-    model: torch.nn.Module, weights: Mapping[str, torch.Tensor], source: str, layout: str
-) -> None:
-    """``load_state_dict`` that refuses anything but an exact match, listing every problem."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(weights)
-        if tuple(weights[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or shapes:
-        parts = [f"{source} ({layout} layout) does not fit the model:"]
-        if missing:
-            parts.append(_listing("missing keys", missing))
-        if unexpected:
-            parts.append(_listing("unexpected keys", unexpected))
-        if shapes:
-            parts.append(_listing("shape mismatches", shapes))
-        parts.append("  " + EXPECTED_LAYOUTS)
-        raise CheckpointError("\n".join(parts))
-    model.load_state_dict(dict(weights), strict=True)
-
-
-def _weight_files(directory: Path) -> list[str]:
-    index = directory / f"{WEIGHTS_FILE}.index.json"
-    if index.is_file():
-        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    if (directory / WEIGHTS_FILE).is_file():
-        return [WEIGHTS_FILE]
-    raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (or sharded index) found")
-
-
-def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
-    """``model.safetensors`` or the shards named in ``model.safetensors.index.json``."""
-    out: dict[str, torch.Tensor] = {}
-    for name in _weight_files(directory):
-        out.update(load_file(str(directory / name)))
-    return out
-
-
-def read_safetensors_keys(directory: Path) -> list[str]:
-    """The weight names only (no tensor is read): enough to tell the layout."""
-    keys: list[str] = []
-    for name in _weight_files(directory):
-        with safe_open(str(directory / name), framework="pt") as f:
-            keys.extend(f.keys())
-    return keys
-
-
-# ---- stats of foreign layouts --------------------------------------------------------
-
-
-def _lerobot_stats(
-    directory: Path, raw: Mapping[str, torch.Tensor], config: Mapping[str, Any]
-) -> NormStats | None:
-    flat: dict[str, torch.Tensor] = {}
-    for path in sorted(directory.glob("policy_preprocessor*normalizer*.safetensors")):
-        flat.update(load_file(str(path)))
-    for path in sorted(directory.glob("policy_postprocessor*normalizer*.safetensors")):
-        flat.update(load_file(str(path)))
-    for key, value in raw.items():  # older lerobot: buffers inside the weights
-        m = re.match(
-            r"^(?:normalize_inputs|normalize_targets|unnormalize_outputs)\.buffer_(.+)\.(\w+)$", key
-        )
-        if m:
-            flat.setdefault(f"{m.group(1).replace('_', '.')}.{m.group(2)}", value)
-    if not flat:
-        return None
-
-    def feature(prefix: str) -> FeatureStats | None:
-        get = {s: flat.get(f"{prefix}.{s}") for s in ("mean", "std", "q01", "q99")}
-        if get["mean"] is None or get["std"] is None:
-            return None
-        return FeatureStats(
-            **{k: (v.double().numpy() if v is not None else None) for k, v in get.items()}
-        )
-
-    state, actions = feature("observation.state"), feature("action")
-    if state is None or actions is None:
-        return None
-    mapping = config.get("normalization_mapping", {})
-    modes = {str(mapping.get(k, "MEAN_STD")).upper() for k in ("STATE", "ACTION")}
-    if modes == {"MEAN_STD"}:
-        mode = "mean_std"
-    elif modes == {"QUANTILES"}:
-        mode = "quantile"
-    else:
-        raise CheckpointError(
-            f"{directory}: lerobot normalization_mapping {mapping} is not supported "
-            "(need MEAN_STD or QUANTILES for both STATE and ACTION)"
-        )
-    return NormStats(
-        state=state,
-        actions=actions,
-        mode=mode,
-        eps=1e-8,
-        convention="lerobot",
-        source=f"lerobot:{directory}",
-    )
-
-
-def _openpi_stats(directory: Path, asset_id: str | None = None) -> NormStats | None:
-    if asset_id is not None and (directory / "assets" / asset_id / "norm_stats.json").is_file():
-        # openpi's create_trained_policy reads exactly assets/<asset_id>
-        files = [directory / "assets" / asset_id / "norm_stats.json"]
-    else:
-        files = sorted(directory.glob("assets/**/norm_stats.json"))
-    if not files:
-        return None
-    if len(files) > 1:
-        raise CheckpointError(
-            f"{directory}: several norm_stats.json ({[str(f) for f in files]}); pass stats= explicitly"
-        )
-    data = json.loads(files[0].read_text())
-    data = data.get("norm_stats", data)
-    # openpi uses z-score for pi0 (quantile only for pi0.5/FAST), eps 1e-6.
-    return NormStats(
-        state=FeatureStats(**{k: data["state"].get(k) for k in ("mean", "std", "q01", "q99")}),
-        actions=FeatureStats(**{k: data["actions"].get(k) for k in ("mean", "std", "q01", "q99")}),
-        mode="mean_std",
-        eps=1e-6,
-        source=f"openpi:{files[0]}",
-    )
-
-
-def _foreign_overrides(layout: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """PolicyConfig fields a lerobot/openpi config.json determines."""
-    if layout == "lerobot":
-        pairs = {
-            "chunk_size": config.get("chunk_size"),
-            "max_state_dim": config.get("max_state_dim"),
-            "max_action_dim": config.get("max_action_dim"),
-            "num_steps": config.get("num_inference_steps", config.get("num_steps")),
-            "max_token_len": config.get("tokenizer_max_length"),
-        }
-    elif layout == "openpi":
-        dim = config.get("action_dim")
-        pairs = {
-            "chunk_size": config.get("action_horizon"),
-            "max_action_dim": dim,
-            "max_state_dim": dim,  # openpi pads the state to action_dim
-        }
-    else:
-        pairs = {}
-    return {k: v for k, v in pairs.items() if v is not None}
 
 
 # ---- public API ------------------------------------------------------------------------
@@ -433,7 +194,7 @@ def resolve_checkpoint(
         saved.update(overrides)
         cfg = structure(PolicyConfig, saved, source=str(path / POLICY_FILE))
     else:
-        fields = {"preset": preset or "pi0", **_foreign_overrides(layout, config_json), **overrides}
+        fields = {"preset": preset or "pi0", **foreign_overrides(layout, config_json), **overrides}
         if layout == "openpi" and openpi_config is not None and "cameras" not in overrides:
             cams = resolved_pipeline.cameras
             if cams is not None:
@@ -449,12 +210,12 @@ def resolve_checkpoint(
         if (path / STATS_FILE).is_file():
             stats = NormStats.load(path)
         elif layout == "lerobot":
-            stats = _lerobot_stats(path, read_safetensors(path), config_json)
+            stats = lerobot_stats(path, read_safetensors(path), config_json)
         elif layout == "openpi":
             asset = (
                 OPENPI_CONFIGS[openpi_config].asset_id if openpi_config in OPENPI_CONFIGS else None
             )
-            stats = _openpi_stats(path, asset)
+            stats = openpi_stats(path, asset)
         if stats is None:
             where = {
                 "lerobot": "policy_preprocessor*normalizer*.safetensors with observation.state.* and action.*",
@@ -498,7 +259,7 @@ def load_policy(
     checkpoints, which carry no transformers config, and the camera slots /
     prompt length of plain transformers ones; ``openpi_config`` names an
     openpi checkpoint's training config (required for that layout, see
-    :data:`~ript_core.policy.pipeline.OPENPI_CONFIGS`); ``pipeline``
+    :data:`~ript_core.policy.io.pipeline.OPENPI_CONFIGS`); ``pipeline``
     overrides the checkpoint's transforms; ``overrides`` are
     :class:`PolicyConfig` fields (device, dtype, SDE settings, ...).
     """

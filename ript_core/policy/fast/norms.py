@@ -4,9 +4,8 @@ transformers' ``GemmaRMSNorm.forward`` spells the norm out in float32 --
 cast, square, mean, add eps, rsqrt, multiply, ``1 + weight``, multiply,
 cast back -- and eager PyTorch runs each of those as its own kernel: about
 ten per call. PI0 calls it twice per layer: 2 x (18 Gemma + 10 steps x 18
-expert) ~ 400 calls per chunk, ~4,000 kernels of the ~10,700 a batch-1 chunk
-launches (bench/gpu_profile.py), and at batch 64 each of those kernels
-reads and writes a [64 x 560, 2048] float32 tensor.
+expert) ~ 400 calls per chunk, so ~4,000 kernels; at large batches each of
+them reads and writes a whole float32 activation.
 
 :func:`use_fused_rms_norm` replaces the ``forward`` of every
 ``GemmaRMSNorm`` instance of one model (nothing global is patched) with the

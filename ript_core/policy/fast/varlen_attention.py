@@ -1,7 +1,7 @@
 """PI0's sampling attention as "each query sees the first n keys": FlashAttention
 without a mask.
 
-The fast sampler (fast_sampler.py) lays a sample's KV buffer out as ``[valid
+The fast sampler (:mod:`.sampler`) lays a sample's KV buffer out as ``[valid
 prefix tokens | state | actions | unused]`` (the prefix tokens are reordered so
 that the valid ones come first; the suffix is written right after them). Then
 every attention call of a chunk has one of three shapes, with ``L`` the
@@ -14,8 +14,8 @@ sample's number of valid prefix tokens and ``S`` the suffix length:
 "Query group ``i`` sees the first ``n_i`` keys of its sample" is what
 FlashAttention's variable-length kernel expresses without any mask
 (``seqused_k``): :class:`KeyLimits` holds those tensors. Against the boolean
-masks that SDPA takes otherwise, this avoids (measured on the H100,
-docs/benchmarks.md) the memory-efficient kernel a mask forces, and
+masks that SDPA takes otherwise, this avoids the memory-efficient kernel a
+mask forces, and
 transformers' ``repeat_kv``, which copies the one KV head eight times for
 every masked GQA call. With one KV head the expert's query heads are also
 folded into the rows (:data:`FOLD_HEADS`).
@@ -299,13 +299,9 @@ def flash_lse_is_per_row(device: torch.device) -> bool:
 _LSE_PER_ROW: dict[str, bool] = {}
 
 #: Launch the flash kernel outside torch.compile's graphs (a graph break
-#: around it; the sampler's CUDA graph captures it either way). Tried
-#: because compiled layers copied the whole KV buffer twice per layer and
-#: step; those copies came from the buffer writes, which now also run
-#: outside (fast_sampler.PrefixKVCache.update). Kept: an extern kernel gives
-#: inductor nothing to fuse, and under the CUDA graph the break costs
-#: nothing (measured with the folding below: 416 -> 404 ms per compiled
-#: batch-64 chunk on the H100, docs/benchmarks.md).
+#: around it; the sampler's CUDA graph captures it either way): an extern
+#: kernel gives inductor nothing to fuse, and under the CUDA graph the break
+#: costs nothing.
 EAGER_FLASH = True
 _FLASH_OUTSIDE_GRAPHS = torch.compiler.disable(_FLASH)
 

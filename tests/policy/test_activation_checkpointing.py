@@ -1,4 +1,4 @@
-"""Activation checkpointing of the update (ript_core.policy.checkpointing):
+"""Activation checkpointing of the update (ript_core.policy.activation_checkpointing):
 the same log-probs and gradients, fewer bytes kept for backward."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ript_core.policy.checkpointing import (
+from ript_core.policy.activation_checkpointing import (
     activation_checkpointing,
     frozen_view,
     set_activation_checkpointing,
