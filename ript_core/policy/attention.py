@@ -60,7 +60,7 @@ _UPDATE_KERNELS: contextvars.ContextVar[bool] = contextvars.ContextVar(
 def update_kernels() -> Iterator[None]:
     """Choose kernels as a gradient pass would, without gradients: the old
     log-probs a PPO update is measured against are recomputed with exactly
-    the update's arithmetic (ript_core.rl.loop, ``update.old_log_prob``)."""
+    the update's arithmetic (ript_core.rl.ript, ``update.old_log_prob``)."""
     token = _UPDATE_KERNELS.set(True)
     try:
         yield

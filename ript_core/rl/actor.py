@@ -9,7 +9,7 @@ episode's actions do not depend on which envs shared its batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -49,8 +49,7 @@ class PI0Actor:
         The outputs are copied to the host in the same queue, right behind
         the chunk: un-normalising them on the GPU later would queue that work
         behind every call submitted since, and this call's envs would wait
-        for all of them (measured on the H100: 1.32x instead of 1.59x over
-        lock-step, docs/benchmarks.md)."""
+        for all of them (docs/benchmarks.md)."""
         cuda = self.policy.device.type == "cuda"
         start = torch.cuda.Event(enable_timing=True) if cuda else None
         if start is not None:
@@ -87,11 +86,33 @@ class PI0Actor:
         the PPO ratio's denominator, recomputed with the arithmetic of the
         numerator (``update.old_log_prob: recompute``). Through compiled
         layers (``update.compile``) a no-grad forward is another compiled
-        graph than the gradient pass's (0.3 nats apart on the H100), so then
-        it runs with grad mode on and drops the graph."""
+        graph than the gradient pass's, with other rounding, so then it runs
+        with grad mode on and drops the graph."""
         grad = layers_compiled(self.policy.model)
         with torch.set_grad_enabled(grad), update_kernels():
             return self.log_prob(inputs, records).detach()
+
+
+#: ``log_prob(inputs, records) -> [B]``: how the LOOP update scores decisions.
+LogProb = Callable[[Sequence[Any], Sequence[dict[str, Any]]], torch.Tensor]
+
+
+def fixed_size(log_prob: LogProb, rows: int) -> LogProb:
+    """``log_prob`` that always sees ``rows`` rows: a shorter batch (an update's
+    last micro-batch) is filled up with copies of its first row, and only the
+    real rows' log-probs come back (the copies get no gradient). For compiled
+    layers (``update.compile``), where every new batch size would recompile every
+    layer. Rows do not interact in ``log_prob``, so the real rows' values are
+    those of an unpadded call up to the kernels' rounding."""
+
+    def call(inputs: Sequence[Any], records: Sequence[dict[str, Any]]) -> torch.Tensor:
+        n = len(inputs)
+        if n == 0 or n >= rows:
+            return log_prob(inputs, records)
+        fill = rows - n
+        return log_prob([*inputs, *[inputs[0]] * fill], [*records, *[records[0]] * fill])[:n]
+
+    return call
 
 
 def _to_host(t: torch.Tensor) -> torch.Tensor:

@@ -39,9 +39,9 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
         summary = trainer.run()
     if trainer.dist.is_main:
         (Path(cfg.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
-    from ript_core.rl.distributed import shutdown
+    from ript_core.rl.distributed import exit_rank
 
-    shutdown()
+    exit_rank(0)  # under torchrun: ends the process here (why: its docstring)
     return 0
 
 
@@ -105,32 +105,17 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 def cmd_eval(ns: argparse.Namespace) -> int:
     import torch
 
-    from ript_core.plugins import get_registry
     from ript_core.policy import load_policy
-    from ript_core.rl.actor import PI0Actor
-    from ript_core.rl.config import parse_range
-    from ript_core.rl.contexts import Context
     from ript_core.rl.evaluate import evaluate
     from ript_core.rl.host_threads import apply_rollout_threads
-    from ript_core.rollout.runner import RolloutRunner
-    from ript_core.rollout.workers import make_pool
+    from ript_core.rl.rollout_setup import rollout_setup, select_tasks
 
     if ns.threads is not None:
         if ns.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {ns.threads}")
         # as torch_threads does for training: oversubscribed CPU torch slows 10x+
         torch.set_num_threads(ns.threads)
-    reg = get_registry()
-    reg.require_available(ns.backend)
-    catalogue = {t.name: t for t in reg.catalogue(ns.backend)}
-    tasks = ns.tasks or sorted(catalogue)
-    for t in tasks:
-        reg.task_info(ns.backend, t)
-    contexts = [
-        Context(ns.backend, t, i)
-        for t in tasks
-        for i in parse_range(ns.init_states, catalogue[t].n_init_states)
-    ]
+    contexts = select_tasks(ns.backend, ns.tasks, setting="--tasks").contexts(ns.init_states)
     if ns.videos:
         try:
             import imageio.v3  # noqa: F401
@@ -141,17 +126,17 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     policy = load_policy(ns.checkpoint)
     # --threads unset: 1 for a policy off the CPU (ript_core/rl/host_threads.py)
     apply_rollout_threads(ns.threads, policy.device)
-    with make_pool(ns.workers) as pool:
-        runner = RolloutRunner(
-            PI0Actor(policy, ns.mode),
-            pool,
-            replan_every=ns.replan_every,
-            record_frames=bool(ns.videos),
-            # a training run's evaluation conditions: its env.options and env.max_steps
-            max_steps=ns.max_steps,
-            env_options=parse_env_options(ns.option),
-        )
-        result = evaluate(runner, contexts, ns.episodes_per_init_state, seed=ns.seed)
+    with rollout_setup(
+        policy,
+        {"eval": ns.mode},
+        env_workers=ns.workers,
+        replan_every=ns.replan_every,
+        record_frames=bool(ns.videos),
+        # a training run's evaluation conditions: its env.options and env.max_steps
+        max_steps=ns.max_steps,
+        env_options=parse_env_options(ns.option),
+    ) as setup:
+        result = evaluate(setup.runners["eval"], contexts, ns.episodes_per_init_state, ns.seed)
     console.print(result.table(), highlight=False)
     if ns.out:
         out = Path(ns.out)

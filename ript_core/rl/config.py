@@ -11,9 +11,8 @@ from typing import Any
 import attrs
 
 from ript_core.policy.config import PolicyConfig
-from ript_core.rl.loop import UpdateConfig
+from ript_core.rl.fsdp import DISTRIBUTED_MODES, DistributedMode
 from ript_core.rl.optimizer import MOMENTS, bitsandbytes_missing
-from ript_core.rl.sharding import DISTRIBUTED_MODES
 
 
 def parse_range(spec: str, n: int) -> list[int]:
@@ -68,6 +67,35 @@ class RiptSection:
     # zero gradient, same update cost), so every iteration updates on exactly
     # groups_per_iteration groups even with a random-weight policy
     keep_uninformative_groups: bool = False
+
+
+@attrs.define
+class UpdateConfig:
+    """The LOOP update (:func:`ript_core.rl.ript.loop_update`); every field in
+    docs/training.md."""
+
+    ppo_epochs: int = 1
+    clip: float = 0.2
+    micro_batch: int | None = None  # None: the parallel planner's choice
+    mini_batches: int = 1  # optimizer steps per epoch
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = False
+    # "ddp" replicates and all-reduces; "fsdp" shards what does not fit one
+    # device; "auto": fsdp only when the replicated plan does not fit
+    distributed: DistributedMode = "ddp"
+    # benchmarks only: it synchronises CUDA around the collectives it times
+    time_comm: bool = False
+    # recompute activations in backward so that the planner can size a bigger
+    # micro-batch; "auto": when the plan needs it
+    activation_checkpointing: str = "auto"
+    # the ratio's denominator; "auto" recomputes unless float32, because in bf16
+    # the sampler's and the update's kernels round differently
+    old_log_prob: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "rollout", "recompute"))
+    )
+    # compiled layers for the update's passes: faster without checkpointing;
+    # micro-batches are padded to one size so that it compiles once. Not with fsdp.
+    compile: bool = False
 
 
 @attrs.define

@@ -22,8 +22,8 @@ import torch
 from ript_core.envs.interfaces import PolicyInput
 from ript_core.plugins import get_registry
 from ript_core.policy import NormStats, PI0Policy
+from ript_core.rl.distributed_update import clip_grad_norm
 from ript_core.rl.optimizer import make_adamw
-from ript_core.rl.sharding import clip_grad_norm
 
 
 @attrs.define

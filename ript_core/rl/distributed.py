@@ -1,13 +1,16 @@
 """torchrun support: who am I, and collectives that are no-ops alone.
 
 ``torchrun --nproc_per_node N ript train ...`` sets RANK/WORLD_SIZE; each
-rank runs its own env workers and contexts; gradients are summed in
-``loop.loop_update``; only rank 0 writes checkpoints and logs.
+rank runs its own env workers and contexts; gradients are summed in the
+update (:mod:`ript_core.rl.distributed_update`); only rank 0 writes
+checkpoints and logs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import Any
 
 import attrs
@@ -43,12 +46,32 @@ class DistInfo:
 
 def shutdown() -> None:
     """End a torchrun process group in order: every rank past its last
-    collective (a barrier), then the teardown. Left to interpreter exit, gloo's
-    threads can abort a rank ("terminate called without an active
-    exception") while the other is still in a collective or saving."""
+    collective (a barrier), then the teardown."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_rank(code: int = 0) -> None:
+    """End a torchrun rank: :func:`shutdown`, flush, then ``os._exit(code)``,
+    skipping the interpreter's finalization. Returns (nothing to do) when no
+    process group was started.
+
+    gloo's worker threads live as long as the group's C++ object, and once FSDP
+    ran, DTensor's caches keep its device mesh, hence the group, referenced
+    after ``destroy_process_group``: the threads are alive while the interpreter
+    finalizes. One that drops a finished collective's tensors then must take the
+    GIL; CPython ends that thread inside a noexcept destructor and the rank
+    aborts ("terminate called without an active exception"), rarely, when load
+    delays the thread. Without finalization there is no such window.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    shutdown()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def active() -> bool:

@@ -53,6 +53,17 @@ class EvalResult:
     def rate(self) -> float:
         return self.successes / self.episodes if self.episodes else 0.0
 
+    @classmethod
+    def merged(cls, parts: Sequence[Sequence[TaskResult]]) -> EvalResult:
+        """Per-task totals over several evaluations (ranks'), without their rollouts."""
+        totals: dict[str, list[int]] = {}
+        for part in parts:
+            for t in part:
+                counts = totals.setdefault(t.task, [0, 0])
+                counts[0] += t.successes
+                counts[1] += t.episodes
+        return cls([TaskResult(t, s, n) for t, (s, n) in sorted(totals.items())], [])
+
     def metrics(self, prefix: str = "eval/") -> dict[str, float]:
         out = {f"{prefix}success_rate": self.rate}
         out.update({f"{prefix}{t.task}/success_rate": t.rate for t in self.tasks})

@@ -6,8 +6,8 @@
    continues one), build the policy once, the env workers, the optimizer;
 1. (fresh runs) optional BC warm start on scripted demonstrations, then an
    evaluation on held-out init states, then checkpoint 0;
-2. per iteration: dynamic rollout sampling -> LOOP update -> metrics ->
-   checkpoint every ``checkpoint_every`` iterations;
+2. per iteration: RIPT's rollouts and update (:mod:`ript_core.rl.ript`) ->
+   metrics -> checkpoint every ``checkpoint_every`` iterations;
 3. a final evaluation.
 
 Determinism: every episode's seed is a function of (run seed, rank,
@@ -37,17 +37,10 @@ from ript_core.policy.activation_checkpointing import set_activation_checkpointi
 from ript_core.policy.fast.compiled_layers import compiled_layers
 from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl import distributed as D
-from ript_core.rl.actor import PI0Actor
-from ript_core.rl.checkpoint import (
-    latest_checkpoint,
-    load_trainer_state,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from ript_core.rl.actor import PI0Actor, fixed_size
 from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import TrainConfig, parse_range
-from ript_core.rl.contexts import Context, ContextSampler
+from ript_core.rl.contexts import ContextSampler
 from ript_core.rl.demos import (
     DemoSet,
     bc_loss_on,
@@ -57,29 +50,25 @@ from ript_core.rl.demos import (
     record_demos,
 )
 from ript_core.rl.evaluate import EvalResult, evaluate
+from ript_core.rl.fsdp import Sharding, fsdp_footprint, save_full_policy
 from ript_core.rl.host_threads import apply_rollout_threads
-from ript_core.rl.loop import (
-    Decision,
-    fixed_size,
-    is_informative,
-    leave_one_out_advantages,
-    loop_update,
-)
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
-from ript_core.rl.sharding import Sharding, fsdp_footprint, save_full_policy
-from ript_core.rollout.runner import EpisodeRequest, RolloutRunner
-from ript_core.rollout.workers import InProcessEnvPool, make_pool
+from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
+from ript_core.rl.rollout_setup import rollout_setup, select_tasks
+from ript_core.rl.run_checkpoint import (
+    latest_checkpoint,
+    load_trainer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 log = logging.getLogger(__name__)
 
 
 class TrainingError(RuntimeError):
     pass
-
-
-def episode_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([abs(p) for p in parts]).generate_state(1)[0])
 
 
 class Trainer:
@@ -93,23 +82,11 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
 
         # -- validate everything cheap before anything slow ---------------------
-        reg = get_registry()
-        reg.require_available(cfg.env.backend)
-        catalogue = {t.name: t for t in reg.catalogue(cfg.env.backend)}
-        self.tasks = cfg.env.tasks or sorted(catalogue)
-        unknown = [t for t in self.tasks if t not in catalogue]
-        if unknown:
-            raise ValueError(f"env.tasks: {cfg.env.backend!r} has no task(s) {unknown}")
-        self.train_contexts = [
-            Context(cfg.env.backend, t, i)
-            for t in self.tasks
-            for i in parse_range(cfg.env.train_init_states, catalogue[t].n_init_states)
-        ]
-        self.eval_contexts = [
-            Context(cfg.env.backend, t, i)
-            for t in self.tasks
-            for i in parse_range(cfg.env.eval_init_states, catalogue[t].n_init_states)
-        ]
+        task_set = select_tasks(cfg.env.backend, cfg.env.tasks)
+        catalogue = task_set.catalogue
+        self.tasks = task_set.tasks
+        self.train_contexts = task_set.contexts(cfg.env.train_init_states)
+        self.eval_contexts = task_set.contexts(cfg.env.eval_init_states)
         leak = set(self.train_contexts) & set(self.eval_contexts)
         if leak:
             raise ValueError(
@@ -203,20 +180,21 @@ class Trainer:
         self._write_plan()  # before the fit check: a refused plan is worth reading too
         if not self.plan.fits:
             raise TrainingError(f"this run does not fit the machine:\n{self.plan.summary()}")
-        if cfg.rollout.n_workers == 0:
-            self.pool = InProcessEnvPool(cfg.rollout.in_process_envs)
-        else:
-            self.pool = make_pool(self.plan.n_env_workers, cfg.rollout.worker_timeout_s)
-        runner_kw = dict(
+        in_process = cfg.rollout.n_workers == 0
+        self.rollouts = rollout_setup(
+            self.policy,
+            {"train": "sde", "eval": cfg.eval.mode},
+            env_workers=0 if in_process else self.plan.n_env_workers,
+            in_process_envs=cfg.rollout.in_process_envs if in_process else 1,
+            worker_timeout_s=cfg.rollout.worker_timeout_s,
             replan_every=cfg.env.replan_every,
             max_steps=cfg.env.max_steps,
             env_options=cfg.env.options,
             pipeline_groups=self.plan.pipeline_groups,
         )
-        self.train_runner = RolloutRunner(PI0Actor(self.policy, "sde"), self.pool, **runner_kw)
-        self.eval_runner = RolloutRunner(
-            PI0Actor(self.policy, cfg.eval.mode), self.pool, **runner_kw
-        )
+        self.pool = self.rollouts.pool
+        self.train_runner = self.rollouts.runners["train"]
+        self.eval_runner = self.rollouts.runners["eval"]
         if ckpt is not None:
             self._restore(ckpt)
         self.logger = MetricsLogger(
@@ -525,88 +503,20 @@ class Trainer:
             result = evaluate(
                 self.eval_runner, mine, ev.episodes_per_init_state, seed=self.cfg.seed + 7
             )
-        if D.active():
-            parts = D.gather_objects([(t.task, t.successes, t.episodes) for t in result.tasks])
-            merged: dict[str, list[int]] = {}
-            for part in parts:
-                for task, s, n in part:
-                    merged.setdefault(task, [0, 0])
-                    merged[task][0] += s
-                    merged[task][1] += n
-            from ript_core.rl.evaluate import TaskResult
-
-            result = EvalResult([TaskResult(t, s, n) for t, (s, n) in sorted(merged.items())], [])
+        if D.active():  # each rank evaluated its share of the contexts
+            result = EvalResult.merged(D.gather_objects(result.tasks))
         self.say(f"evaluation ({tag}, {ev.mode}, held-out init states):\n{result.table()}")
         return result
 
     def collect_groups(self) -> tuple[list[Decision], dict[str, float]]:
-        """Dynamic rollout sampling: keep informative groups until the batch is full."""
-        r = self.cfg.ript
-        decisions: list[Decision] = []
-        kept = dropped = rounds = 0
-        successes = episodes = env_steps = 0
-        rollout_metrics: dict[str, float] = {}
-        while kept < r.groups_per_iteration and rounds < r.max_sampling_rounds:
-            want = max(1, math.ceil((r.groups_per_iteration - kept) * r.oversample))
-            contexts = self.sampler.sample(want)
-            requests = [
-                EpisodeRequest(
-                    episode_id=g * r.group_size + k,
-                    backend=c.backend,
-                    task=c.task,
-                    init_state=c.init_state,
-                    seed=episode_seed(self.cfg.seed, self.dist.rank, self.iteration, rounds, g, k),
-                    group=g,
-                )
-                for g, c in enumerate(contexts)
-                for k in range(r.group_size)
-            ]
-            rollouts, stats = self.train_runner.run(requests)
-            rollout_metrics = stats.as_metrics()
-            env_steps += stats.env_steps
-            for g, context in enumerate(contexts):
-                group = rollouts[g * r.group_size : (g + 1) * r.group_size]
-                rewards = [float(x.success) for x in group]
-                successes += int(sum(rewards))
-                episodes += len(rewards)
-                self.sampler.record(context, rewards)
-                # keep_uninformative_groups (benchmarks): a fixed amount of update
-                # work per iteration; such a group's advantages are all zero
-                informative = r.keep_uninformative_groups or is_informative(rewards)
-                if not informative or kept >= r.groups_per_iteration:
-                    dropped += 1
-                    log.debug(
-                        "iteration %d: dropped group %s rewards %s",
-                        self.iteration,
-                        context,
-                        rewards,
-                    )
-                    continue
-                kept += 1
-                adv = leave_one_out_advantages(np.array([rewards]))[0]
-                for rollout, a in zip(group, adv, strict=True):
-                    decisions.extend(
-                        Decision(s.policy_input, s.record, float(a)) for s in rollout.steps
-                    )
-                log.debug(
-                    "iteration %d: kept group %s rewards %s", self.iteration, context, rewards
-                )
-            rounds += 1
-        metrics = {
-            "ript/kept_groups": kept,
-            "ript/dropped_groups": dropped,
-            "ript/sampling_rounds": rounds,
-            "ript/decisions": len(decisions),
-            "train/success_rate": successes / max(episodes, 1),
-            "train/episodes": episodes,
-            "train/env_steps": env_steps,
-            **{
-                k: v
-                for k, v in rollout_metrics.items()
-                if k.endswith(("_per_s", "occupancy", "_frac"))
-            },
-        }
-        return decisions, metrics
+        """This iteration's rollouts, as decisions with advantages (:mod:`ript_core.rl.ript`)."""
+        return collect_groups(
+            self.train_runner,
+            self.sampler,
+            self.cfg.ript,
+            seed=(self.cfg.seed, self.dist.rank),
+            iteration=self.iteration,
+        )
 
     def update(self, decisions: list[Decision]) -> dict[str, float]:
         extra = None
@@ -639,10 +549,8 @@ class Trainer:
                 comm_timer=self.comm_timer,
                 old_log_prob=old_log_prob if self.recompute_old_log_prob else None,
             )
-        # the plan charges the gradients (fp32: 13 GB for full pi0) to the update
-        # phase only: free them before the next rollouts need the room (they
-        # stayed alive until the next update's zero_grad: +10-11 GB over the
-        # plan's rollout peak on the H100, docs/benchmarks.md)
+        # the plan charges the gradients to the update phase only: free them
+        # before the next rollouts need the room
         self.optimizer.zero_grad(set_to_none=True)
         return out
 
@@ -753,7 +661,7 @@ class Trainer:
         return summary
 
     def close(self) -> None:
-        self.pool.close()
+        self.rollouts.close()
         self.logger.close()
 
     def __enter__(self) -> Trainer:

@@ -1,6 +1,7 @@
 """Deterministic tiny policy and decisions shared by tests and the torchrun
 workers, and the launcher the tests start those workers with."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from ript_core import make_env
 from ript_core.envs.toy.adapters import make_adapters
 from ript_core.policy import PI0Policy
 from ript_core.rl.actor import PI0Actor
-from ript_core.rl.loop import Decision
+from ript_core.rl.ript import Decision
 
 
 def tiny_policy(seed: int = 0) -> PI0Policy:
@@ -47,3 +48,16 @@ def run_worker(repo_root: Path, script: str, *args: object, ranks: int | None = 
     subprocess.run(
         [*launcher, script, *map(str, args)], check=True, env=env, cwd=repo_root, timeout=300
     )
+
+
+def worker_output(description: str | None) -> Path:
+    """The output path given to a worker script. Parsed by argparse, so that a
+    stray flag is an error and never a path: pytest once imported a worker named
+    on its command line, and the worker took ``sys.argv[1]`` (pytest's ``-q``)
+    as its output directory. The workers also run only as ``__main__``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("out", type=Path, help="where the worker writes its results")
+    out = parser.parse_args().out
+    if str(out).startswith("-"):
+        parser.error(f"output path {str(out)!r} starts with '-': a flag, not a path")
+    return out

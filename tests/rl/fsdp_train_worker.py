@@ -1,20 +1,18 @@
 """Under torchrun (gloo, 2 ranks): RIPT training with ``update.distributed=fsdp``,
-once straight through 2 iterations (``<out>/ref``) and once for 1 iteration
-then resumed from its checkpoint for the second (``<out>/cut``), in one
+once straight through 2 iterations (``OUT/ref``) and once for 1 iteration
+then resumed from its checkpoint for the second (``OUT/cut``), in one
 launch (one process group) to keep the test short. Each rank draws its own
 contexts, so the ranks re-score different numbers of decisions."""
 
-import sys
 from pathlib import Path
 
-from ript_core.rl.distributed import shutdown
+from ript_core.rl.distributed import exit_rank
 from ript_core.rl.trainer import Trainer
 from tests.rl.conftest import tiny_config
+from tests.rl.fixtures import worker_output
 
-out = Path(sys.argv[1])
 
-
-def train(name: str, iterations: int, resume: bool) -> str:
+def train(out: Path, name: str, iterations: int, resume: bool) -> str:
     cfg = tiny_config(
         out / name,
         update={"distributed": "fsdp", "micro_batch": 4},
@@ -27,7 +25,13 @@ def train(name: str, iterations: int, resume: bool) -> str:
         return trainer.distributed
 
 
-assert train("ref", 2, resume=False) == "fsdp"
-train("cut", 1, resume=False)
-train("cut", 2, resume=True)
-shutdown()  # an orderly gloo shutdown (ript_core.rl.distributed.shutdown)
+def main() -> None:
+    out = worker_output(__doc__)
+    assert train(out, "ref", 2, resume=False) == "fsdp"
+    train(out, "cut", 1, resume=False)
+    train(out, "cut", 2, resume=True)
+    exit_rank()  # an orderly end under torchrun (ript_core.rl.distributed.exit_rank)
+
+
+if __name__ == "__main__":
+    main()

@@ -90,7 +90,7 @@ def _record(seen, training):
 def test_the_trainer_recomputes_old_log_probs_unless_the_policy_is_float32():
     from types import SimpleNamespace
 
-    from ript_core.rl.loop import UpdateConfig
+    from ript_core.rl.config import UpdateConfig
     from ript_core.rl.trainer import Trainer
 
     def resolved(mode, dtype):

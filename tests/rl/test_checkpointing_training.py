@@ -48,8 +48,7 @@ def test_checkpointed_training_equals_plain_training(tiny_cfg, tmp_path):
 
 
 def test_bad_checkpointing_settings_are_refused_before_anything_runs():
-    from ript_core.rl.config import TrainConfig
-    from ript_core.rl.loop import UpdateConfig
+    from ript_core.rl.config import TrainConfig, UpdateConfig
 
     with pytest.raises(ValueError, match="activation_checkpointing 'sometimes'"):
         TrainConfig(update=UpdateConfig(activation_checkpointing="sometimes")).check()
@@ -94,8 +93,7 @@ def test_compiled_training_equals_eager_training(tiny_cfg, tmp_path, monkeypatch
 
 
 def test_compile_with_fsdp_is_refused_before_anything_runs():
-    from ript_core.rl.config import TrainConfig
-    from ript_core.rl.loop import UpdateConfig
+    from ript_core.rl.config import TrainConfig, UpdateConfig
 
     with pytest.raises(ValueError, match="update.compile with update.distributed 'fsdp'"):
         TrainConfig(update=UpdateConfig(compile=True, distributed="fsdp")).check()

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from ript_core.policy import load_policy
-from ript_core.rl.sharding import DISTRIBUTED_MODES, clip_grad_norm, shard_units
+from ript_core.rl.distributed_update import clip_grad_norm
+from ript_core.rl.fsdp import DISTRIBUTED_MODES, shard_units
 from tests.rl.fixtures import run_worker, tiny_policy
 
 
@@ -136,7 +137,7 @@ def test_fsdp_training_resumed_from_its_checkpoint_equals_an_uninterrupted_run(
 
 def test_fsdp_footprint_charges_a_rank_its_share_of_gradients_and_adamw_state():
     from ript_core import plan as P
-    from ript_core.rl.sharding import fsdp_footprint, sharded_trainable
+    from ript_core.rl.fsdp import fsdp_footprint, sharded_trainable
 
     policy = tiny_policy()
     fp = P.PolicyFootprint.from_hf_config(policy.arch.pi0_config, dtype_bytes=4, n_cameras=2)
@@ -150,8 +151,7 @@ def test_fsdp_footprint_charges_a_rank_its_share_of_gradients_and_adamw_state():
 
 
 def test_update_distributed_defaults_to_ddp_and_rejects_unknown_modes():
-    from ript_core.rl.config import TrainConfig
-    from ript_core.rl.loop import UpdateConfig
+    from ript_core.rl.config import TrainConfig, UpdateConfig
 
     assert TrainConfig().update.distributed == "ddp"
     with pytest.raises(ValueError, match="update.distributed 'zero3'"):
@@ -161,8 +161,7 @@ def test_update_distributed_defaults_to_ddp_and_rejects_unknown_modes():
 def test_fsdp_with_a_bf16_policy_is_refused_before_anything_is_built():
     # the sharded AdamW would step bf16 weights: no float32 masters there
     from ript_core.policy.config import PolicyConfig
-    from ript_core.rl.config import TrainConfig
-    from ript_core.rl.loop import UpdateConfig
+    from ript_core.rl.config import TrainConfig, UpdateConfig
 
     cfg = TrainConfig(
         policy=PolicyConfig(dtype="bfloat16"), update=UpdateConfig(distributed="fsdp")

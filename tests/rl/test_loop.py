@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from ript_core.rl.loop import (
+from ript_core.rl.actor import fixed_size
+from ript_core.rl.config import UpdateConfig
+from ript_core.rl.ript import (
     Decision,
-    UpdateConfig,
-    fixed_size,
     is_informative,
     leave_one_out_advantages,
     loop_update,

@@ -12,8 +12,8 @@ import torch
 
 from ript_core.policy import load_policy
 from ript_core.policy.io.strategy_files import ADAPTER_WEIGHTS, STRATEGY_FILE, TRAINABLE_FILE
-from ript_core.rl.checkpoint import latest_checkpoint
 from ript_core.rl.optimizer import MasterWeightAdamW, MasterWeights
+from ript_core.rl.run_checkpoint import latest_checkpoint
 from ript_core.rl.trainer import Trainer
 
 TIMING = ("_per_s", "_frac", "occupancy")

@@ -14,7 +14,7 @@ import torch
 
 from ript_core.policy import load_policy
 from ript_core.rl.actor import PI0Actor
-from ript_core.rl.checkpoint import latest_checkpoint
+from ript_core.rl.run_checkpoint import latest_checkpoint
 from ript_core.rl.trainer import Trainer, TrainingError
 from tests.rl.fixtures import fixed_decisions, run_worker
 

@@ -14,8 +14,8 @@ holds most of the weights becomes its own FSDP unit:
 
 The small leftovers (patch/position embeddings, final norms, projector, the
 action/state/time projections and the action head: 6.6M of 3.24B in pi0) stay
-ordinary replicated tensors whose gradients ``loop._all_reduce_grads`` sums,
-exactly as under DDP. Sharded gradients are reduce-scattered (summed: the
+ordinary replicated tensors whose gradients ``distributed_update.all_reduce_grads``
+sums, exactly as under DDP. Sharded gradients are reduce-scattered (summed: the
 PPO loss is already divided by the global decision count) inside backward.
 
 Only units that hold a trainable parameter are sharded: a frozen unit would
@@ -25,8 +25,8 @@ anyway, see :meth:`Sharding.gathered`).
 Collective discipline: every FSDP forward all-gathers, every backward
 reduce-scatters, so all ranks must run the same sequence of forwards and
 backwards. The update pads ranks with fewer micro-batches
-(``loop.loop_update``); rollouts, whose number of policy calls differs per
-rank, run inside :meth:`Sharding.gathered`, where the weights are gathered
+(:mod:`ript_core.rl.distributed_update`); rollouts, whose number of policy calls
+differs per rank, run inside :meth:`Sharding.gathered`, where the weights are gathered
 once and forwards communicate nothing.
 """
 
@@ -210,35 +210,6 @@ def _like_param(value: Any, param: torch.Tensor) -> Any:
     return distribute_tensor(
         value.to(param.device), param.device_mesh, param.placements, src_data_rank=None
     )
-
-
-def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
-    """``clip_grad_norm_`` over sharded (DTensor) and replicated gradients.
-
-    The global squared norm is the all-reduced sum of the local shards'
-    squares plus the replicated gradients' squares (identical on every rank
-    after ``_all_reduce_grads``, so counted once). Same clip coefficient as
-    ``torch.nn.utils.clip_grad_norm_``: ``max_norm / (norm + 1e-6)``, capped at 1.
-    """
-    sharded = [p.grad for p in params if p.grad is not None and is_sharded(p.grad)]
-    if not sharded:  # nothing sharded: torch's own, bit for bit
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    plain = [p.grad for p in params if p.grad is not None and not is_sharded(p.grad)]
-    local = torch.zeros((), dtype=torch.float64)
-    for g in sharded:
-        local += g.to_local().detach().double().pow(2).sum().cpu()
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(local)
-    for g in plain:
-        local += g.detach().double().pow(2).sum().cpu()
-    total = local.sqrt().float()
-    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    if torch.isfinite(total):
-        for g in sharded:
-            g.to_local().mul_(coef.to(g.device))
-        for g in plain:
-            g.mul_(coef.to(g.device))
-    return total
 
 
 def save_full_policy(policy: Any, weights: Mapping[str, torch.Tensor], directory: Any) -> Any:

@@ -1,0 +1,95 @@
+"""A rollout set-up: the contexts to roll out, the env pool and a runner per
+sampling mode around one policy. Built the same way for training
+(:class:`ript_core.rl.trainer.Trainer`) and for ``ript eval``.
+
+Two steps, because a trainer validates its tasks before it builds anything slow
+(the policy, whose plan sizes the pool): :func:`select_tasks`, then
+:func:`rollout_setup`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ript_core.envs.catalogue import TaskInfo
+from ript_core.plugins import get_registry
+from ript_core.rl.actor import PI0Actor
+from ript_core.rl.config import parse_range
+from ript_core.rl.contexts import Context
+from ript_core.rollout.runner import RolloutRunner
+from ript_core.rollout.workers import EnvPool, InProcessEnvPool, make_pool
+
+
+@attrs.frozen
+class TaskSet:
+    """The tasks of one backend that a run rolls out, with their catalogue entries."""
+
+    backend: str
+    tasks: list[str]
+    catalogue: dict[str, TaskInfo]
+
+    def contexts(self, init_states: str) -> list[Context]:
+        """Every (task, init state) of ``init_states`` (``"0:40"``, ``"40:"``, ``"3,5"``)."""
+        return [
+            Context(self.backend, t, i)
+            for t in self.tasks
+            for i in parse_range(init_states, self.catalogue[t].n_init_states)
+        ]
+
+
+def select_tasks(backend: str, tasks: Sequence[str], setting: str = "env.tasks") -> TaskSet:
+    """``tasks`` of an installed ``backend`` (none: all of them), checked against
+    its catalogue; ``setting`` names the option in the error."""
+    reg = get_registry()
+    reg.require_available(backend)
+    catalogue = {t.name: t for t in reg.catalogue(backend)}
+    chosen = list(tasks) or sorted(catalogue)
+    unknown = [t for t in chosen if t not in catalogue]
+    if unknown:
+        raise ValueError(f"{setting}: {backend!r} has no task(s) {unknown}")
+    return TaskSet(backend, chosen, catalogue)
+
+
+@attrs.define
+class RolloutSetup:
+    """One env pool and the runners that share it, by role ("train", "eval")."""
+
+    pool: EnvPool
+    runners: dict[str, RolloutRunner]
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> RolloutSetup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def rollout_setup(
+    policy: Any,
+    modes: Mapping[str, str],
+    *,
+    env_workers: int,
+    in_process_envs: int = 1,
+    worker_timeout_s: float = 120.0,
+    **runner_options: Any,
+) -> RolloutSetup:
+    """The pool (``env_workers`` processes; 0: ``in_process_envs`` envs in this
+    process) and, per role of ``modes`` (role -> sampling mode, "sde" or "ode"),
+    a :class:`RolloutRunner` of its own on that pool. ``runner_options`` go to
+    every runner (``replan_every``, ``max_steps``, ``env_options``,
+    ``pipeline_groups``, ``record_frames``)."""
+    if env_workers == 0:
+        pool: EnvPool = InProcessEnvPool(in_process_envs)
+    else:
+        pool = make_pool(env_workers, worker_timeout_s)
+    runners = {
+        role: RolloutRunner(PI0Actor(policy, mode), pool, **runner_options)
+        for role, mode in modes.items()
+    }
+    return RolloutSetup(pool, runners)
