@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ript_core.envs import check_command
 from ript_core.plugins import get_registry
 
 console = Console()
@@ -24,6 +25,9 @@ def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None
         return fn
 
     return register
+
+
+command(check_command.NAME, check_command.HELP, check_command.arguments)(check_command.run)
 
 
 @command("plugins", "list backend plugins, their task counts and whether they can run here")

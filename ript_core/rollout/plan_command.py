@@ -26,10 +26,10 @@ from ript_core.plan import (
     StrategyCost,
     detect_machine,
     fmt_gb,
-    named_footprint,
     plan,
     strategy_costs,
 )
+from ript_core.plugins import get_registry
 from ript_core.policy.config import LoraSettings
 
 
@@ -84,7 +84,12 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
         help="samples per optimizer step (default: rollouts)",
     )
     env = p.add_argument_group("env backend")
-    env.add_argument("--backend-footprint", choices=("toy", "libero", "maniskill"), default="toy")
+    env.add_argument(
+        "--backend-footprint",
+        choices=get_registry().backends(),
+        default="toy",
+        help="the installed backend whose per-env cost (its spec's footprint) to plan with",
+    )
     env.add_argument("--env-ram-gb", type=float, default=None, help="RAM of one env worker")
     env.add_argument("--env-step-ms", type=float, default=None, help="seconds of one env step, ms")
     inf = p.add_argument_group(
@@ -164,7 +169,7 @@ def _lora(ns: argparse.Namespace) -> LoraSettings:
 
 
 def _backend(ns: argparse.Namespace) -> BackendFootprint:
-    b = named_footprint(ns.backend_footprint)
+    b = get_registry().footprint(ns.backend_footprint)
     if ns.env_ram_gb is not None:
         b = attrs.evolve(b, name=f"{b.name} (given)", env_ram_bytes=int(ns.env_ram_gb * GB))
     if ns.env_step_ms is not None:
