@@ -54,7 +54,8 @@ import attrs
 
 # light imports only: spawned workers re-import this file (as __mp_main__ and,
 # through the entry point, as ``rollout_pipelining``); torch stays in main()
-from ript_core.envs.catalogue import Availability, TaskInfo
+from ript_core.envs.catalogue import TaskInfo
+from ript_core.envs.toy.plugin import ToySpec
 from ript_core.hookspecs import hookimpl
 from ript_core.plan import round_batch_sizes
 from ript_core.plugins import ENTRY_POINT_GROUP, get_registry
@@ -83,44 +84,22 @@ def _slowed(env: Any, seconds: float, spin: bool) -> Any:
     return Slowed(env)
 
 
-@hookimpl
-def ript_backends() -> list[str]:
-    return [BACKEND]
+class SlowToySpec(ToySpec):
+    """The toy backend, each step made ``step_cost_ms`` slower (slept or spun)."""
+
+    name = BACKEND
+    env_options = {**ToySpec.env_options, "step_cost_ms": 0.0, "step_cost_spin": False}
+
+    def make_env(self, task: str, options: dict[str, Any]) -> Any:
+        opts = dict(options)
+        seconds = float(opts.pop("step_cost_ms")) / 1000
+        spin = bool(opts.pop("step_cost_spin"))
+        return _slowed(super().make_env(task, opts), seconds, spin)
 
 
 @hookimpl
-def ript_check_available(backend: str) -> Availability | None:
-    return Availability.ok() if backend == BACKEND else None
-
-
-@hookimpl
-def ript_task_catalogue(backend: str) -> list[TaskInfo] | None:
-    if backend != BACKEND:
-        return None
-    from ript_core.envs.toy import plugin as toy
-
-    return toy.ript_task_catalogue("toy")
-
-
-@hookimpl
-def ript_make_env(backend: str, task: str, options: dict[str, Any]) -> Any:
-    if backend != BACKEND:
-        return None
-    from ript_core.envs.toy import plugin as toy
-
-    opts = dict(options)
-    seconds = float(opts.pop("step_cost_ms", 0.0)) / 1000
-    spin = bool(opts.pop("step_cost_spin", False))
-    return _slowed(toy.ript_make_env("toy", task, opts), seconds, spin)
-
-
-@hookimpl
-def ript_default_adapters(backend: str, task: str, options: dict[str, Any]) -> Any:
-    if backend != BACKEND:
-        return None
-    from ript_core.envs.toy import plugin as toy
-
-    return toy.ript_default_adapters("toy", task, {})
+def ript_backends() -> list[ToySpec]:
+    return [SlowToySpec()]
 
 
 def install_plugin() -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from ript_core import get_registry
 from ript_core import plan as P
 from ript_core.bench.pi0 import make_inputs
 from ript_core.policy import PI0Policy
@@ -185,7 +186,7 @@ def main() -> None:
         plan = P.plan(
             machine,
             fp,
-            P.named_footprint("libero"),
+            get_registry().footprint("libero"),
             rollouts_per_update=64,
             overrides={"activation_checkpointing": False},
         )
@@ -199,7 +200,9 @@ def main() -> None:
             "planner_micro_batch": plan.train_micro_batch,
             "planner_checkpointing": plan.activation_checkpointing,
         }
-        pred = P.phase_bytes(machine, fp, P.named_footprint("libero"), 0, 1, micro, False).update
+        pred = P.phase_bytes(
+            machine, fp, get_registry().footprint("libero"), 0, 1, micro, False
+        ).update
         row["predicted_update_peak_bytes"] = sum(pred.values())
         row["predicted_breakdown"] = pred
         try:

@@ -4,6 +4,7 @@ The public API that plugins and research code import lives here.
 """
 
 from ript_core.envs.catalogue import Availability, TaskInfo
+from ript_core.envs.conformance import BackendCheckError, check_backend
 from ript_core.envs.interfaces import (
     ActionAdapter,
     ComposedActionAdapter,
@@ -14,6 +15,16 @@ from ript_core.envs.interfaces import (
     slice_action_dims,
 )
 from ript_core.envs.options import check_env_options
+from ript_core.envs.reset import requested_init_state
+from ript_core.envs.spec import (
+    GB,
+    BackendFootprint,
+    BackendSpec,
+    Expert,
+    ExpertSignatureError,
+    check_expert,
+    first_missing_module,
+)
 from ript_core.envs.validation import ObservationError, validate_observation
 from ript_core.hookspecs import hookimpl
 from ript_core.plugins import get_registry, make_env
@@ -21,18 +32,28 @@ from ript_core.plugins import get_registry, make_env
 __version__ = "0.1.0"
 
 __all__ = [
+    "GB",
     "ActionAdapter",
     "Availability",
+    "BackendCheckError",
+    "BackendFootprint",
+    "BackendSpec",
     "ComposedActionAdapter",
     "ComposedObservationAdapter",
+    "Expert",
+    "ExpertSignatureError",
     "ObservationAdapter",
     "ObservationError",
     "PolicyInput",
     "TaskInfo",
+    "check_backend",
+    "check_expert",
     "clip_actions",
+    "first_missing_module",
     "get_registry",
     "hookimpl",
     "make_env",
+    "requested_init_state",
     "slice_action_dims",
     "validate_observation",
     "check_env_options",

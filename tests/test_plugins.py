@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from ript_core import Availability, TaskInfo, hookimpl
+from ript_core import (
+    Availability,
+    BackendFootprint,
+    BackendSpec,
+    ExpertSignatureError,
+    TaskInfo,
+    hookimpl,
+)
 from ript_core.plugins import (
     ENTRY_POINT_GROUP,
     BackendNotFoundError,
@@ -19,6 +26,7 @@ from ript_core.plugins import (
     get_registry,
     make_env,
 )
+from tests.plugins.backend_contract import install_example_plugin
 
 
 def run_py(code: str, extra_path: list[Path], env_extra: dict | None = None):
@@ -66,19 +74,11 @@ def test_builtin_toy_is_registered_through_the_entry_point_group():
 
 def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_path):
     site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--target", str(site),
-            str(repo_root / "docs/examples/ript-plugin-gridworld"),
-        ],
-        check=True,
-        timeout=300,
-    )  # fmt: skip
+    install_example_plugin(repo_root, site)
     proc = run_py(
         """
         from ript_core.plugins import get_registry
-        from ript_core import validate_observation
+        from ript_core import check_backend, validate_observation
         reg = get_registry()
         print(sorted(reg.backends()))
         env = reg.make_env("gridworld", "walk-5x5")
@@ -86,6 +86,7 @@ def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_pa
         validate_observation(obs, "gridworld")
         obs_adapter, act_adapter = reg.default_adapters("gridworld", "walk-5x5")
         print(sorted(obs_adapter(obs).images), act_adapter([[0.9, -0.2, 5.0]]).tolist())
+        print(check_backend("gridworld"), reg.footprint("gridworld").env_ram_bytes)
         """,
         [site],
     )
@@ -94,6 +95,7 @@ def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_pa
     # ript-core's own entry points (toy, libero) plus the third-party one
     assert lines[0] == str(sorted({*installed_backends(), "gridworld"}))
     assert lines[1] == "['base_0_rgb'] [[0.8999999761581421, -0.20000000298023224]]"
+    assert lines[2] == "[] 30000000"  # keeps the contract; declares its planner footprint
 
 
 def test_broken_plugin_is_named_with_its_fix_and_others_still_load(tmp_path):
@@ -145,28 +147,26 @@ def test_hook_tracing_env_var_prints_hook_calls(tmp_path):
         {"RIPT_TRACE_HOOKS": "1"},
     )
     assert proc.returncode == 0
-    assert "ript_task_catalogue" in proc.stderr
-    assert "backend: toy" in proc.stderr
+    # the discovery hook, then the spec call the registry made, with its result
+    assert "toy.ript_backends()" in proc.stderr
+    assert "toy.catalogue()" in proc.stderr
+    assert "toy.catalogue -> [TaskInfo(name='reach-red'" in proc.stderr
+
+
+class UnavailableSpec(BackendSpec):
+    name = "fakesim"
+
+    def availability(self):
+        return Availability.missing("fakesim is not installed", 'pip install "ript-core[fakesim]"')
+
+    def catalogue(self):
+        return [TaskInfo("t", "do it", 1, 10)]
 
 
 class UnavailablePlugin:
     @hookimpl
     def ript_backends(self):
-        return ["fakesim"]
-
-    @hookimpl
-    def ript_check_available(self, backend):
-        if backend == "fakesim":
-            return Availability.missing(
-                "fakesim is not installed", 'pip install "ript-core[fakesim]"'
-            )
-        return None
-
-    @hookimpl
-    def ript_task_catalogue(self, backend):
-        if backend == "fakesim":
-            return [TaskInfo("t", "do it", 1, 10)]
-        return None
+        return [UnavailableSpec()]
 
 
 def test_unavailable_backend_fails_before_any_work_with_the_install_line():
@@ -182,13 +182,18 @@ def test_two_plugins_claiming_one_backend_is_an_error():
     reg = PluginRegistry()
     reg.load_entry_points()
 
+    class ToyAgain(BackendSpec):
+        name = "toy"
+
     class Impostor:
         @hookimpl
         def ript_backends(self):
-            return ["toy"]
+            return [ToyAgain()]
 
     with pytest.raises(ValueError, match="already provided by plugin 'toy'"):
         reg.register(Impostor(), name="impostor")
+    assert reg.spec("toy") is not None and not isinstance(reg.spec("toy"), ToyAgain)
+    assert reg.owner("toy") == "toy" and "impostor" not in [n for n, _ in reg.pm.list_name_plugin()]
 
 
 def test_unknown_backend_task_and_env_id_errors_name_the_problem():
@@ -200,3 +205,91 @@ def test_unknown_backend_task_and_env_id_errors_name_the_problem():
         make_env("toy")
     with pytest.raises(ValueError, match="unknown env options \\['colour'\\]"):
         make_env("toy/reach-red", colour="red")
+
+
+def test_a_plugin_on_the_old_contract_is_listed_as_broken_with_its_fix(tmp_path):
+    write_dist(
+        tmp_path,
+        "ript_old_sim",
+        """
+        from ript_core import hookimpl
+
+        @hookimpl
+        def ript_backends():
+            return ["oldsim"]
+        """,
+        "oldsim",
+    )
+    proc = run_py(
+        """
+        from ript_core.plugins import get_registry
+        reg = get_registry()
+        print(len(reg.catalogue("toy")), "oldsim" in reg.backends())
+        for b in reg.broken:
+            print(b.name, "|", b.error, "|", b.install)
+        """,
+        [tmp_path],
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == "4 False"
+    assert (
+        "oldsim | ript_core.plugins.PluginContractError: plugin 'oldsim': ript_backends() must return "
+        "ript_core.BackendSpec objects, got 'oldsim' (see docs/writing-a-plugin.md) | "
+        "pip install -U ript_old_sim"
+    ) in out[1:]
+
+
+def test_specs_answer_for_themselves_through_the_registry():
+    reg = get_registry()
+    spec = reg.spec("toy")
+    assert isinstance(spec, BackendSpec) and spec.name == "toy"
+    assert spec.footprint == BackendFootprint("toy", 20_000_000, 0.0003)
+    assert reg.footprint("toy") is spec.footprint
+    with pytest.raises(BackendNotFoundError, match="no backend named 'nosuch'"):
+        reg.spec("nosuch")
+
+
+def test_the_planner_footprints_of_the_builtin_backends():
+    reg = get_registry()
+    expected = {
+        "libero": BackendFootprint("libero", 1_000_000_000, 0.19),
+        "maniskill": BackendFootprint("maniskill", 500_000_000, 0.035),
+    }
+    for name in set(expected) & set(reg.backends()):  # whichever extras are installed
+        assert reg.footprint(name) == expected[name]
+
+
+class BareSpec(BackendSpec):
+    name = "bare"
+
+    def catalogue(self):
+        return [TaskInfo("t", "do it", 1, 10)]
+
+    def scripted_expert(self, task):
+        return lambda env, rng: None  # one argument short
+
+
+class BarePlugin:
+    @hookimpl
+    def ript_backends(self):
+        return [BareSpec()]
+
+
+def test_no_footprint_plans_as_a_heavy_simulator_and_says_so(caplog):
+    reg = PluginRegistry()
+    reg.register(BarePlugin(), name="bare-plugin")
+    with caplog.at_level("WARNING", logger="ript_core.plugins"):
+        assert reg.footprint("bare") == BackendFootprint("bare", 1_000_000_000, 0.19)
+    assert "backend 'bare' declares no footprint" in caplog.text
+
+
+def test_an_expert_with_the_wrong_signature_fails_with_the_one_it_needs():
+    reg = PluginRegistry()
+    reg.register(BarePlugin(), name="bare-plugin")
+    with pytest.raises(
+        ExpertSignatureError,
+        match=r"backend 'bare': the scripted expert for 't' must be callable as "
+        r"expert\(env, rng, noise\) -> action; <lambda>\(env, rng\) does not accept that",
+    ):
+        reg.scripted_expert("bare", "t")

@@ -63,6 +63,7 @@ from ript_core.bench.pi0 import (
     release,
     update_step,
 )
+from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, PolicyBatch
 from ript_core.policy.activation_checkpointing import set_activation_checkpointing
 from ript_core.policy.attention import update_kernels
@@ -378,7 +379,7 @@ def memory_rows(
         plan = pl.plan(
             machine,
             fp,
-            pl.named_footprint("toy"),
+            get_registry().footprint("toy"),
             rollouts_per_update=rollouts,
             overrides={"n_env_workers": n_env, "activation_checkpointing": False},
         )
@@ -576,7 +577,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             spec = pl.MachineSpec.gpu(total, 16, 128 << 30, device_free_bytes=free)
         else:
             spec = pl.MachineSpec.cpu_only(8 << 30, 2)
-        toy = pl.named_footprint("toy")
+        toy = get_registry().footprint("toy")
         plan = pl.plan(spec, fp, toy, rollouts_per_update=args.rollouts)
         # the plan without checkpointing: its micro-batch is timed plain
         runnable = pl.plan(

@@ -76,7 +76,7 @@ def cmd_expert(ns: argparse.Namespace) -> int:
     total = wins = 0
     for task in reg.catalogue(ns.backend):
         expert = reg.scripted_expert(ns.backend, task.name)
-        env = reg.make_env(ns.backend, task.name)
+        env = reg.make_settled_env(ns.backend, task.name)
         n = min(ns.episodes_per_task, task.n_init_states)
         try:
             ok = sum(run_expert_episode(env, expert, i, seed=i)[2] for i in range(n))

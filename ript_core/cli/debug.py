@@ -136,12 +136,9 @@ def cmd_record(ns: argparse.Namespace) -> int:
             observation = policy_input_from_file(observation, ns.obs)
     else:
         info = reg.task_info(backend, task)
-        env = reg.make_env(backend, task)
+        env = reg.make_settled_env(backend, task)  # settled as the rollout runner's envs are
         try:
             observation, _ = env.reset(seed=ns.env_seed, options={"init_state": ns.init_state})
-            # the rollout runner settles the same way before the first policy call
-            for _ in range(info.settle_steps):
-                observation, *_ = env.step(info.noop())
             if action_dim is None:
                 action_dim = _action_dim(env)
         finally:

@@ -13,6 +13,7 @@ import attrs
 
 from ript_core.cli.console import console
 from ript_core.cli.registry import command
+from ript_core.plugins import BUILTIN_BACKEND, get_registry
 from ript_core.rl.config import MOMENTS
 
 # the planner is imported by the functions that use it: building the parser
@@ -77,7 +78,12 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
         help="samples per optimizer step (default: rollouts)",
     )
     env = p.add_argument_group("env backend")
-    env.add_argument("--backend-footprint", choices=("toy", "libero", "maniskill"), default="toy")
+    env.add_argument(
+        "--backend-footprint",
+        choices=get_registry().backends(),
+        default=BUILTIN_BACKEND,
+        help="the installed backend whose per-env cost (its spec's footprint) to plan with",
+    )
     env.add_argument("--env-ram-gb", type=float, default=None, help="RAM of one env worker")
     env.add_argument("--env-step-ms", type=float, default=None, help="seconds of one env step, ms")
     inf = p.add_argument_group(
@@ -163,9 +169,9 @@ def _lora(ns: argparse.Namespace) -> LoraSettings:
 
 
 def _backend(ns: argparse.Namespace) -> BackendFootprint:
-    from ript_core.plan import GB, named_footprint
+    from ript_core.plan import GB
 
-    b = named_footprint(ns.backend_footprint)
+    b = get_registry().footprint(ns.backend_footprint)
     if ns.env_ram_gb is not None:
         b = attrs.evolve(b, name=f"{b.name} (given)", env_ram_bytes=int(ns.env_ram_gb * GB))
     if ns.env_step_ms is not None:

@@ -12,6 +12,7 @@ from ript_core.cli.console import console
 from ript_core.cli.registry import command
 from ript_core.config import load_config
 from ript_core.configs import DEMO_CONFIG
+from ript_core.envs.options import add_env_option_argument, parse_env_options
 from ript_core.plugins import BUILTIN_BACKEND
 
 
@@ -85,13 +86,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-steps", type=int, default=None, help="episode budget (env.max_steps in a config)"
     )
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="env option (YAML value), as env.options in a config, e.g. --option image_size=64",
-    )
+    add_env_option_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--threads",
@@ -143,7 +138,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         record_frames=bool(ns.videos),
         # a training run's evaluation conditions: its env.options and env.max_steps
         max_steps=ns.max_steps,
-        env_options=_env_options(ns.option),
+        env_options=parse_env_options(ns.option),
     ) as setup:
         result = evaluate(setup.runners["eval"], contexts, ns.episodes_per_init_state, ns.seed)
     console.print(result.table(), highlight=False)
@@ -162,19 +157,6 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _env_options(items: list[str]) -> dict:
-    """``--option KEY=VALUE`` items -> env options (values parsed as YAML)."""
-    import yaml
-
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
-        options[key] = yaml.safe_load(value)
-    return options
-
-
 def _demos_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="<backend> or <backend>/<task>, e.g. maniskill/PickCube")
     p.add_argument("-n", "--episodes", type=int, required=True, help="expert episodes per task")
@@ -183,13 +165,7 @@ def _demos_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--noise", type=float, default=0.0, help="expert motion noise (if supported)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="env option (YAML value), e.g. --option image_size=64; as env.options in a config",
-    )
+    add_env_option_argument(p)
     p.add_argument("-o", "--out", required=True, help="output .npz (read by bc.demos_file)")
 
 
@@ -210,7 +186,7 @@ def cmd_demos(ns: argparse.Namespace) -> int:
     reg.require_available(backend)
     catalogue = {t.name: t for t in reg.catalogue(backend)}
     tasks = [task] if task else sorted(catalogue)
-    options = _env_options(ns.option)
+    options = parse_env_options(ns.option)
     n = min(catalogue[t].n_init_states for t in tasks)
     init_states = parse_range(ns.init_states, n)[: ns.episodes]
     start = time.perf_counter()

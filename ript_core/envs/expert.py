@@ -1,15 +1,11 @@
-"""Rolling out a backend's scripted expert (hook ``ript_scripted_expert``)."""
+"""Rolling out a backend's scripted expert (its spec's ``scripted_expert``)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-#: ``expert(unwrapped_env, rng, noise) -> action``, as ``ript_scripted_expert`` returns it
-Expert = Callable[[Any, np.random.Generator, float], np.ndarray]
+from ript_core.envs.spec import Expert
 
 
 def run_expert_episode(

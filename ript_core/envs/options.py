@@ -4,15 +4,16 @@
 Every backend takes a few options (image size, camera switches, physics
 constants) and must refuse the rest: a misspelt option that is silently
 ignored would run hours of rollouts with the wrong setting. The backend
-declares its options as a mapping of name -> default; :func:`check_env_options`
-rejects unknown names, checks each given value against its default's type, and
-checks ``image_size`` against the backend's range. Third-party backends call
-it from ``ript_make_env`` (and ``ript_default_adapters``) exactly as the
-built-in ones do.
+declares its options as a mapping of name -> default (``BackendSpec.env_options``);
+:func:`check_env_options` rejects unknown names, checks each given value against
+its default's type, and checks ``image_size`` against the backend's range. The
+registry runs it (through ``BackendSpec.check_options``) before a spec's
+``make_env`` or ``default_adapters`` sees the options.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,3 +68,27 @@ def _same_kind(value: Any, default: Any) -> bool:
     if isinstance(default, float):
         return isinstance(value, int | float)
     return isinstance(value, type(default))
+
+
+def parse_env_options(items: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` command-line items -> env options (values parsed as YAML)."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def add_env_option_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--option KEY=VALUE`` flag (repeatable) that :func:`parse_env_options` reads."""
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="env option (YAML value), as env.options in a config, e.g. --option image_size=64",
+    )

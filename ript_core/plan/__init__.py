@@ -36,7 +36,6 @@ from ript_core.plan.footprint import (
     Strategy,
     TransformerDims,
     count_pi0_params,
-    named_footprint,
 )
 from ript_core.plan.machine import (
     CUDA_FIXED_ALLOWANCE,
@@ -103,7 +102,6 @@ __all__ = [
     "group_sizes",
     "kv_cache_bytes",
     "model_bytes",
-    "named_footprint",
     "optimizer_state_bytes",
     "optimizer_state_bytes_per_trainable",
     "phase_bytes",

@@ -16,7 +16,6 @@ from typing import Any
 import attrs
 
 from ript_core.envs.spec import BackendFootprint
-from ript_core.plan.units import GB
 from ript_core.policy.io.presets import preset_dict
 
 #: ``optim.moments``: how AdamW stores its two moments (4 or 1 byte each); the
@@ -30,7 +29,6 @@ __all__ = [
     "Strategy",
     "TransformerDims",
     "count_pi0_params",
-    "named_footprint",
 ]
 
 Strategy = str  # "full" | "expert" | "lora" | any name a plug-in strategy gives
@@ -414,23 +412,3 @@ def count_pi0_params(
     heads += e * action_dim + action_dim  # action_out_proj
     expert_n = expert.layers * expert.layer_params() + e + heads
     return {"vlm": siglip + projector + gemma, "expert": expert_n, "unused": vocab * e}
-
-
-# TEMPORARY: until each backend spec brings its ``footprint`` and the registry
-# looks it up by name (issue 30, backend specs), this is the one place that
-# knows the built-in backends' per-env costs (docs/planner.md).
-_BACKEND_FOOTPRINTS = {
-    "toy": BackendFootprint("toy", 20_000_000, 0.0003),
-    "libero": BackendFootprint("libero", 1 * GB, 0.19),
-    "maniskill": BackendFootprint("maniskill", GB // 2, 0.035),
-}
-
-
-def named_footprint(name: str) -> BackendFootprint:
-    """TEMPORARY by-name lookup of a backend's footprint (see above); an
-    unknown name raises ``ValueError``."""
-    if name not in _BACKEND_FOOTPRINTS:
-        raise ValueError(
-            f"unknown backend footprint {name!r}: use one of {sorted(_BACKEND_FOOTPRINTS)}"
-        )
-    return _BACKEND_FOOTPRINTS[name]

@@ -1,6 +1,6 @@
 """Scripted demonstrations and the BC warm start.
 
-A backend's scripted expert (hook ``ript_scripted_expert``) is rolled out
+A backend's scripted expert (its spec's ``scripted_expert``) is rolled out
 in-process; each step becomes a BC sample: the policy input at time t and the
 next ``chunk`` expert actions (padded past the episode's end, with a mask).
 
@@ -54,14 +54,12 @@ def record_demos(
     episodes = successes = 0
     for task in tasks:
         expert = reg.scripted_expert(backend, task)
-        env = reg.make_env(backend, task, env_options)
+        env = reg.make_settled_env(backend, task, env_options)
         obs_adapter, _ = reg.default_adapters(backend, task, env_options)
         info = reg.task_info(backend, task)
         for i in init_states:
             rng = np.random.default_rng([seed, i, len(inputs)])
             obs, _ = env.reset(seed=seed + i, options={"init_state": i})
-            for _ in range(info.settle_steps):
-                obs, *_ = env.step(info.noop())
             ep_inputs, ep_actions = [], []
             for _ in range(info.max_steps):
                 action = np.asarray(expert(env.unwrapped, rng, noise), dtype=np.float32)

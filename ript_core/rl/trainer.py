@@ -277,10 +277,7 @@ class Trainer:
         footprint = attrs.evolve(footprint, optimizer_moments=cfg.optim.moments)
         if sharded:  # this rank's share of the sharded gradients and AdamW state
             footprint = fsdp_footprint(footprint, self.policy.model, world)
-        try:
-            backend = P.named_footprint(cfg.env.backend)
-        except ValueError:
-            backend = P.named_footprint("libero")  # unknown simulator: assume a heavy one
+        backend = get_registry().footprint(cfg.env.backend)  # the backend spec's
         overrides: dict[str, Any] = {}
         if cfg.rollout.n_workers:
             overrides["n_env_workers"] = cfg.rollout.n_workers

@@ -106,16 +106,18 @@ class EnvHost:
     def reset(self, cmd: ResetCommand) -> StepResult:
         key = (cmd.backend, cmd.task, cmd.env_options)
         if self.key != key:
+            from ript_core.envs.wrappers import SettleOnReset
             from ript_core.plugins import get_registry
 
             if self.env is not None:
                 self.env.close()
-            self.env = get_registry().make_env(cmd.backend, cmd.task, dict(cmd.env_options))
+            env = get_registry().make_env(cmd.backend, cmd.task, dict(cmd.env_options))
+            self.env = SettleOnReset(env, cmd.settle_steps, cmd.noop_action)
             self.key = key
+        self.env.settle_as(cmd.settle_steps, cmd.noop_action)
+        self.env.render_before_settle = cmd.record_frames
         obs, info = self.env.reset(seed=cmd.seed, options={"init_state": cmd.init_state})
-        frames = [self.env.render()] if cmd.record_frames else None
-        for _ in range(cmd.settle_steps):
-            obs, _, _, _, info = self.env.step(np.asarray(cmd.noop_action, dtype=np.float32))
+        frames = [self.env.reset_frame] if cmd.record_frames else None
         return StepResult(obs, 0, False, False, bool(info.get("success", False)), frames)
 
     def step(self, cmd: StepCommand) -> StepResult:

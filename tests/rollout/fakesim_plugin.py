@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from ript_core import (
-    Availability,
+    BackendSpec,
     ComposedActionAdapter,
     ComposedObservationAdapter,
     TaskInfo,
@@ -71,36 +71,6 @@ class FakeEnv(gym.Env):
         return {"images": {"cam": self.render()}, "state": state, "instruction": "go right"}
 
 
-@hookimpl
-def ript_backends():
-    return ["fakesim"]
-
-
-@hookimpl
-def ript_check_available(backend):
-    return Availability.ok() if backend == "fakesim" else None
-
-
-@hookimpl
-def ript_task_catalogue(backend):
-    if backend != "fakesim":
-        return None
-    return [
-        TaskInfo("count", "go right", 6, 12, settle_steps=2, noop_action=(0.0, 0.0)),
-        TaskInfo("nan", "go right", 2, 12),
-        TaskInfo("hang", "go right", 2, 12),
-        TaskInfo("quiet", "go right", 6, 12),
-        TaskInfo("slow", "go right", 8, 30),
-    ]
-
-
-@hookimpl
-def ript_make_env(backend, task, options):
-    if backend != "fakesim":
-        return None
-    return FakeEnv(task, float(options.get("step_sleep_s", 0.0)))
-
-
 def _fields(obs):
     return {
         "images": {"base_0_rgb": obs["images"]["cam"]},
@@ -109,11 +79,29 @@ def _fields(obs):
     }
 
 
+class FakeSimSpec(BackendSpec):
+    name = "fakesim"
+    env_options = {"step_sleep_s": 0.0}
+
+    def catalogue(self):
+        return [
+            TaskInfo("count", "go right", 6, 12, settle_steps=2, noop_action=(0.0, 0.0)),
+            TaskInfo("nan", "go right", 2, 12),
+            TaskInfo("hang", "go right", 2, 12),
+            TaskInfo("quiet", "go right", 6, 12),
+            TaskInfo("slow", "go right", 8, 30),
+        ]
+
+    def make_env(self, task, options):
+        return FakeEnv(task, float(options["step_sleep_s"]))
+
+    def default_adapters(self, task, options):
+        return (
+            ComposedObservationAdapter([_fields]),
+            ComposedActionAdapter([slice_action_dims(2), clip_actions(-np.ones(2), np.ones(2))]),
+        )
+
+
 @hookimpl
-def ript_default_adapters(backend, task, options):
-    if backend != "fakesim":
-        return None
-    return (
-        ComposedObservationAdapter([_fields]),
-        ComposedActionAdapter([slice_action_dims(2), clip_actions(-np.ones(2), np.ones(2))]),
-    )
+def ript_backends():
+    return [FakeSimSpec()]

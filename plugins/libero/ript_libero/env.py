@@ -29,14 +29,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ript_core import check_env_options
+from ript_core import requested_init_state
 from ript_libero import catalogue, rendering
+from ript_libero.options import DEFAULT_IMAGE_SIZE, ENV_OPTIONS, check_options  # noqa: F401
 
 CAMERAS = {"agentview": "agentview_image", "wrist": "robot0_eye_in_hand_image"}
 STATE_LAYOUT = {"eef_pos": slice(0, 3), "eef_quat": slice(3, 7), "gripper_qpos": slice(7, 9)}
 STATE_DIM = 9
-DEFAULT_IMAGE_SIZE = 256  # what openpi renders (and the pi0 LIBERO data was recorded at)
-ENV_OPTIONS = {"image_size": DEFAULT_IMAGE_SIZE}
 # Mixed into the scene seed so that LIBERO scenes do not share a stream with
 # anything else seeded from the same small integers.
 _SEED_TAG = 0x11BE50
@@ -48,10 +47,6 @@ def scene_seed(suite: str, task_index: int, init_state: int, seed: int) -> int:
     suite_id = list(catalogue.SUITES).index(suite)
     key = [_SEED_TAG, suite_id, task_index, init_state, seed & 0xFFFFFFFF, seed >> 32]
     return int(np.random.SeedSequence(key).generate_state(1)[0])
-
-
-def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    return check_env_options("libero", options, ENV_OPTIONS)
 
 
 class LiberoEnv(gym.Env):
@@ -100,17 +95,9 @@ class LiberoEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        index = options.pop("init_state", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; libero knows 'init_state'")
-        if index is None:
-            index = int(self.np_random.integers(self.n_init_states))
-        index = int(index)
-        if not 0 <= index < self.n_init_states:
-            raise ValueError(
-                f"{self.task_name}: init_state {index} out of range [0, {self.n_init_states})"
-            )
+        index = requested_init_state(
+            options, self.n_init_states, self.np_random, backend="libero", task=self.task_name
+        )
         np.random.seed(scene_seed(self.task.suite, self.task.index, index, seed or 0))
         self._env.reset()
         self._raw = self._env.set_init_state(self.init_states[index])

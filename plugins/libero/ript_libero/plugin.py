@@ -6,33 +6,31 @@ lazily so that the plugin loads (and reports what is missing) without it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any
 
-from ript_core import ActionAdapter, Availability, ObservationAdapter, TaskInfo, hookimpl
+from ript_core import (
+    GB,
+    ActionAdapter,
+    Availability,
+    BackendFootprint,
+    BackendSpec,
+    ObservationAdapter,
+    TaskInfo,
+    first_missing_module,
+    hookimpl,
+)
 from ript_libero import NAME
+from ript_libero.options import ENV_OPTIONS
 
 INSTALL = 'pip install "ript-core[libero]"'
 
 
-@hookimpl
-def ript_backends() -> list[str]:
-    return [NAME]
-
-
-def _missing_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is None
-    except (ImportError, ValueError):  # a parent package hidden or half-installed
-        return True
-
-
 def availability() -> Availability:
     """LIBERO (with its bundled assets), robosuite, MuJoCo and an offscreen GL library."""
-    for module in ("libero", "robosuite", "mujoco"):
-        if _missing_module(module):
-            return Availability.missing(f"{module} is not installed", INSTALL)
+    missing = first_missing_module(("libero", "robosuite", "mujoco"))
+    if missing is not None:
+        return Availability.missing(f"{missing} is not installed", INSTALL)
     try:
         from libero.libero import get_libero_path
 
@@ -56,37 +54,36 @@ def availability() -> Availability:
     return Availability.ok()
 
 
-@hookimpl
-def ript_check_available(backend: str) -> Availability | None:
-    return availability() if backend == NAME else None
+class LiberoSpec(BackendSpec):
+    """The five LIBERO suites on the real simulator (MuJoCo, offscreen GL)."""
+
+    name = NAME
+    env_options = ENV_OPTIONS
+    install_hint = INSTALL
+    # two cameras rendered on the CPU by Mesa: docs/backends/libero.md has the figures
+    footprint = BackendFootprint(NAME, 1 * GB, 0.19)
+
+    def availability(self) -> Availability:
+        return availability()
+
+    def catalogue(self) -> list[TaskInfo]:
+        from ript_libero.catalogue import catalogue
+
+        return list(catalogue())
+
+    def make_env(self, task: str, options: dict[str, Any]) -> Any:
+        from ript_libero.env import LiberoEnv
+
+        return LiberoEnv(task, **options)
+
+    def default_adapters(
+        self, task: str, options: dict[str, Any]
+    ) -> tuple[ObservationAdapter, ActionAdapter]:
+        from ript_libero.adapters import make_adapters
+
+        return make_adapters()
 
 
 @hookimpl
-def ript_task_catalogue(backend: str) -> list[TaskInfo] | None:
-    if backend != NAME:
-        return None
-    from ript_libero.catalogue import catalogue
-
-    return list(catalogue())
-
-
-@hookimpl
-def ript_make_env(backend: str, task: str, options: dict[str, Any]) -> Any:
-    if backend != NAME:
-        return None
-    from ript_libero.env import LiberoEnv, check_options
-
-    return LiberoEnv(task, **check_options(options))
-
-
-@hookimpl
-def ript_default_adapters(
-    backend: str, task: str, options: dict[str, Any]
-) -> tuple[ObservationAdapter, ActionAdapter] | None:
-    if backend != NAME:
-        return None
-    from ript_libero.adapters import make_adapters
-    from ript_libero.env import check_options
-
-    check_options(options)  # the same options the env gets: fail here, before any worker starts
-    return make_adapters()
+def ript_backends() -> list[BackendSpec]:
+    return [LiberoSpec()]

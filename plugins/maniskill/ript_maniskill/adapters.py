@@ -22,7 +22,7 @@ rotation about those axes, 1.0 = 0.1 rad (measured on mani-skill 3.0.1: the
 TCP turns by ``-r``); gripper ``+1`` open, ``-1`` closed (the opposite sign of
 LIBERO's gripper). The adapter keeps the first 7 policy dims and clips them
 to ``[-1, 1]``, nothing else: the scripted experts' actions are exactly what
-the policy learns, as the ``ript_scripted_expert`` hook requires.
+the policy learns, as a spec's ``scripted_expert`` requires.
 """
 
 from __future__ import annotations

@@ -31,17 +31,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ript_core import check_env_options
+from ript_core import requested_init_state
 from ript_maniskill import catalogue
+from ript_maniskill.options import (  # noqa: F401 (re-exported)
+    DEFAULT_IMAGE_SIZE,
+    ENV_OPTIONS,
+    MAX_IMAGE_SIZE,
+    check_options,
+)
 from ript_maniskill.rendering import translate_vulkan_errors
 
 CONTROL_MODE = "pd_ee_delta_pose"
 ACTION_DIM = 7
 STATE_LAYOUT = {"qpos": slice(0, 9), "tcp_pos": slice(9, 12), "tcp_quat": slice(12, 16)}
 STATE_DIM = 16
-DEFAULT_IMAGE_SIZE = 128
-MAX_IMAGE_SIZE = 128  # rendering on CPU is a fixed ~35 ms/frame; larger buys nothing for pi0-tiny
-ENV_OPTIONS = {"image_size": DEFAULT_IMAGE_SIZE, "hand_camera": True}
 _SEED_TAG = 0x3A115C  # keeps these seeds apart from other streams seeded by small ints
 _CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,'-_"
 
@@ -50,12 +53,6 @@ def episode_seed(task: str, init_state: int) -> int:
     """ManiSkill's episode seed for init state ``init_state`` of ``task``."""
     key = [_SEED_TAG, catalogue.task_index(task), int(init_state)]
     return int(np.random.SeedSequence(key).generate_state(1)[0] >> 1)  # < 2**31
-
-
-def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    return check_env_options(
-        "maniskill", options, ENV_OPTIONS, image_size_range=(16, MAX_IMAGE_SIZE)
-    )
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -126,19 +123,9 @@ class ManiSkillEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        index = options.pop("init_state", None)
-        if options:
-            raise ValueError(
-                f"unknown reset options {sorted(options)}; maniskill knows 'init_state'"
-            )
-        if index is None:
-            index = int(self.np_random.integers(self.n_init_states))
-        index = int(index)
-        if not 0 <= index < self.n_init_states:
-            raise ValueError(
-                f"{self.task_name}: init_state {index} out of range [0, {self.n_init_states})"
-            )
+        index = requested_init_state(
+            options, self.n_init_states, self.np_random, backend="maniskill", task=self.task_name
+        )
         self._raw, info = self._env.reset(seed=episode_seed(self.task_name, index))
         self._t = 0
         self.init_state = index

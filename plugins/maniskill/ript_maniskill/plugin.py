@@ -7,32 +7,31 @@ without them.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
-from ript_core import ActionAdapter, Availability, ObservationAdapter, TaskInfo, hookimpl
+from ript_core import (
+    GB,
+    ActionAdapter,
+    Availability,
+    BackendFootprint,
+    BackendSpec,
+    Expert,
+    ObservationAdapter,
+    TaskInfo,
+    first_missing_module,
+    hookimpl,
+)
 from ript_maniskill import NAME
+from ript_maniskill.options import ENV_OPTIONS, IMAGE_SIZE_RANGE
 
 INSTALL = 'pip install "ript-core[maniskill]"'
 
 
-@hookimpl
-def ript_backends() -> list[str]:
-    return [NAME]
-
-
-def _missing_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is None
-    except (ImportError, ValueError):  # a parent package hidden or half-installed
-        return True
-
-
 def availability() -> Availability:
     """ManiSkill3, SAPIEN and a Vulkan driver (file checks; no env is built)."""
-    for module in ("mani_skill", "sapien"):
-        if _missing_module(module):
-            return Availability.missing(f"{module} is not installed", INSTALL)
+    missing = first_missing_module(("mani_skill", "sapien"))
+    if missing is not None:
+        return Availability.missing(f"{missing} is not installed", INSTALL)
     from ript_maniskill import rendering
 
     reason = rendering.missing_driver_reason()
@@ -41,46 +40,42 @@ def availability() -> Availability:
     return Availability.ok()
 
 
-@hookimpl
-def ript_check_available(backend: str) -> Availability | None:
-    return availability() if backend == NAME else None
+class ManiSkillSpec(BackendSpec):
+    """Table-top Panda tasks on ManiSkill3's CPU simulation, rendered by SAPIEN."""
+
+    name = NAME
+    env_options = ENV_OPTIONS
+    image_size_range = IMAGE_SIZE_RANGE
+    install_hint = INSTALL
+    # CPU simulation + one camera rendered by lavapipe: docs/backends/maniskill.md
+    footprint = BackendFootprint(NAME, GB // 2, 0.035)
+
+    def availability(self) -> Availability:
+        return availability()
+
+    def catalogue(self) -> list[TaskInfo]:
+        from ript_maniskill.catalogue import catalogue
+
+        return catalogue()
+
+    def make_env(self, task: str, options: dict[str, Any]) -> Any:
+        from ript_maniskill.env import ManiSkillEnv
+
+        return ManiSkillEnv(task, **options)
+
+    def default_adapters(
+        self, task: str, options: dict[str, Any]
+    ) -> tuple[ObservationAdapter, ActionAdapter]:
+        from ript_maniskill.adapters import make_adapters
+
+        return make_adapters()
+
+    def scripted_expert(self, task: str) -> Expert | None:
+        from ript_maniskill.expert import EXPERTS
+
+        return EXPERTS.get(task)
 
 
 @hookimpl
-def ript_task_catalogue(backend: str) -> list[TaskInfo] | None:
-    if backend != NAME:
-        return None
-    from ript_maniskill.catalogue import catalogue
-
-    return catalogue()
-
-
-@hookimpl
-def ript_make_env(backend: str, task: str, options: dict[str, Any]) -> Any:
-    if backend != NAME:
-        return None
-    from ript_maniskill.env import ManiSkillEnv, check_options
-
-    return ManiSkillEnv(task, **check_options(options))
-
-
-@hookimpl
-def ript_default_adapters(
-    backend: str, task: str, options: dict[str, Any]
-) -> tuple[ObservationAdapter, ActionAdapter] | None:
-    if backend != NAME:
-        return None
-    from ript_maniskill.adapters import make_adapters
-    from ript_maniskill.env import check_options
-
-    check_options(options)  # the same options the env gets: fail here, before any worker starts
-    return make_adapters()
-
-
-@hookimpl
-def ript_scripted_expert(backend: str, task: str) -> Any:
-    if backend != NAME:
-        return None
-    from ript_maniskill.expert import EXPERTS
-
-    return EXPERTS.get(task)
+def ript_backends() -> list[BackendSpec]:
+    return [ManiSkillSpec()]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from ript_core import make_env, validate_observation
+from ript_core import check_backend, make_env, validate_observation
 from ript_core.envs.toy.env import BLOCKS, ToyReachEnv
 from ript_core.envs.toy.expert import run_expert_episode
 from ript_core.plugins import get_registry
@@ -20,6 +20,12 @@ def test_passes_gymnasium_env_checker_and_the_ript_contract(task):
     validate_observation(obs, "toy")
     assert info["success"] is False
     assert obs["instruction"] == get_registry().task_info("toy", task).instruction
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_keeps_the_backend_contract(task):
+    check_backend("toy", task)
+    check_backend("toy", task, {"image_size": 32, "step_size": 0.05}, init_states=(199, 7))
 
 
 def rollout(env, init_state, seed, n_steps=12):

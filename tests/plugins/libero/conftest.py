@@ -1,14 +1,14 @@
 """Shared LIBERO fixtures: ONE real env (64 px) for the whole session.
 
 Creating a LIBERO env costs 5-10 s and a reset 2-5 s on a 2-core CPU, so
-tests share the env and each starts with its own ``reset``: the backend's
-promise that a reset does not depend on history is what makes that safe (and
-``test_env.py`` checks it).
+tests share the env and each starts with its own ``reset``.
 """
 
 from __future__ import annotations
 
 import pytest
+
+from tests.plugins.backend_contract import host_fixture
 
 # a libero_goal task: its scene has fixtures (cabinet, stove) placed from
 # np.random at reset, the trap the backend's seeding must close
@@ -22,18 +22,9 @@ def require_libero() -> None:
     pytest.importorskip("libero.libero", reason='LIBERO missing: pip install -e ".[libero]"')
 
 
-@pytest.fixture(scope="session")
-def libero_host():
-    """A rollout-worker ``EnvHost`` (what each worker process runs) owning the env."""
-    require_libero()
-    from ript_core.rollout.workers import EnvHost, ResetCommand
-
-    host = EnvHost()
-    host.handle(ResetCommand("libero", TASK, 0, 0, tuple(ENV_OPTIONS.items())))
-    yield host
-    host.env.close()
+libero_host = host_fixture("libero", TASK, ENV_OPTIONS, require_libero)
 
 
 @pytest.fixture
 def libero_env(libero_host):
-    return libero_host.env
+    return libero_host.env.unwrapped

@@ -37,7 +37,7 @@ def axisangle_atan2(wxyz: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def moved(libero_host):
     """Observations and raw MuJoCo quantities after reset and after a few moves."""
-    env = libero_host.env
+    env = libero_host.env.unwrapped  # the LiberoEnv under the worker's settle wrapper
 
     def raw():
         # a (hard) reset rebuilds the simulator: look everything up afresh

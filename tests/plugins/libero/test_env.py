@@ -1,13 +1,13 @@
-"""Reset determinism on the real simulator: init state i after any history,
-identical trajectories under a fixed action sequence, the seed's role."""
+"""The real simulator: the backend contract (``check_backend``), what the
+init state and the seed each decide, bad actions, the step budget."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ript_core import validate_observation
-from tests.plugins.libero.conftest import IMAGE_SIZE, require_libero
+from ript_core import check_backend
+from tests.plugins.libero.conftest import ENV_OPTIONS, IMAGE_SIZE, TASK, require_libero
 
 require_libero()
 
@@ -25,36 +25,23 @@ def run(env, init_state: int, seed: int):
     return traj
 
 
-def assert_same_step(a, b, where: str) -> None:
-    (oa, *ra), (ob, *rb) = a, b
-    assert ra == rb, where
-    assert oa["instruction"] == ob["instruction"]
-    np.testing.assert_array_equal(oa["state"], ob["state"], err_msg=where)
-    for cam in ("agentview", "wrist"):
-        np.testing.assert_array_equal(oa["images"][cam], ob["images"][cam], err_msg=where)
+def test_keeps_the_backend_contract(libero_env):
+    # reset reproducible after any history (another seed, another init state,
+    # the global RNG scrambled: LIBERO's fixtures would land elsewhere), fixed
+    # actions -> identical trajectories, observations, adapters, options
+    check_backend("libero", TASK, ENV_OPTIONS, env=libero_env, init_states=(2, 3), seed=7)
 
 
-def test_reset_to_init_state_i_is_reproducible_after_any_history(libero_env):
-    env = libero_env
-    first = run(env, init_state=2, seed=7)
-    validate_observation(first[0][0], "libero")
+def test_the_init_state_fixes_the_robot_and_the_seed_the_fixtures(libero_env):
+    first = run(libero_env, init_state=2, seed=7)
     assert first[0][0]["images"]["agentview"].shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
     assert first[0][0]["state"].shape == (9,)
-
-    # Another history: the same init state under another seed, a few steps,
-    # and the global RNG scrambled -- LIBERO's fixtures would now land elsewhere.
-    other = run(env, init_state=2, seed=8)
-    np.random.seed(12345)
-    np.random.random(17)
-    second = run(env, init_state=2, seed=7)
-
-    for k, (a, b) in enumerate(zip(first, second, strict=True)):
-        assert_same_step(a, b, f"step {k}")
-    # the actions really moved the arm, so equal trajectories are not vacuous
+    # the actions really move the arm (the contract's equal trajectories are not vacuous)
     assert np.abs(first[-1][0]["state"][:3] - first[0][0]["state"][:3]).max() > 1e-3
 
     # The registered init state fixes robot and objects exactly; the seed decides
     # what LIBERO draws at reset (fixture placement), which the images show.
+    other = run(libero_env, init_state=2, seed=8)
     np.testing.assert_array_equal(other[0][0]["state"], first[0][0]["state"])
     diff = np.abs(
         other[0][0]["images"]["agentview"].astype(int) - first[0][0]["images"]["agentview"]

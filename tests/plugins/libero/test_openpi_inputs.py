@@ -124,7 +124,7 @@ def openpi_outputs(normalized: np.ndarray, model_state: np.ndarray) -> np.ndarra
 
 @pytest.fixture(scope="module")
 def setup(libero_host, tmp_path_factory):
-    env = libero_host.env
+    env = libero_host.env.unwrapped  # the LiberoEnv under the worker's settle wrapper
     sp_dir = tmp_path_factory.mktemp("sp")
     model = io.BytesIO()
     words = env.instruction.split()

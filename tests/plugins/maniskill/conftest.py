@@ -2,8 +2,7 @@
 
 Building a ManiSkill env costs 4-9 s on a 2-core CPU (a render costs ~35 ms
 per camera per step whatever the size), so tests share the env and each
-starts with its own ``reset``: the backend's promise that a reset does not
-depend on history is what makes that safe (and ``test_env.py`` checks it).
+starts with its own ``reset``.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from __future__ import annotations
 import os
 
 import pytest
+
+from tests.plugins.backend_contract import host_fixture
 
 TASK = "PickCube"
 IMAGE_SIZE = 32
@@ -27,18 +28,9 @@ def require_maniskill() -> None:
         os.environ["VK_ICD_FILENAMES"] = LAVAPIPE_ICD
 
 
-@pytest.fixture(scope="session")
-def maniskill_host():
-    """A rollout-worker ``EnvHost`` (what each worker process runs) owning the env."""
-    require_maniskill()
-    from ript_core.rollout.workers import EnvHost, ResetCommand
-
-    host = EnvHost()
-    host.handle(ResetCommand("maniskill", TASK, 0, 0, tuple(ENV_OPTIONS.items())))
-    yield host
-    host.env.close()
+maniskill_host = host_fixture("maniskill", TASK, ENV_OPTIONS, require_maniskill)
 
 
 @pytest.fixture
 def maniskill_env(maniskill_host):
-    return maniskill_host.env
+    return maniskill_host.env.unwrapped

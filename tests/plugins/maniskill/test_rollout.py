@@ -6,89 +6,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
-import torch
 
-from ript_core import get_registry
+from tests.plugins.backend_contract import two_worker_rollout
 from tests.plugins.maniskill.conftest import ENV_OPTIONS, IMAGE_SIZE, TASK, require_maniskill
 
 require_maniskill()
 
-from ript_core.policy import PI0Policy  # noqa: E402
-from ript_core.rl.actor import PI0Actor  # noqa: E402
-from ript_core.rollout.runner import EpisodeRequest, RolloutRunner  # noqa: E402
-from ript_core.rollout.workers import ProcessEnvPool, ResetCommand  # noqa: E402
-
-MAX_STEPS, REPLAN = 8, 4
-
-
-@pytest.fixture
-def one_torch_thread():
-    # the two env workers need the 2 cores more than the tiny policy does
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_rollout_with_two_workers_and_the_tiny_policy(maniskill_host, one_torch_thread):
-    info = get_registry().task_info("maniskill", TASK)
-    policy = PI0Policy.from_preset(
-        "pi0-tiny", prompts=[info.instruction], seed=0, action_dim=7, state_dim=8, logp_horizon=4
+    # ManiSkill runs on torch itself: its workers hold torch, never a model
+    two_worker_rollout(
+        maniskill_host, "maniskill", TASK, ENV_OPTIONS, IMAGE_SIZE, torch_free_workers=False
     )
-    requests = [
-        EpisodeRequest(0, "maniskill", TASK, init_state=2, seed=11),
-        EpisodeRequest(1, "maniskill", TASK, init_state=4, seed=12),
-        EpisodeRequest(2, "maniskill", TASK, init_state=2, seed=11),  # = 0, other worker/history
-    ]
-    with ProcessEnvPool(2, timeout_s=300) as pool:
-        runner = RolloutRunner(
-            PI0Actor(policy, "sde"),
-            pool,
-            replan_every=REPLAN,
-            max_steps=MAX_STEPS,
-            env_options=ENV_OPTIONS,
-        )
-        rollouts, stats = runner.run(requests)
-        pids = pool.call_all("pid")
-    assert len(set(pids)) == 2
-
-    assert stats.episodes == 3 and stats.discarded_episodes == 0 and stats.n_workers == 2
-    assert stats.env_steps == 3 * MAX_STEPS
-    for r in rollouts:
-        assert (r.success, r.length) == (False, MAX_STEPS)  # 8 untrained steps cannot place a cube
-        assert [s.n_executed for s in r.steps] == [REPLAN, REPLAN]
-        for s in r.steps:
-            assert s.policy_input.state.shape == (8,)
-            assert s.policy_input.prompt == info.instruction
-            assert {k: v.shape for k, v in s.policy_input.images.items()} == {
-                "base_0_rgb": (IMAGE_SIZE, IMAGE_SIZE, 3),
-                "left_wrist_0_rgb": (IMAGE_SIZE, IMAGE_SIZE, 3),
-            }
-            assert np.isfinite(s.record["log_prob"])
-
-    # same context and seed, whichever worker ran it after what: the first
-    # observation is the env's alone, bit-identical
-    first, other, again = rollouts
-    np.testing.assert_array_equal(
-        first.steps[0].policy_input.state, again.steps[0].policy_input.state
-    )
-    for slot, img in first.steps[0].policy_input.images.items():
-        np.testing.assert_array_equal(img, again.steps[0].policy_input.images[slot])
-    assert not np.array_equal(first.steps[0].policy_input.state, other.steps[0].policy_input.state)
-    # the second decision saw the arm moved by the first chunk
-    moved = first.steps[1].policy_input.state[:3] - first.steps[0].policy_input.state[:3]
-    assert np.abs(moved).max() > 1e-4
-
-    # the workers' first policy input equals what this process computes itself
-    reply = maniskill_host.handle(
-        ResetCommand("maniskill", TASK, 2, 11, tuple(ENV_OPTIONS.items()))
-    )
-    obs_adapter, _ = get_registry().default_adapters("maniskill", TASK, ENV_OPTIONS)
-    expected = obs_adapter(reply.obs)
-    np.testing.assert_array_equal(first.steps[0].policy_input.state, expected.state)
-    for slot, img in expected.images.items():
-        np.testing.assert_array_equal(first.steps[0].policy_input.images[slot], img)
 
 
 def test_two_iteration_ript_run_with_bc_on_expert_demos_completes(tmp_path, one_torch_thread):

@@ -37,27 +37,27 @@ class GridWalkEnv(gym.Env):
         index = (options or {}).get("init_state")
         if index is None:
             index = int(self.np_random.integers(self.n_init_states))
-        self._agent, self._goal = self.layout(int(index))
+        self.agent, self.goal = self.layout(int(index))
         self._t = 0
         return self._obs(), {"success": False}
 
     def step(self, action):
         move = np.rint(np.clip(np.asarray(action, dtype=np.float64), -1, 1)).astype(int)
-        self._agent = np.clip(self._agent + move, 0, self.size - 1)
+        self.agent = np.clip(self.agent + move, 0, self.size - 1)
         self._t += 1
-        success = bool(np.array_equal(self._agent, self._goal))
+        success = bool(np.array_equal(self.agent, self.goal))
         truncated = not success and self._t >= self.max_steps
         return self._obs(), float(success), success, truncated, {"success": success}
 
     def render(self) -> np.ndarray:
         img = np.zeros((self.size * CELL, self.size * CELL, 3), dtype=np.uint8)
-        for (r, c), colour in ((self._goal, (0, 200, 0)), (self._agent, (255, 255, 255))):
+        for (r, c), colour in ((self.goal, (0, 200, 0)), (self.agent, (255, 255, 255))):
             img[r * CELL : (r + 1) * CELL, c * CELL : (c + 1) * CELL] = colour
         return img
 
     def _obs(self):
         return {
             "images": {"top": self.render()},
-            "state": self._agent.astype(np.float32),
+            "state": self.agent.astype(np.float32),
             "instruction": "walk to the green cell",
         }

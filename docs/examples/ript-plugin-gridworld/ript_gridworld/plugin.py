@@ -1,56 +1,24 @@
-"""The plugin module named by the entry point: implements ript-core's hooks
-for one backend, ``gridworld``. It imports only ript-core's public API."""
+"""The plugin module named by the entry point: hands ript-core one backend
+spec, ``gridworld``. It imports only ript-core's public API."""
 
 from __future__ import annotations
-
-import importlib.util
 
 import numpy as np
 
 from ript_core import (
     Availability,
+    BackendFootprint,
+    BackendSpec,
     ComposedActionAdapter,
     ComposedObservationAdapter,
     TaskInfo,
     clip_actions,
+    first_missing_module,
     hookimpl,
     slice_action_dims,
 )
 
 NAME = "gridworld"
-
-
-@hookimpl
-def ript_backends():
-    return [NAME]
-
-
-@hookimpl
-def ript_check_available(backend):
-    if backend != NAME:
-        return None
-    # A real plugin checks its simulator here, without importing it.
-    if importlib.util.find_spec("gymnasium") is None:
-        return Availability.missing("gymnasium is not installed", "pip install gymnasium")
-    return Availability.ok()
-
-
-@hookimpl
-def ript_task_catalogue(backend):
-    if backend != NAME:
-        return None
-    return [TaskInfo("walk-5x5", "walk to the green cell", n_init_states=10, max_steps=20)]
-
-
-@hookimpl
-def ript_make_env(backend, task, options):
-    if backend != NAME:
-        return None
-    from ript_gridworld.env import GridWalkEnv  # import the simulator lazily
-
-    if options:
-        raise ValueError(f"gridworld takes no env options, got {sorted(options)}")
-    return GridWalkEnv()
 
 
 def _to_policy(obs):
@@ -61,11 +29,45 @@ def _to_policy(obs):
     }
 
 
+def expert(env, rng, noise):
+    """The scripted expert: one cell towards the goal, read from the
+    (unwrapped) env's privileged state; ``noise`` jitters the move."""
+    move = np.sign(env.goal - env.agent) + rng.normal(0.0, noise, 2)
+    return np.clip(move, -1.0, 1.0).astype(np.float32)
+
+
+class GridworldSpec(BackendSpec):
+    name = NAME
+    env_options = {}  # option name -> default; check_options refuses any other name
+    install_hint = "pip install ript-plugin-gridworld"
+    # one env worker: an interpreter with numpy (bytes), one step (seconds)
+    footprint = BackendFootprint(NAME, 30_000_000, 0.0001)
+
+    def availability(self):
+        # A real plugin checks its simulator here, without importing it.
+        missing = first_missing_module(["gymnasium"])
+        if missing is not None:
+            return Availability.missing(f"{missing} is not installed", "pip install gymnasium")
+        return Availability.ok()
+
+    def catalogue(self):
+        return [TaskInfo("walk-5x5", "walk to the green cell", n_init_states=10, max_steps=20)]
+
+    def make_env(self, task, options):
+        from ript_gridworld.env import GridWalkEnv  # import the simulator lazily
+
+        return GridWalkEnv(**options)
+
+    def default_adapters(self, task, options):
+        return (
+            ComposedObservationAdapter([_to_policy]),
+            ComposedActionAdapter([slice_action_dims(2), clip_actions(-np.ones(2), np.ones(2))]),
+        )
+
+    def scripted_expert(self, task):
+        return expert
+
+
 @hookimpl
-def ript_default_adapters(backend, task, options):
-    if backend != NAME:
-        return None
-    return (
-        ComposedObservationAdapter([_to_policy]),
-        ComposedActionAdapter([slice_action_dims(2), clip_actions(-np.ones(2), np.ones(2))]),
-    )
+def ript_backends():
+    return [GridworldSpec()]
