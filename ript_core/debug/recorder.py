@@ -219,7 +219,7 @@ def record_inference(
             f"got {tuple(noise.shape)}"
         )
     if noise.dtype != torch.float32:
-        # DESIGN §6: noise is float32 whatever the model dtype
+        # noise is float32 whatever the model dtype (docs/policy.md)
         raise ValueError(f"noise must be float32, got {noise.dtype}")
     if policy.config.dtype == "float32" and not allow_tf32:
         require_fp32_highest("recording a float32 policy")
