@@ -15,7 +15,7 @@ from ript_core.policy import PI0Policy, PolicyBatch, SampleOutput
 from ript_core.policy.fast.norms import use_fused_rms_norm
 from ript_core.policy.fast.sampler import FastSampler
 from ript_core.policy_input import PolicyInput
-from ript_core.rl.loop import ppo_loss
+from ript_core.rl.ript import ppo_loss
 
 #: The clip range of the timed update's PPO loss (UpdateConfig's default).
 CLIP = 0.2
