@@ -19,7 +19,6 @@ resumed from its last checkpoint continues exactly as if uninterrupted.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
@@ -37,6 +36,7 @@ from ript_core.policy.activation_checkpointing import set_activation_checkpointi
 from ript_core.policy.fast.compiled_layers import compiled_layers
 from ript_core.policy.strategies import trainable_parameters
 from ript_core.rl import distributed as D
+from ript_core.rl import run_plan
 from ript_core.rl.actor import PI0Actor, fixed_size
 from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import TrainConfig, parse_range
@@ -50,7 +50,7 @@ from ript_core.rl.demos import (
     record_demos,
 )
 from ript_core.rl.evaluate import EvalResult, evaluate
-from ript_core.rl.fsdp import Sharding, fsdp_footprint, save_full_policy
+from ript_core.rl.fsdp import Sharding, save_full_policy
 from ript_core.rl.host_threads import apply_rollout_threads
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
@@ -119,7 +119,7 @@ class Trainer:
         apply_rollout_threads(cfg.torch_threads, self.policy.device)
         # the plan decides "auto"; FSDP shards the loaded weights before the
         # optimizer sees them (it must hold the shards, not the full tensors)
-        self.distributed, self.plan = self._plan_distributed()
+        self.distributed, self.plan = run_plan.plan_distributed(cfg, self.policy, self.dist)
         if self.distributed == "fsdp" and cfg.policy.strategy != "full":
             raise TrainingError(
                 f"policy.strategy={cfg.policy.strategy!r} with update.distributed=fsdp is not "
@@ -177,7 +177,16 @@ class Trainer:
         self.fsdp_comm_timed = bool(
             self.sharding and self.comm_timer and self.sharding.time_collectives(self.comm_timer)
         )
-        self._write_plan()  # before the fit check: a refused plan is worth reading too
+        run_plan.write_plan(  # before the fit check: a refused plan is worth reading too
+            self.run_dir,
+            cfg,
+            self.plan,
+            self.dist,
+            self.policy.device,
+            self.micro_batch,
+            distributed=self.distributed,
+            fsdp_comm_timed=self.fsdp_comm_timed,
+        )
         if not self.plan.fits:
             raise TrainingError(f"this run does not fit the machine:\n{self.plan.summary()}")
         in_process = cfg.rollout.n_workers == 0
@@ -225,121 +234,9 @@ class Trainer:
             dtype=p.dtype,
         )
 
-    def _plan_distributed(self) -> tuple[str, Any]:
-        """``update.distributed`` resolved, and the plan for it.
-
-        ``auto`` replicates (DDP) when the replicated plan fits a device and
-        shards (FSDP) when it does not; one process, or a bf16 policy, never shards.
-        """
-        mode = self.cfg.update.distributed
-        if self.dist.world_size == 1:
-            return "ddp", self._plan()
-        if mode == "auto":
-            replicated = self._plan()
-            # bf16 never shards: FSDP keeps no float32 master weights (RunConfig.check)
-            if replicated.fits or self.cfg.policy.dtype == "bfloat16":
-                return "ddp", replicated
-            mode = "fsdp"
-        return mode, self._plan(sharded=mode == "fsdp")
-
     def _gathered(self) -> contextlib.AbstractContextManager[None]:
         """Rollouts and evaluations: full weights on every rank under FSDP."""
         return self.sharding.gathered() if self.sharding else contextlib.nullcontext()
-
-    def _plan(self, sharded: bool = False):
-        """The memory-aware plan for this rank; the user's explicit settings win."""
-        from ript_core import plan as P
-
-        cfg = self.cfg
-        machine = P.detect_machine()
-        # ranks on one host share its cores and RAM
-        world = self.dist.world_size
-        shared = {
-            "cpu_cores": max(1, machine.cpu_cores // world),
-            "cpu_ram_bytes": machine.cpu_ram_bytes // world,
-        }
-        if machine.device == "cpu":  # the model lives in the same RAM
-            shared.update(
-                device_total_bytes=machine.device_total_bytes // world,
-                device_free_bytes=machine.device_free_bytes // world,
-            )
-        machine = attrs.evolve(machine, **shared)
-        footprint = P.PolicyFootprint.from_hf_config(
-            self.policy.arch.pi0_config,
-            dtype_bytes=self.policy.dtype.itemsize,  # as loaded
-            n_cameras=len(self.policy.arch.cameras),
-        ).for_strategy(
-            cfg.policy.strategy
-            if cfg.policy.strategy != "full" or cfg.policy.train_vlm
-            else "expert",
-            lora=cfg.policy.lora,
-        )
-        footprint = attrs.evolve(footprint, optimizer_moments=cfg.optim.moments)
-        if sharded:  # this rank's share of the sharded gradients and AdamW state
-            footprint = fsdp_footprint(footprint, self.policy.model, world)
-        backend = get_registry().footprint(cfg.env.backend)  # the backend spec's
-        overrides: dict[str, Any] = {}
-        if cfg.rollout.n_workers:
-            overrides["n_env_workers"] = cfg.rollout.n_workers
-        if cfg.update.micro_batch:
-            overrides["train_micro_batch"] = cfg.update.micro_batch
-        if cfg.rollout.pipeline_groups:
-            overrides["pipeline_groups"] = cfg.rollout.pipeline_groups
-        if sharded or cfg.update.activation_checkpointing == "off":
-            overrides["activation_checkpointing"] = False  # FSDP: not supported (config check)
-        elif cfg.update.activation_checkpointing == "on":
-            overrides["activation_checkpointing"] = True
-        return P.plan(
-            machine,
-            footprint,
-            backend,
-            rollouts_per_update=cfg.ript.group_size * cfg.ript.groups_per_iteration,
-            overrides=overrides,
-            replan_every=cfg.env.replan_every,
-            # the estimate assumes the CUDA fast sampler's power-of-two batch
-            # buckets on a GPU; the eager loop runs exact batches
-            inference_cost=None
-            if cfg.policy.fast_sampler
-            else P.InferenceCost.estimate(footprint, machine, bucketed=False),
-        )
-
-    def _write_plan(self) -> None:
-        """``<run_dir>/plan.json``: what the planner chose on every rank (collective).
-
-        Each rank plans for its share of the host (cores, RAM; on CPU also the
-        memory) and its own device, so the plans may differ; benchmarks and
-        post-mortems read them here rather than from the logs.
-        """
-        cfg, plan, device = self.cfg, self.plan, self.policy.device
-        mine = {
-            "rank": self.dist.rank,
-            "local_rank": self.dist.local_rank,
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            **plan.settings(),
-            "micro_batch": self.micro_batch,
-            "env_workers": plan.n_env_workers if cfg.rollout.n_workers != 0 else 0,
-            "in_process_envs": cfg.rollout.in_process_envs if cfg.rollout.n_workers == 0 else 0,
-            "overridden": list(plan.overridden),
-            "predicted_peak_gb": {k: v / 1e9 for k, v in plan.peak_bytes.items()},
-            "usable_gb": plan.usable_bytes / 1e9,
-            "fits": plan.fits,
-            "torch_threads": torch.get_num_threads(),
-        }
-        ranks = D.gather_objects(mine)
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            summary = {
-                "world_size": self.dist.world_size,
-                "distributed_requested": cfg.update.distributed,
-                "distributed": self.distributed,
-                "strategy": cfg.policy.strategy,
-                "dtype": cfg.policy.dtype,
-                "time_comm": cfg.update.time_comm,
-                "fsdp_comm_timed": self.fsdp_comm_timed,
-                "ranks": ranks,
-            }
-            (self.run_dir / "plan.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     def _clock(self) -> float:
         """``perf_counter``; with ``update.time_comm`` after a CUDA synchronise, so
