@@ -43,7 +43,7 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
 
 
 def _tasks_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("backend")
+    p.add_argument("backend", help="a backend name, as `ript plugins` lists them")
 
 
 @command("tasks", "list a backend's tasks", _tasks_args)
@@ -65,7 +65,9 @@ def _expert_args(p: argparse.ArgumentParser) -> None:
         default=BUILTIN_BACKEND,
         help=f"a backend with a scripted expert (default: {BUILTIN_BACKEND})",
     )
-    p.add_argument("--episodes-per-task", type=int, default=50)
+    p.add_argument(
+        "--episodes-per-task", type=int, default=50, help="expert episodes per task (default 50)"
+    )
 
 
 @command("expert", "run a backend's scripted expert and print its success rate", _expert_args)

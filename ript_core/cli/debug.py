@@ -75,9 +75,16 @@ def _record_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed (x_1 drawn on the CPU)")
     p.add_argument("--noise", help=".npy float32 [1, chunk, action_dim] initial noise to use")
-    p.add_argument("--mode", choices=("ode", "sde"), default="ode")
+    p.add_argument(
+        "--mode", choices=("ode", "sde"), default="ode", help="sampler to record (default ode)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, auto (default: the policy's)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="model dtype (default: the checkpoint's)",
+    )
     p.add_argument(
         "--no-layers", action="store_true", help="skip per-layer hidden states (smaller files)"
     )
@@ -195,8 +202,12 @@ def _diff_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="recording A (the reference: its stage order is used)")
     p.add_argument("b", help="recording B")
     p.add_argument("--map", dest="mapping", help="YAML stage mapping from A's names to B's")
-    p.add_argument("--atol", type=float, default=1e-5)
-    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument(
+        "--atol", type=float, default=1e-5, help="absolute tolerance per element (default 1e-5)"
+    )
+    p.add_argument(
+        "--rtol", type=float, default=1e-4, help="relative tolerance per element (default 1e-4)"
+    )
     p.add_argument("--stages", nargs="*", help="only stages of A matching these globs")
     p.add_argument("--brief", action="store_true", help="list only failing and missing stages")
 

@@ -29,13 +29,20 @@ if TYPE_CHECKING:
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
     pol = p.add_argument_group("policy")
-    pol.add_argument("--preset", choices=("pi0", "pi0-tiny"), default="pi0-tiny")
+    pol.add_argument(
+        "--preset",
+        choices=("pi0", "pi0-tiny"),
+        default="pi0-tiny",
+        help="policy architecture to plan for (default pi0-tiny)",
+    )
     pol.add_argument(
         "--strategy",
         default="full",
         help="full | expert | lora (default full); every strategy's costs are printed too",
     )
-    pol.add_argument("--lora-rank", type=int, default=32)
+    pol.add_argument(
+        "--lora-rank", type=int, default=32, help="LoRA rank with --strategy lora (default 32)"
+    )
     pol.add_argument(
         "--lora-targets",
         default="vlm,expert",
@@ -61,7 +68,12 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
         help="denoising steps recomputed with grad per sample (default: all sampling steps)",
     )
     run = p.add_argument_group("run")
-    run.add_argument("--rollouts-per-update", type=int, default=64)
+    run.add_argument(
+        "--rollouts-per-update",
+        type=int,
+        default=64,
+        help="episodes per RIPT update: group_size x groups_per_iteration (default 64)",
+    )
     run.add_argument(
         "--replan-every", type=int, default=5, help="env steps per action chunk (default 5)"
     )
@@ -85,7 +97,12 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
         help="the installed backend whose per-env cost (its spec's footprint) to plan with",
     )
     env.add_argument("--env-ram-gb", type=float, default=None, help="RAM of one env worker")
-    env.add_argument("--env-step-ms", type=float, default=None, help="seconds of one env step, ms")
+    env.add_argument(
+        "--env-step-ms",
+        type=float,
+        default=None,
+        help="one env step's wall time in milliseconds (default: the backend's footprint)",
+    )
     inf = p.add_argument_group(
         "policy speed (default: estimated from the architecture; give measured numbers)"
     )
@@ -94,17 +111,39 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
         "--policy-sample-ms", type=float, default=None, help="ms per sample of a policy call"
     )
     m = p.add_argument_group("machine (default: this one; any flag plans for another)")
-    m.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    m.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: this machine's"
+    )
     m.add_argument("--device-memory-gb", type=float, default=None, help="GPU memory (implies cuda)")
-    m.add_argument("--device-free-gb", type=float, default=None)
-    m.add_argument("--cpu-ram-gb", type=float, default=None)
-    m.add_argument("--cores", type=int, default=None)
+    m.add_argument(
+        "--device-free-gb", type=float, default=None, help="free GPU memory (default: measured)"
+    )
+    m.add_argument(
+        "--cpu-ram-gb", type=float, default=None, help="host RAM (default: this machine's)"
+    )
+    m.add_argument(
+        "--cores", type=int, default=None, help="usable CPU cores (default: this machine's)"
+    )
     o = p.add_argument_group("overrides (win over the planner's choice)")
-    o.add_argument("--n-env-workers", type=int, default=None)
-    o.add_argument("--inference-batch", type=int, default=None)
-    o.add_argument("--train-micro-batch", type=int, default=None)
-    o.add_argument("--grad-accum", type=int, default=None)
-    o.add_argument("--activation-checkpointing", choices=("on", "off"), default=None)
+    o.add_argument(
+        "--n-env-workers", type=int, default=None, help="env worker processes (rollout.n_workers)"
+    )
+    o.add_argument(
+        "--inference-batch", type=int, default=None, help="largest batch of one policy call"
+    )
+    o.add_argument(
+        "--train-micro-batch",
+        type=int,
+        default=None,
+        help="decisions per forward/backward in the update (update.micro_batch)",
+    )
+    o.add_argument("--grad-accum", type=int, default=None, help="micro-batches per optimizer step")
+    o.add_argument(
+        "--activation-checkpointing",
+        choices=("on", "off"),
+        default=None,
+        help="recompute activations in the update (update.activation_checkpointing)",
+    )
     o.add_argument(
         "--pipeline-groups", type=int, default=None, help="env worker groups (1: lock-step)"
     )

@@ -56,8 +56,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from run_dir's latest checkpoint"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 @command(
@@ -76,18 +78,35 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "checkpoint", help="a saved policy directory (e.g. runs/x/checkpoints/iter_000010/policy)"
     )
-    p.add_argument("--backend", default=BUILTIN_BACKEND)
+    p.add_argument(
+        "--backend", default=BUILTIN_BACKEND, help=f"the tasks' backend (default {BUILTIN_BACKEND})"
+    )
     p.add_argument("--tasks", nargs="*", default=[], help="task names (default: all)")
     p.add_argument("--init-states", default="0:", help="e.g. 40: or 0:10 or 3,5,7")
-    p.add_argument("--episodes-per-init-state", type=int, default=1)
-    p.add_argument("--mode", choices=("ode", "sde"), default="ode")
+    p.add_argument(
+        "--episodes-per-init-state",
+        type=int,
+        default=1,
+        help="episodes per (task, init state), each with its own noise seed (default 1)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("ode", "sde"),
+        default="ode",
+        help="ode: deterministic Euler sampling (default); sde: the stochastic sampler RIPT trains",
+    )
     p.add_argument("--workers", type=int, default=1, help="env worker processes (0: in-process)")
-    p.add_argument("--replan-every", type=int, default=5)
+    p.add_argument(
+        "--replan-every",
+        type=int,
+        default=5,
+        help="env steps executed per action chunk (env.replan_every; default 5)",
+    )
     p.add_argument(
         "--max-steps", type=int, default=None, help="episode budget (env.max_steps in a config)"
     )
     add_env_option_argument(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' noise and resets")
     p.add_argument(
         "--threads",
         type=int,
@@ -164,7 +183,7 @@ def _demos_args(p: argparse.ArgumentParser) -> None:
         "--init-states", default="0:", help="the init states to draw the episodes from, in order"
     )
     p.add_argument("--noise", type=float, default=0.0, help="expert motion noise (if supported)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' noise and resets")
     add_env_option_argument(p)
     p.add_argument("-o", "--out", required=True, help="output .npz (read by bc.demos_file)")
 

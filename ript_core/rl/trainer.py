@@ -337,7 +337,8 @@ class Trainer:
         D.barrier()
 
     def say(self, msg: str) -> None:
-        if self.dist.is_main and self.progress:
+        # results (evaluation tables, the summary) print even without progress bars
+        if self.dist.is_main:
             print(msg, flush=True)
 
     # -- phases -----------------------------------------------------------------------

@@ -207,3 +207,12 @@ def test_torch_threads_is_validated_and_applied(tiny_cfg):
             assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_without_progress_bars_the_results_still_print(tiny_cfg, capsys):
+    # `--quiet` hides the bars, not the evaluation tables and the summary
+    with Trainer(tiny_cfg(ript={"iterations": 1}, checkpoint_every=0), progress=False) as trainer:
+        trainer.run()
+    out = capsys.readouterr().out
+    assert "evaluation (before RIPT" in out and "evaluation (after RIPT" in out
+    assert "success rate on held-out init states:" in out
