@@ -58,13 +58,20 @@ class BrokenPlugin:
     install: str
 
 
-def _install_hint(ep: metadata.EntryPoint) -> str:
+def _install_hint(ep: metadata.EntryPoint, exc: BaseException) -> str:
+    """The command that fixes a plugin that failed to import."""
     dist = ep.dist
+    extras = (dist.metadata.get_all("Provides-Extra") or []) if dist is not None else []
+    if dist is not None and ep.name in extras:
+        return f'pip install "{dist.name}[{ep.name}]" (from a clone: pip install -e ".[{ep.name}]")'
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    plugin_package = ep.value.split(":")[0].split(".")[0]
+    if missing and missing.split(".")[0] != plugin_package:
+        # the plugin imports a simulator SDK (or another dependency) that is not installed
+        owner = f"plugin package {dist.name}" if dist is not None else f"entry point {ep.value!r}"
+        return f"install the module {missing!r} that the {owner} imports"
     if dist is None:
         return f"reinstall the package that provides entry point {ep.value!r}"
-    extras = dist.metadata.get_all("Provides-Extra") or []
-    if ep.name in extras:
-        return f'pip install "{dist.name}[{ep.name}]"'
     return f"pip install --force-reinstall {dist.name}"
 
 
@@ -97,7 +104,7 @@ class PluginRegistry:
                 plugin = ep.load()
             except Exception as exc:  # any import-time failure is the plugin's, not ours
                 self.broken.append(
-                    BrokenPlugin(ep.name, distribution, _error_line(exc), _install_hint(ep))
+                    BrokenPlugin(ep.name, distribution, _error_line(exc), _install_hint(ep, exc))
                 )
                 continue
             try:

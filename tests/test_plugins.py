@@ -117,7 +117,8 @@ def test_broken_plugin_is_named_with_its_fix_and_others_still_load(tmp_path):
     assert out[1] == "4"
     assert (
         "brokensim | ModuleNotFoundError: No module named 'simulator_that_is_not_installed'"
-        " | pip install --force-reinstall ript_broken_sim"
+        " | install the module 'simulator_that_is_not_installed' that the plugin package"
+        " ript_broken_sim imports"
     ) in out[2:]
     # and the CLI shows it instead of a traceback
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
@@ -137,7 +138,9 @@ def test_plugin_named_after_an_extra_gets_the_extra_install_line(tmp_path):
         "print(*[b.install for b in get_registry().broken if b.name == 'mysim'])",
         [tmp_path],
     )
-    assert proc.stdout.strip() == 'pip install "ript_extra_sim[mysim]"', proc.stderr
+    assert proc.stdout.strip() == (
+        'pip install "ript_extra_sim[mysim]" (from a clone: pip install -e ".[mysim]")'
+    ), proc.stderr
 
 
 def test_hook_tracing_env_var_prints_hook_calls(tmp_path):

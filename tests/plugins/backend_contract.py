@@ -173,7 +173,7 @@ def report_without(module: str, backend: str, build: str) -> list[str]:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "True []"  # the plugin loaded (it is not "broken"), the simulator did not
-    install = f'pip install "ript-core[{backend}]"'
+    install = f'pip install "ript-core[{backend}]" (from a clone: pip install -e ".[{backend}]")'
     assert lines[1] == f"False | {module} is not installed | {install}"
     assert lines[2] == f"raised: backend {backend!r} is not available: {module} is not installed"
     assert lines[3] == f"  fix: {install}"

@@ -23,7 +23,7 @@ from ript_core import (
 from ript_libero import NAME
 from ript_libero.options import ENV_OPTIONS
 
-INSTALL = 'pip install "ript-core[libero]"'
+INSTALL = 'pip install "ript-core[libero]" (from a clone: pip install -e ".[libero]")'
 
 
 def availability() -> Availability:

@@ -24,7 +24,7 @@ from ript_core import (
 from ript_maniskill import NAME
 from ript_maniskill.options import ENV_OPTIONS, IMAGE_SIZE_RANGE
 
-INSTALL = 'pip install "ript-core[maniskill]"'
+INSTALL = 'pip install "ript-core[maniskill]" (from a clone: pip install -e ".[maniskill]")'
 
 
 def availability() -> Availability:
