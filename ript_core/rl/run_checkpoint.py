@@ -4,7 +4,8 @@ Layout: ``<run_dir>/checkpoints/iter_000010/`` holds ``policy/`` (weights as
 safetensors + config + stats + tokenizer, loadable on its own) and
 ``trainer.pt`` (optimizer, LR schedule, sampler history, RNG states of every
 rank, iteration counter). A checkpoint is built in a ``.tmp`` directory and
-renamed into place; ``latest`` names the newest complete one and is replaced
+renamed into place; ``latest`` is a relative symlink to the newest complete
+one (so ``checkpoints/latest/policy`` works as a path) and is replaced
 atomically, so a process killed at any instant leaves either the previous or
 the new checkpoint, never half of one.
 """
@@ -30,10 +31,26 @@ def checkpoint_root(run_dir: str | Path) -> Path:
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     root = checkpoint_root(run_dir)
     pointer = root / LATEST
-    if not pointer.is_file():
+    if pointer.is_symlink():
+        name = os.readlink(pointer)
+    elif pointer.is_file():  # a text pointer: runs written before the symlink
+        name = pointer.read_text().strip()
+    else:
         return None
-    path = root / pointer.read_text().strip()
+    path = root / name
     return path if (path / "trainer.pt").is_file() else None
+
+
+def _point_latest(root: Path, name: str) -> None:
+    """Replace ``root/latest`` atomically with a symlink to ``name`` (a text
+    file holding the name where the filesystem has no symlinks)."""
+    pointer_tmp = root / f"{LATEST}.tmp"
+    pointer_tmp.unlink(missing_ok=True)
+    try:
+        os.symlink(name, pointer_tmp, target_is_directory=True)
+    except OSError:
+        pointer_tmp.write_text(name)
+    os.replace(pointer_tmp, root / LATEST)
 
 
 def rng_state() -> dict[str, Any]:
@@ -86,9 +103,7 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
-    pointer_tmp = root / f"{LATEST}.tmp"
-    pointer_tmp.write_text(name)
-    os.replace(pointer_tmp, root / LATEST)
+    _point_latest(root, name)
     _fsync_dir(root)
     done = sorted(p for p in root.glob("iter_*") if p.is_dir() and not p.name.endswith(".tmp"))
     for old in done[:-keep] if keep > 0 else []:
