@@ -24,6 +24,7 @@ from ript_core.plugins import get_registry
 from ript_core.policy import NormStats, PI0Policy
 from ript_core.rl.distributed_update import clip_grad_norm
 from ript_core.rl.optimizer import make_adamw
+from ript_core.rl.progress import progress as progress_bar
 
 
 @attrs.define
@@ -114,8 +115,6 @@ def behaviour_clone(
 ) -> list[float]:
     """Plain flow-matching BC with AdamW (``moments``: see
     ript_core.rl.optimizer); returns the loss curve."""
-    from tqdm.auto import tqdm
-
     # float32 master weights for a bf16 policy (ript_core.rl.optimizer)
     opt, params = make_adamw(
         [p for p in policy.parameters() if p.requires_grad],
@@ -126,7 +125,7 @@ def behaviour_clone(
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     losses = []
-    bar = tqdm(range(steps), desc="BC warm start", disable=not progress, leave=False)
+    bar = progress_bar(range(steps), "BC warm start", progress, leave=False)
     for _ in bar:
         idx = rng.choice(len(demos), size=min(batch_size, len(demos)), replace=False)
         loss = bc_loss_on(policy, demos, idx, gen)

@@ -54,6 +54,7 @@ from ript_core.rl.fsdp import Sharding, save_full_policy
 from ript_core.rl.host_threads import apply_rollout_threads
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
+from ript_core.rl.progress import progress as progress_bar
 from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
 from ript_core.rl.rollout_setup import rollout_setup, select_tasks
 from ript_core.rl.run_checkpoint import (
@@ -470,14 +471,12 @@ class Trainer:
             self.logger.log(0, before.metrics())
             if cfg.checkpoint_every:
                 self.checkpoint()
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
+        bar = progress_bar(
             range(self.iteration, cfg.ript.iterations),
-            desc="RIPT",
+            "RIPT",
+            self.progress and self.dist.is_main,
             initial=self.iteration,
             total=cfg.ript.iterations,
-            disable=not (self.progress and self.dist.is_main),
         )
         for _ in bar:
             start = time.perf_counter()
