@@ -13,8 +13,8 @@ import attrs
 
 from ript_core.cli.console import console
 from ript_core.cli.registry import command
+from ript_core.plan.footprint import OPTIMIZER_MOMENTS
 from ript_core.plugins import BUILTIN_BACKEND, get_registry
-from ript_core.rl.config import MOMENTS
 
 # the planner is imported by the functions that use it: building the parser
 # (`ript --help`) needs none of it
@@ -57,7 +57,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     pol.add_argument("--cameras", type=int, default=None, help="camera slots (pi0 default 3)")
     pol.add_argument(
         "--optim-moments",
-        choices=MOMENTS,
+        choices=OPTIMIZER_MOMENTS,
         default="fp32",
         help="AdamW's moments, as optim.moments (8bit: bitsandbytes' AdamW8bit)",
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-GB = 1_000_000_000
+from ript_core.envs.spec import GB  # one definition: backend footprints count in it too
+
+__all__ = ["GB", "fmt_gb"]
 
 
 def fmt_gb(n_bytes: float) -> str:

@@ -14,9 +14,6 @@ import attrs
 from ript_core.plan.footprint import OPTIMIZER_MOMENTS
 from ript_core.policy.config import PolicyConfig
 
-#: ``optim.moments``: how AdamW stores its two moments (ript_core.rl.optimizer)
-MOMENTS = OPTIMIZER_MOMENTS
-
 DistributedMode = Literal["ddp", "fsdp", "auto"]
 DISTRIBUTED_MODES = ("ddp", "fsdp", "auto")
 
@@ -180,7 +177,7 @@ class TrainConfig:
             problems.append("ript.group_size must be >= 2 (leave-one-out needs a group)")
         if self.optim.schedule not in ("constant", "cosine"):
             problems.append(f"optim.schedule {self.optim.schedule!r}: use 'constant' or 'cosine'")
-        if self.optim.moments not in MOMENTS:
+        if self.optim.moments not in OPTIMIZER_MOMENTS:
             problems.append(f"optim.moments {self.optim.moments!r}: use 'fp32' or '8bit'")
         elif self.optim.moments == "8bit":
             missing = bitsandbytes_missing()

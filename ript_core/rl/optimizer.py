@@ -46,7 +46,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ript_core.rl.config import MOMENTS, bitsandbytes_missing
+from ript_core.plan.footprint import OPTIMIZER_MOMENTS
+from ript_core.rl.config import bitsandbytes_missing
 
 
 def _move_grad(master: torch.Tensor, param: torch.Tensor) -> None:
@@ -190,8 +191,8 @@ def make_adamw(
     ``moments``: ``"fp32"`` (torch's AdamW; on CUDA its fused implementation,
     which keeps no extra copy of the parameters per step, as the planner
     assumes) or ``"8bit"`` (bitsandbytes' AdamW8bit, module docstring)."""
-    if moments not in MOMENTS:
-        raise ValueError(f"optim.moments {moments!r}: use one of {', '.join(MOMENTS)}")
+    if moments not in OPTIMIZER_MOMENTS:
+        raise ValueError(f"optim.moments {moments!r}: use one of {', '.join(OPTIMIZER_MOMENTS)}")
     params = list(params)
     if moments == "8bit":
         adamw.pop("fused", None)  # bitsandbytes has its own kernels

@@ -51,9 +51,6 @@ class PlainProgress:
                 last = now
         self._line(self.clock() - start)
 
-    def close(self) -> None:
-        pass
-
     def _line(self, elapsed: float) -> None:
         done = f"{self.n}/{self.total}" if self.total else str(self.n)
         pct = f" ({self.n / self.total:.0%})" if self.total else ""
