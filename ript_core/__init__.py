@@ -15,6 +15,7 @@ from ript_core.envs.interfaces import (
     slice_action_dims,
 )
 from ript_core.envs.options import check_env_options
+from ript_core.envs import mujoco_gl, robosuite_state
 from ript_core.envs.reset import requested_init_state
 from ript_core.envs.spec import (
     GB,
@@ -53,7 +54,9 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "make_env",
+    "mujoco_gl",
     "requested_init_state",
+    "robosuite_state",
     "slice_action_dims",
     "validate_observation",
     "check_env_options",

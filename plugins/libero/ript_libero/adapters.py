@@ -5,7 +5,8 @@ Observation (openpi ``examples/libero/main.py`` + ``LiberoInputs``):
 1. :func:`rotate_180` -- both cameras turned 180 degrees (robosuite renders
    upside down; the pi0 LIBERO training frames are upright);
 2. :func:`compose_state` -- 8-d state ``eef_pos (3) + axis-angle of the eef
-   quaternion (3) + gripper joint positions (2)``;
+   quaternion (3) + gripper joint positions (2)`` (``ript_core.robosuite_state``,
+   shared with the robosuite backend);
 3. :func:`to_policy_fields` -- agent view -> ``base_0_rgb``, wrist ->
    ``left_wrist_0_rgb``; ``right_wrist_0_rgb`` is left out, which the policy
    turns into a black image with mask False (pi0's convention).
@@ -32,7 +33,6 @@ openpi's unclipped actions give it).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -41,30 +41,16 @@ from ript_core import (
     ComposedActionAdapter,
     ComposedObservationAdapter,
     clip_actions,
+    robosuite_state,
     slice_action_dims,
 )
 from ript_libero.catalogue import ACTION_DIM
 
 CAMERA_SLOTS = {"base_0_rgb": "agentview", "left_wrist_0_rgb": "wrist"}
-POLICY_STATE_DIM = 8
+POLICY_STATE_DIM = robosuite_state.POLICY_DIM
+quat2axisangle = robosuite_state.quat2axisangle  # where the tests and older code look
 ACTION_LOW = -np.ones(ACTION_DIM, dtype=np.float32)
 ACTION_HIGH = np.ones(ACTION_DIM, dtype=np.float32)
-
-
-def quat2axisangle(quat: np.ndarray) -> np.ndarray:
-    """Axis-angle ``axis * angle`` (float64, 3) of a unit quaternion ``(x, y, z, w)``.
-
-    openpi's / robosuite's convention: ``angle = 2 acos(w)`` in ``[0, 2 pi]``
-    (a quaternion with ``w < 0`` gives an angle above pi rather than being
-    flipped to the other hemisphere), and the zero vector when the rotation
-    is the identity. ``w`` is clipped to ``[-1, 1]`` against rounding.
-    """
-    q = np.asarray(quat, dtype=np.float64).reshape(4)
-    w = min(max(float(q[3]), -1.0), 1.0)
-    den = math.sqrt(1.0 - w * w)
-    if math.isclose(den, 0.0):
-        return np.zeros(3, dtype=np.float64)
-    return q[:3] * (2.0 * math.acos(w)) / den
 
 
 def rotate_180(obs: dict[str, Any]) -> dict[str, Any]:
@@ -73,14 +59,7 @@ def rotate_180(obs: dict[str, Any]) -> dict[str, Any]:
 
 
 def compose_state(obs: dict[str, Any]) -> dict[str, Any]:
-    raw = np.asarray(obs["state"], dtype=np.float64)
-    if raw.shape != (9,):
-        raise ValueError(
-            f"LIBERO observation state has shape {raw.shape}, expected (9,) = eef_pos (3), "
-            "eef_quat xyzw (4), gripper_qpos (2); is this observation from the libero backend?"
-        )
-    state = np.concatenate([raw[0:3], quat2axisangle(raw[3:7]), raw[7:9]])
-    return {**obs, "state": state}
+    return {**obs, "state": robosuite_state.policy_state(obs["state"], "LIBERO")}
 
 
 def to_policy_fields(obs: dict[str, Any]) -> dict[str, Any]:

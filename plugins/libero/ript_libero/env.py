@@ -21,21 +21,19 @@ scene is a function of those four numbers, whatever the process ran before.
 
 from __future__ import annotations
 
-import atexit
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from ript_core import requested_init_state
-from ript_libero import catalogue, rendering
+from ript_core import mujoco_gl, requested_init_state, robosuite_state
+from ript_libero import catalogue
 from ript_libero.options import DEFAULT_IMAGE_SIZE, ENV_OPTIONS, check_options  # noqa: F401
 
 CAMERAS = {"agentview": "agentview_image", "wrist": "robot0_eye_in_hand_image"}
-STATE_LAYOUT = {"eef_pos": slice(0, 3), "eef_quat": slice(3, 7), "gripper_qpos": slice(7, 9)}
-STATE_DIM = 9
+STATE_LAYOUT = robosuite_state.RAW_LAYOUT
+STATE_DIM = robosuite_state.RAW_DIM
 # Mixed into the scene seed so that LIBERO scenes do not share a stream with
 # anything else seeded from the same small integers.
 _SEED_TAG = 0x11BE50
@@ -77,7 +75,7 @@ class LiberoEnv(gym.Env):
         )
         self.action_space = gym.spaces.Box(-1.0, 1.0, (catalogue.ACTION_DIM,), np.float32)
 
-        self.gl_backend = rendering.select_backend()
+        self.gl_backend = mujoco_gl.select_backend(who="LIBERO")
         from libero.libero.envs import OffScreenRenderEnv  # imports robosuite + mujoco
 
         self._env = OffScreenRenderEnv(
@@ -88,7 +86,7 @@ class LiberoEnv(gym.Env):
         self._raw: dict[str, Any] = {}
         self._t = 0
         self.init_state = -1
-        _close_at_exit(self)
+        mujoco_gl.close_at_exit(self)
 
     # -- gymnasium API ------------------------------------------------------------------
     def reset(
@@ -148,38 +146,10 @@ class LiberoEnv(gym.Env):
         return self._env.env
 
 
-_LIVE: weakref.WeakSet[LiberoEnv] = weakref.WeakSet()
-_AT_EXIT_REGISTERED = False
-
-
-def _close_at_exit(env: LiberoEnv) -> None:
-    """Close live envs before robosuite's EGL display is terminated.
-
-    robosuite registers ``eglTerminate`` with ``atexit`` when it creates its
-    first GL context; a context still alive after that fails to free itself
-    and prints an ``EGLError`` traceback at interpreter exit (rollout workers
-    exit without closing their env). ``atexit`` runs handlers last-in
-    first-out, so registering after the first env exists runs ours first.
-    """
-    global _AT_EXIT_REGISTERED
-    _LIVE.add(env)
-    if not _AT_EXIT_REGISTERED:
-        atexit.register(lambda: [e.close() for e in list(_LIVE)])
-        _AT_EXIT_REGISTERED = True
-
-
 def to_observation(raw: Mapping[str, Any], instruction: str) -> dict[str, Any]:
-    """robosuite's observation dict -> this backend's (contract) observation.
-
-    robosuite samples its proprio observables at the first physics substep of
-    a control step, so after ``step()`` they trail the simulator's final
-    state by a few milliseconds of motion; openpi's pipeline sees the same.
-    """
-    state = np.concatenate(
-        [raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]]
-    ).astype(np.float64)
+    """robosuite's observation dict -> this backend's (contract) observation."""
     return {
         "images": {cam: np.array(raw[key], dtype=np.uint8) for cam, key in CAMERAS.items()},
-        "state": state,
+        "state": robosuite_state.raw_state(raw),
         "instruction": instruction,
     }

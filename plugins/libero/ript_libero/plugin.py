@@ -19,6 +19,7 @@ from ript_core import (
     TaskInfo,
     first_missing_module,
     hookimpl,
+    mujoco_gl,
 )
 from ript_libero import NAME
 from ript_libero.options import ENV_OPTIONS
@@ -40,17 +41,9 @@ def availability() -> Availability:
                 return Availability.missing(f"LIBERO's {key} directory {path} is missing", INSTALL)
     except Exception as exc:  # the official PyPI `libero` without its downloaded assets, ...
         return Availability.missing(f"LIBERO is not usable: {type(exc).__name__}: {exc}", INSTALL)
-    from ript_libero import rendering
-
-    requested = os.environ.get("MUJOCO_GL", "").strip().lower()
-    backends = (requested,) if requested in rendering.LIBRARIES else rendering.DEFAULT_ORDER
-    if requested in ("", *rendering.LIBRARIES) and not any(
-        rendering.library_present(b) for b in backends
-    ):
-        return Availability.missing(
-            f"no offscreen OpenGL library for MUJOCO_GL={requested or 'egl/osmesa'}",
-            rendering.INSTALL_HINT,
-        )
+    reason = mujoco_gl.missing_library_reason()
+    if reason is not None:
+        return Availability.missing(reason, mujoco_gl.INSTALL_HINT)
     return Availability.ok()
 
 

@@ -1,31 +1,42 @@
-"""Choosing MuJoCo's offscreen OpenGL backend before robosuite is imported.
+"""Offscreen OpenGL for MuJoCo-based backends (LIBERO, robosuite, ...).
 
-MuJoCo and robosuite pick their GL platform from ``MUJOCO_GL`` (and PyOpenGL
-from ``PYOPENGL_PLATFORM``) once, at import time, so the choice has to be
-made before the first env of a process is built:
+A public helper module (``from ript_core import mujoco_gl``): every plugin
+that renders with MuJoCo needs the same three things, written once here.
 
-- ``MUJOCO_GL`` set by the user: that backend, or an error if it cannot render;
-- unset: ``egl`` (GPU drivers, or Mesa's software EGL on CPU machines), then
-  ``osmesa`` (pure software);
-- neither works: an error that names the system packages to install.
+1. :func:`select_backend` -- choose MuJoCo's offscreen GL backend before
+   mujoco/robosuite are imported. They pick their GL platform from
+   ``MUJOCO_GL`` (and PyOpenGL from ``PYOPENGL_PLATFORM``) once, at import
+   time, so the choice is made before a process builds its first env:
 
-"Works" means a 8x8 frame really renders, checked in a short subprocess: a
-failed GL initialisation can leave a process unable to try another backend.
+   - ``MUJOCO_GL`` set by the user: that backend, or an error if it cannot render;
+   - unset: ``egl`` (GPU drivers, or Mesa's software EGL on CPU machines), then
+     ``osmesa`` (pure software);
+   - neither works: an error that names the system packages to install.
+
+   "Works" means a 8x8 frame really renders, checked in a short subprocess: a
+   failed GL initialisation can leave a process unable to try another backend.
+2. :func:`missing_library_reason` -- the cheap check for a spec's
+   ``availability()`` (loads the shared library, renders nothing).
+3. :func:`close_at_exit` -- close live envs before robosuite's EGL display is
+   terminated, so that interpreter exit prints no ``EGLError`` tracebacks.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 from collections.abc import Callable, MutableMapping
+from typing import Any
 
 DEFAULT_ORDER = ("egl", "osmesa")
 # Set once a backend was probed successfully; worker processes inherit it
 # and skip the probe.
-PROBED_VAR = "RIPT_LIBERO_GL_OK"
+PROBED_VAR = "RIPT_MUJOCO_GL_OK"
 
 LIBRARIES = {
     "egl": ("libEGL.so.1", "libEGL.so"),
@@ -72,6 +83,23 @@ def library_present(backend: str) -> bool:
     return False
 
 
+def missing_library_reason(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """Why no GL backend can work here (its library is absent), or None.
+
+    For a spec's ``availability()``: loads shared libraries only, renders
+    nothing. A ``MUJOCO_GL`` this module does not know (``glfw``, ...) is the
+    user's business and passes.
+    """
+    environ = os.environ if environ is None else environ
+    requested = environ.get("MUJOCO_GL", "").strip().lower()
+    if requested and requested not in LIBRARIES:
+        return None
+    backends = (requested,) if requested else DEFAULT_ORDER
+    if any(library_present(b) for b in backends):
+        return None
+    return f"no offscreen OpenGL library for MUJOCO_GL={requested or 'egl/osmesa'}"
+
+
 def gl_environ(backend: str, environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """The environment variables that make MuJoCo, robosuite and PyOpenGL use ``backend``."""
     env = dict(os.environ if environ is None else environ)
@@ -107,11 +135,13 @@ def probe(backend: str, timeout_s: float = 120.0) -> str | None:
 def select_backend(
     environ: MutableMapping[str, str] | None = None,
     prober: Callable[[str], str | None] = probe,
+    who: str = "MuJoCo",
 ) -> str:
     """Choose the GL backend and write it into ``environ`` (default ``os.environ``).
 
     Must run before mujoco/robosuite are imported in this process; once they
     are, the backend they picked is kept (it cannot change any more).
+    ``who`` names the backend in the error (``"LIBERO"``, ``"robosuite"``).
     """
     environ = os.environ if environ is None else environ
     requested = environ.get("MUJOCO_GL", "").strip().lower()
@@ -131,10 +161,32 @@ def select_backend(
     tried = "; ".join(f"MUJOCO_GL={b}: {r}" for b, r in reasons.items())
     if requested:
         raise RenderingUnavailableError(
-            f"LIBERO cannot render with MUJOCO_GL={requested} ({tried}). Unset MUJOCO_GL to "
+            f"{who} cannot render with MUJOCO_GL={requested} ({tried}). Unset MUJOCO_GL to "
             f"let ript try egl then osmesa, or {INSTALL_HINT}"
         )
     raise RenderingUnavailableError(
-        f"LIBERO needs offscreen rendering and no MuJoCo GL backend works here ({tried}); "
+        f"{who} needs offscreen rendering and no MuJoCo GL backend works here ({tried}); "
         f"{INSTALL_HINT}"
     )
+
+
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+_AT_EXIT_REGISTERED = False
+
+
+def close_at_exit(env: Any) -> None:
+    """Close ``env`` (anything with ``close()``) at interpreter exit, before
+    robosuite's EGL display is terminated.
+
+    robosuite registers ``eglTerminate`` with ``atexit`` when it creates its
+    first GL context; a context still alive after that fails to free itself
+    and prints an ``EGLError`` traceback at interpreter exit (rollout workers
+    exit without closing their env). ``atexit`` runs handlers last-in
+    first-out, so registering after the first env exists runs ours first.
+    Call it right after the env's first GL context exists.
+    """
+    global _AT_EXIT_REGISTERED
+    _LIVE.add(env)
+    if not _AT_EXIT_REGISTERED:
+        atexit.register(lambda: [e.close() for e in list(_LIVE)])
+        _AT_EXIT_REGISTERED = True
