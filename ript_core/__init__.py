@@ -3,6 +3,7 @@
 The public API that plugins and research code import lives here.
 """
 
+from ript_core.envs import mujoco_gl, robosuite_state
 from ript_core.envs.catalogue import Availability, TaskInfo
 from ript_core.envs.conformance import BackendCheckError, check_backend
 from ript_core.envs.interfaces import (
@@ -15,7 +16,6 @@ from ript_core.envs.interfaces import (
     slice_action_dims,
 )
 from ript_core.envs.options import check_env_options
-from ript_core.envs import mujoco_gl, robosuite_state
 from ript_core.envs.reset import requested_init_state
 from ript_core.envs.spec import (
     GB,
