@@ -146,6 +146,7 @@ class RobosuiteEnv(gym.Env):
             options, self.n_init_states, self.np_random, backend="robosuite", task=self.task_name
         )
         self._seed_scene(scene_seed(self.task_name, index))
+        self._make_gl_current()
         self._raw = self._env.reset()
         for gripper in self._grippers():
             # a soft reset keeps the gripper's integrated command: the next
@@ -164,6 +165,7 @@ class RobosuiteEnv(gym.Env):
             )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"robosuite got a non-finite action {a}")
+        self._make_gl_current()
         self._raw, _, _, _ = self._env.step(a)
         self._t += 1
         success = self.success()
@@ -212,6 +214,14 @@ class RobosuiteEnv(gym.Env):
         env.rng = np.random.default_rng(seeds[0])
         for sampler, child in zip(self._samplers(), seeds[1:], strict=True):
             sampler.rng = np.random.default_rng(child)
+
+    def _make_gl_current(self) -> None:
+        """robosuite renders into whichever GL context is current and makes its
+        own current only when it creates it: with a second env in the process
+        (another task, a LIBERO env), this env's frames would be garbage."""
+        context = getattr(self._env.sim, "_render_context_offscreen", None)
+        if context is not None:
+            context.gl_ctx.make_current()
 
     def _samplers(self) -> list[Any]:
         """The env's placement samplers, composites unrolled (1.5 gives each an ``rng``)."""
