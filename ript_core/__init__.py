@@ -3,7 +3,7 @@
 The public API that plugins and research code import lives here.
 """
 
-from ript_core.envs import mujoco_gl, robosuite_state
+from ript_core.envs import mujoco_gl, robosuite_quiet, robosuite_state
 from ript_core.envs.catalogue import Availability, TaskInfo
 from ript_core.envs.conformance import BackendCheckError, check_backend
 from ript_core.envs.interfaces import (
@@ -56,6 +56,7 @@ __all__ = [
     "make_env",
     "mujoco_gl",
     "requested_init_state",
+    "robosuite_quiet",
     "robosuite_state",
     "slice_action_dims",
     "validate_observation",

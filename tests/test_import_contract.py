@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_PACKAGES = {
     "ript_libero": ROOT / "plugins" / "libero" / "ript_libero",
     "ript_maniskill": ROOT / "plugins" / "maniskill" / "ript_maniskill",
+    "ript_robosuite": ROOT / "plugins" / "robosuite" / "ript_robosuite",
     "ript_gridworld": ROOT / "docs" / "examples" / "ript-plugin-gridworld" / "ript_gridworld",
 }
 PLUGIN_PACKAGES = {name: path for name, path in PLUGIN_PACKAGES.items() if path.is_dir()}

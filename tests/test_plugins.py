@@ -258,6 +258,7 @@ def test_the_planner_footprints_of_the_builtin_backends():
     expected = {
         "libero": BackendFootprint("libero", 1_000_000_000, 0.19),
         "maniskill": BackendFootprint("maniskill", 500_000_000, 0.035),
+        "robosuite": BackendFootprint("robosuite", 500_000_000, 0.2),
     }
     for name in set(expected) & set(reg.backends()):  # whichever extras are installed
         assert reg.footprint(name) == expected[name]

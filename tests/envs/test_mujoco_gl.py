@@ -44,6 +44,9 @@ def test_gl_backend_is_egl_then_osmesa_and_the_error_names_the_packages():
         assert needle in msg
     for package in ("libegl1", "libgl1-mesa-dri", "libosmesa6"):
         assert package in msg
+    # the error names the backend that asked
+    with pytest.raises(mujoco_gl.RenderingUnavailableError, match="^robosuite needs offscreen"):
+        mujoco_gl.select_backend({}, prober(set()), who="robosuite")
 
     # a probed backend is not probed again (worker processes inherit the marker)
     tried.clear()

@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ript_core import mujoco_gl, requested_init_state, robosuite_state
+from ript_core import mujoco_gl, requested_init_state, robosuite_quiet, robosuite_state
 from ript_libero import catalogue
 from ript_libero.options import DEFAULT_IMAGE_SIZE, ENV_OPTIONS, check_options  # noqa: F401
 
@@ -76,7 +76,8 @@ class LiberoEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (catalogue.ACTION_DIM,), np.float32)
 
         self.gl_backend = mujoco_gl.select_backend(who="LIBERO")
-        from libero.libero.envs import OffScreenRenderEnv  # imports robosuite + mujoco
+        with robosuite_quiet.quiet_import():
+            from libero.libero.envs import OffScreenRenderEnv  # imports robosuite + mujoco
 
         self._env = OffScreenRenderEnv(
             bddl_file_name=catalogue.bddl_file(self.task),

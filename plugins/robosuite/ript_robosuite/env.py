@@ -35,7 +35,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ript_core import mujoco_gl, requested_init_state, robosuite_state
+from ript_core import mujoco_gl, requested_init_state, robosuite_quiet, robosuite_state
 from ript_robosuite import catalogue, versions
 from ript_robosuite.options import DEFAULT_IMAGE_SIZE, check_options
 
@@ -61,8 +61,12 @@ def controller_config(series: str) -> dict[str, Any]:
 
     if series == "1.4":
         return robosuite.load_controller_config(default_controller="OSC_POSE")
-    # 1.5's "BASIC" composite controller is OSC_POSE on the arm + the gripper
-    return robosuite.load_composite_controller_config(controller="BASIC", robot="Panda")
+    # 1.5's "BASIC" composite controller is OSC_POSE on the arm + the gripper;
+    # it also configures parts a Panda lacks (left arm, torso, head, base,
+    # legs), each of which robosuite warns about twice per env: keep the arm
+    config = robosuite.load_composite_controller_config(controller="BASIC", robot="Panda")
+    config["body_parts"] = {"right": config["body_parts"]["right"]}
+    return config
 
 
 class RobosuiteEnv(gym.Env):
@@ -105,16 +109,17 @@ class RobosuiteEnv(gym.Env):
         self.series = versions.require_supported()
         if render:
             self.gl_backend = mujoco_gl.select_backend(who="robosuite")
-        from ript_robosuite.quiet import silence_macro_warnings
-
-        silence_macro_warnings()
-        import robosuite
+        with robosuite_quiet.quiet_import():
+            import robosuite
 
         if self.series == "1.4":
             from ript_robosuite.compat import patch_robosuite_14
 
             patch_robosuite_14()
-        self._seed_scene(scene_seed(task, -1))
+        model_seed = scene_seed(task, -1)
+        self._seed_scene(model_seed)
+        # 1.5 draws the model's random parts (Lift's cube size) from make's seed
+        seed_arg = {} if self.series == "1.4" else {"seed": model_seed}
         self._env = robosuite.make(
             self.spec_.env_name,
             robots="Panda",
@@ -130,6 +135,7 @@ class RobosuiteEnv(gym.Env):
             ignore_done=True,
             hard_reset=False,
             reward_shaping=False,
+            **seed_arg,
         )
         if render:
             mujoco_gl.close_at_exit(self)
