@@ -196,7 +196,7 @@ def door(env: Any, rng: np.random.Generator | None = None, noise: float = 0.0) -
     yaw_err = _wrap(float(np.arctan2(panel[1], panel[0])) - _yaw_of(obs["robot0_eef_quat"]), np.pi)
     # robosuite's grasp check wants both finger pads on the lever; they close
     # on its front and back faces instead: held = fingers stopped by the lever
-    held = float(np.linalg.norm(eef - grasp)) < 0.035 and 0.02 < _opening(obs) < 0.05
+    held = float(np.linalg.norm(eef - grasp)) < 0.035 and 0.01 < _opening(obs) < 0.05
     if not held:
         xy_err = float(np.linalg.norm(eef[:2] - grasp[:2]))
         if xy_err < 0.01 and abs(eef[2] - grasp[2]) < 0.01 and abs(yaw_err) < 0.1:
