@@ -8,6 +8,11 @@ held-out evaluation so far).
 
     python bench/maniskill_learning.py --wall-s 3600 --load "load average 2-4"
 
+Another backend's run (issue 32, robosuite) the same way, with its config:
+
+    python bench/maniskill_learning.py --config ript_core/configs/robosuite_lift.yaml \
+        --out bench/results/robosuite_learning --sim "robosuite 1.4 + EGL (llvmpipe) rendering" ...
+
 ``--pool A.json B.json ...`` instead combines per-seed results (each
 written by the first form with one ``--extra-eval``) into one: success on
 the extra held-out set pooled over the seeds, each seed against its own
@@ -26,6 +31,7 @@ import yaml
 
 CONFIG = "ript_core/configs/maniskill_pushcube.yaml"
 COMMAND = f"nice -n 10 ript train {CONFIG}"
+SIM = "ManiSkill CPU sim + lavapipe rendering"
 TARGET_PP = 20.0  # issue 16: RIPT lifts held-out success by >= 20 points over BC
 
 
@@ -46,11 +52,16 @@ def main() -> int:
     p.add_argument(
         "--load", default="", help="what else ran on the machine (e.g. the load average seen)"
     )
+    p.add_argument(
+        "--sim",
+        default=SIM,
+        help="the simulator and renderer, for the device line",
+    )
     p.add_argument("--pool", nargs="+", default=None, metavar="SEED_JSON")
     p.add_argument("--command", default=None, help="with --pool: how each seed was run")
     ns = p.parse_args()
     if ns.pool:
-        return pool(ns.pool, Path(ns.out), ns.command)
+        return pool(ns.pool, Path(ns.out), ns.command, ns.sim)
     if ns.wall_s is None:
         p.error("--wall-s is required (the run's wall time)")
 
@@ -76,7 +87,7 @@ def main() -> int:
     bc = evals[0][1] if evals else None
     last = evals[-1][1] if len(evals) > 1 else None
     result = {
-        "task": f"maniskill/{cfg['env']['tasks'][0]}",
+        "task": f"{cfg['env']['backend']}/{cfg['env']['tasks'][0]}",
         "demos": demos,
         "bc_success": bc,
         "ript_success": last,
@@ -91,7 +102,7 @@ def main() -> int:
         "wall_s": round(ns.wall_s),
         "device": f"CPU ({platform.machine()}), 2 cores, shared"
         + (f" ({ns.load})" if ns.load else "")
-        + ", ManiSkill CPU sim + lavapipe rendering, 2 env workers",
+        + f", {ns.sim}, {cfg['rollout']['n_workers']} env workers",
         "command": COMMAND if ns.config == CONFIG else f"nice -n 10 ript train {ns.config}",
         "demos_command": demos_command,
         "curve": {"held_out_success": evals, "train_success": train},
@@ -161,10 +172,10 @@ def _finish(fig, ax, title: str, out: Path, legend_size: int) -> None:
     fig.savefig(out.with_suffix(".png"), dpi=120)
 
 
-def pool(paths: list[str], out: Path, command: str | None) -> int:
+def pool(paths: list[str], out: Path, command: str | None, sim: str = SIM) -> int:
     """Per-seed results -> one JSON (:func:`pooled_result`) and a plot of
     every seed's curve."""
-    result = pooled_result(paths, command)
+    result = pooled_result(paths, command, sim)
     seeds = result["seeds"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -190,7 +201,7 @@ def pool(paths: list[str], out: Path, command: str | None) -> int:
     return 0
 
 
-def pooled_result(paths: list[str], command: str | None = None) -> dict:
+def pooled_result(paths: list[str], command: str | None = None, sim: str = SIM) -> dict:
     """Pooled success on the seeds' shared extra held-out set (each seed
     against its own BC), per-seed lifts with their standard errors."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
@@ -238,8 +249,8 @@ def pooled_result(paths: list[str], command: str | None = None) -> dict:
         "iterations": first["iterations"],
         "env_steps": sum(s["env_steps"] for s in seeds),
         "wall_s": sum(s["wall_s"] for s in seeds),
-        "device": f"CPU ({platform.machine()}), 2 cores, shared, ManiSkill CPU sim + lavapipe "
-        "rendering, 2 env workers (each seed's load: its result_file)",
+        "device": f"CPU ({platform.machine()}), 2 cores, shared, {sim}, "
+        "2 env workers (each seed's load: its result_file)",
         "command": command or " ; ".join(s["run_command"] for s in seeds),
         "demos_command": first["demos_command"],
         "seeds": seeds,
