@@ -171,7 +171,11 @@ def select_backend(
 
 
 _LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
-_AT_EXIT_REGISTERED = False
+
+
+def _close_live() -> None:
+    for env in list(_LIVE):
+        env.close()
 
 
 def close_at_exit(env: Any) -> None:
@@ -179,14 +183,13 @@ def close_at_exit(env: Any) -> None:
     robosuite's EGL display is terminated.
 
     robosuite registers ``eglTerminate`` with ``atexit`` when it creates its
-    first GL context; a context still alive after that fails to free itself
-    and prints an ``EGLError`` traceback at interpreter exit (rollout workers
-    exit without closing their env). ``atexit`` runs handlers last-in
-    first-out, so registering after the first env exists runs ours first.
-    Call it right after the env's first GL context exists.
+    first GL context (robosuite 1.4/1.5 do that lazily, at the first render);
+    a context still alive after that fails to free itself and prints an
+    ``EGLError`` traceback at interpreter exit (rollout workers exit without
+    closing their env). ``atexit`` runs handlers last-in first-out, so call
+    this once the env's GL context exists (after its first render): each call
+    moves the handler behind everything registered before it.
     """
-    global _AT_EXIT_REGISTERED
     _LIVE.add(env)
-    if not _AT_EXIT_REGISTERED:
-        atexit.register(lambda: [e.close() for e in list(_LIVE)])
-        _AT_EXIT_REGISTERED = True
+    atexit.unregister(_close_live)
+    atexit.register(_close_live)

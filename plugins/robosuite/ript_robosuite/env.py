@@ -30,6 +30,7 @@ model); the one state robosuite keeps across a soft reset, the gripper's
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import gymnasium as gym
@@ -137,8 +138,7 @@ class RobosuiteEnv(gym.Env):
             reward_shaping=False,
             **seed_arg,
         )
-        if render:
-            mujoco_gl.close_at_exit(self)
+        self._exit_hook = render  # registered after the first render (see reset)
         self._raw: dict[str, Any] = {}
         self._t = 0
         self.init_state = -1
@@ -154,6 +154,9 @@ class RobosuiteEnv(gym.Env):
         self._seed_scene(scene_seed(self.task_name, index))
         self._make_gl_current()
         self._raw = self._env.reset()
+        if self._exit_hook:  # the GL context exists now: robosuite creates it at the first render
+            mujoco_gl.close_at_exit(self)
+            self._exit_hook = False
         for gripper in self._grippers():
             # a soft reset keeps the gripper's integrated command: the next
             # episode's first gripper action would start from the last one's
@@ -188,8 +191,25 @@ class RobosuiteEnv(gym.Env):
     def close(self) -> None:
         env = getattr(self, "_env", None)
         if env is not None:
+            self._free_gl()
             env.close()
             self._env = None
+
+    def __del__(self) -> None:
+        # an env dropped without close() (a worker's last env when its loop
+        # returns) frees its GL context while EGL is still up
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _free_gl(self) -> None:
+        """Free the GL context now: robosuite only drops its reference, and the
+        context then outlives robosuite's ``eglTerminate`` at exit, whose
+        ``__del__`` prints an ``EGLError`` traceback (then a no-op)."""
+        context = getattr(self._env.sim, "_render_context_offscreen", None)
+        if context is not None:
+            context.gl_ctx.make_current()
+            context.con.free()
+            context.gl_ctx.free()
 
     # -- privileged access (scripted experts, tests) ------------------------------------
     def success(self) -> bool:
