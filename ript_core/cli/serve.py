@@ -73,6 +73,13 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be >= 1, got {ns.threads}")
     if not 0 <= ns.port < 65536:
         raise ValueError(f"--port must be in [0, 65535], got {ns.port}")
+    try:
+        import msgpack  # noqa: F401
+        import websockets  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(
+            f"ript serve needs websockets and msgpack ({exc}): pip install -e '.[serve]'"
+        ) from exc
     import asyncio
 
     import ript_core
