@@ -140,7 +140,9 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         )
 
     try:
-        asyncio.run(PolicyServer(batcher, spec, metadata, seed=ns.seed).serve(ns.host, ns.port, ready))
+        asyncio.run(
+            PolicyServer(batcher, spec, metadata, seed=ns.seed).serve(ns.host, ns.port, ready)
+        )
     finally:
         batcher.close()
     return 0

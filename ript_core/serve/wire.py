@@ -19,7 +19,9 @@ _REFUSED_KINDS = ("V", "O", "c")
 
 def _encode(obj: Any) -> Any:
     if isinstance(obj, np.ndarray | np.generic) and obj.dtype.kind in _REFUSED_KINDS:
-        raise TypeError(f"cannot send a numpy value of dtype {obj.dtype} (openpi's wire refuses it)")
+        raise TypeError(
+            f"cannot send a numpy value of dtype {obj.dtype} (openpi's wire refuses it)"
+        )
     if isinstance(obj, np.ndarray):
         return {
             b"__ndarray__": True,

@@ -113,7 +113,9 @@ class Served:
             if found:
                 return int(found.group(1))
             if self.proc.poll() is not None:
-                raise AssertionError(f"ript serve exited ({self.proc.returncode}):\n{self.output()}")
+                raise AssertionError(
+                    f"ript serve exited ({self.proc.returncode}):\n{self.output()}"
+                )
             time.sleep(0.2)
         self.close()
         raise AssertionError(f"ript serve did not start in {timeout_s} s:\n{self.output()}")

@@ -36,16 +36,18 @@ def test_served_chunks_equal_ript_evals(tmp_path, monkeypatch):
     # 4 episodes of up to 2 decisions, each with a seed of its own
     assert len(decisions) >= 4 and len({seed for _, seed, _ in decisions}) == len(decisions)
 
-    with served(checkpoint, tmp_path / "serve.log") as server:
-        with connect(server.url, compression=None, max_size=None, open_timeout=60) as ws:
-            assert unpackb(ws.recv(timeout=60))["inputs"] == "ript"
-            for inp, seed, chunk in decisions:
-                obs = {
-                    "images": dict(inp.images),
-                    "state": inp.state,
-                    "prompt": inp.prompt,
-                    "noise_seed": seed,
-                }
-                ws.send(packb(obs))
-                served_chunk = unpackb(ws.recv(timeout=300))["actions"]
-                np.testing.assert_array_equal(served_chunk, chunk)
+    with (
+        served(checkpoint, tmp_path / "serve.log") as server,
+        connect(server.url, compression=None, max_size=None, open_timeout=60) as ws,
+    ):
+        assert unpackb(ws.recv(timeout=60))["inputs"] == "ript"
+        for inp, seed, chunk in decisions:
+            obs = {
+                "images": dict(inp.images),
+                "state": inp.state,
+                "prompt": inp.prompt,
+                "noise_seed": seed,
+            }
+            ws.send(packb(obs))
+            served_chunk = unpackb(ws.recv(timeout=300))["actions"]
+            np.testing.assert_array_equal(served_chunk, chunk)

@@ -50,9 +50,7 @@ def _served_chunk(server, obs) -> np.ndarray:
         return unpackb(ws.recv(timeout=300))["actions"]
 
 
-def test_malformed_frames_get_errors_and_the_server_keeps_serving(
-    libero_server, libero_checkpoint
-):
+def test_malformed_frames_get_errors_and_the_server_keeps_serving(libero_server, libero_checkpoint):
     (obs,) = libero_observations(1, seed=3)
     assert "not a msgpack observation" in _error_reply(libero_server, b"\xc1 not msgpack")
     assert "got a text frame" in _error_reply(libero_server, "{'prompt': 'hi'}")
