@@ -119,10 +119,15 @@ class PolicyServer:
         return None
 
     async def serve(
-        self, host: str, port: int, on_ready: Callable[[str, int], None] | None = None
+        self,
+        host: str,
+        port: int,
+        on_ready: Callable[[str, int], None] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
-        """Serve until SIGINT/SIGTERM; ``on_ready(host, port)`` once listening
-        (``port=0`` picks a free port: the one bound is passed)."""
+        """Serve until ``stop`` is set (default: until SIGINT/SIGTERM);
+        ``on_ready(host, port)`` once listening (``port=0`` picks a free
+        port: the one bound is passed)."""
         server: Server
         async with serve(
             self.handle,
@@ -135,8 +140,8 @@ class PolicyServer:
             bound = server.sockets[0].getsockname()[1] if server.sockets else port
             if on_ready is not None:
                 on_ready(host, bound)
-            loop = asyncio.get_running_loop()
-            stop = asyncio.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+            if stop is None:
+                stop = asyncio.Event()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    asyncio.get_running_loop().add_signal_handler(sig, stop.set)
             await stop.wait()
