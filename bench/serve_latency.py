@@ -208,7 +208,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **run_meta(args.preset, args.dtype, policy.device),
         "torch_threads": torch.get_num_threads(),
         "request_bytes": len(packb(observation(np.random.default_rng(0)))),
-        "direct_ms": direct_ms(actor, policy.device, args.requests, args.warmup),
         "rows": [],
     }
     for clients in [int(c) for c in args.clients.split(",")]:
@@ -234,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if len(samples) != clients * args.requests:
             raise RuntimeError(f"a client failed: {len(samples)} of {clients * args.requests}")
         result["rows"].append({"max_batch": max_batch, **summarise(samples, clients)})
+    # last: the server rows warmed the policy up (first CPU calls are slow)
+    result["direct_ms"] = direct_ms(actor, policy.device, args.requests, args.warmup)
     print(table(result))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
