@@ -26,3 +26,21 @@ def test_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
     assert main(["serve", str(tmp_path / "nope"), "--port", "0"]) == 2
     assert "is not a directory" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("choice", "origin", "expected"),
+    [
+        ("auto", "openpi:pi0_libero", "libero"),
+        ("auto", "openpi:pi0_libero_low_mem_finetune", "libero"),
+        ("auto", "ript", "ript"),
+        ("auto", "lerobot", "ript"),
+        ("auto", "pi0_libero", "ript"),  # a name alone is no openpi origin
+        ("ript", "openpi:pi0_libero", "ript"),
+        ("libero", "ript", "libero"),
+    ],
+)
+def test_auto_inputs_follow_the_checkpoints_pipeline(choice, origin, expected):
+    from ript_core.cli.serve import _input_format
+
+    assert _input_format(choice, origin) == expected
