@@ -81,9 +81,13 @@ def cmd_serve(ns: argparse.Namespace) -> int:
             f"ript serve needs websockets and msgpack ({exc}): pip install -e '.[serve]'"
         ) from exc
     import asyncio
+    import time
+
+    import numpy as np
 
     import ript_core
     from ript_core.policy.io.checkpoint import CheckpointError, load_policy
+    from ript_core.policy_input import PolicyInput
     from ript_core.rl.actor import PI0Actor
     from ript_core.rl.host_threads import apply_rollout_threads
     from ript_core.serve.batcher import Batcher
@@ -114,6 +118,16 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     actor = PI0Actor(policy, ns.mode)
     policy.expect_batch_sizes(range(1, max_batch + 1))
     batcher = Batcher(actor, max_batch)
+    size = policy.arch.image_size
+    start = time.perf_counter()
+    batcher.warm_up(
+        PolicyInput(
+            images={key: np.zeros((size, size, 3), np.uint8) for key in spec.camera_keys},
+            state=np.zeros(policy.state_dim, np.float32),
+            prompt="warm up",
+        )
+    )
+    warm_s = time.perf_counter() - start
     metadata = {
         "server": "ript-core",
         "version": ript_core.__version__,
@@ -133,7 +147,8 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         console.print(
             escape(
                 f"serving {ns.checkpoint} ({policy.pipeline.origin} pipeline, {spec.format} "
-                f"inputs {spec.keys}, {ns.mode}, {policy.device}) on ws://{host}:{port}"
+                f"inputs {spec.keys}, {ns.mode}, {policy.device}, max batch {max_batch}, warmed "
+                f"up in {warm_s:.1f} s) on ws://{host}:{port}"
             ),
             highlight=False,
             soft_wrap=True,

@@ -66,6 +66,13 @@ class Batcher:
         ms = 1e3 * (time.perf_counter() - start)
         return [Chunk(np.asarray(a), ms, len(inputs)) for a in out.actions]
 
+    def warm_up(self, example: PolicyInput) -> None:
+        """One call of every batch size up to ``max_batch``, before any client:
+        on CUDA each size's first call captures its graph (seconds), and on the
+        CPU the first calls are slow too; a client should not wait for that."""
+        for n in range(1, self.max_batch + 1):
+            self.run_batch([example] * n, list(range(n)))
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
