@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         max_batch = args.max_batch or clients
         policy.expect_batch_sizes(range(1, max_batch + 1))
         batcher = Batcher(actor, max_batch)
+        batcher.warm_up(
+            spec.policy_input(observation(np.random.default_rng(0)))[0]
+        )  # as ript serve
         server = BackgroundServer(PolicyServer(batcher, spec, {"server": "bench"}))
         samples: list[dict[str, float]] = []
         threads = [
