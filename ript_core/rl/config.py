@@ -128,7 +128,7 @@ class OptimSection:
 @attrs.define
 class BCSection:
     demos_per_task: int = 0  # scripted demonstrations for a warm start (0: none)
-    # a `ript demos` file to warm-start from instead of recording (demos_per_task ignored)
+    # a `ript record-demos` file to warm-start from instead of recording (demos_per_task ignored)
     demos_file: str | None = None
     demo_init_states: str = "0:40"
     demo_noise: float = 0.0
