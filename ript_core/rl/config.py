@@ -196,6 +196,18 @@ class TrainConfig:
             problems.append(
                 "policy.noise_level must be > 0: RIPT needs the SDE sampler's log-probs"
             )
+        warm_start = self.bc.steps and (self.bc.demos_per_task or self.bc.demos_file)
+        sized = self.policy.state_dim is not None and self.policy.action_dim is not None
+        if not (self.init_checkpoint or warm_start or sized):
+            problems.append(
+                "no normalisation stats for the env's state and actions: this run starts from "
+                "policy.preset with no init_checkpoint and no BC warm start, which is where "
+                "stats come from. Give one of: a BC warm start (bc.steps: 200 and "
+                "bc.demos_per_task: 20, or bc.demos_file from `ript record-demos`: the demos "
+                "fit the stats); an init_checkpoint (a saved policy carries its stats); or "
+                "identity stats sized to the env (policy.state_dim and policy.action_dim: the "
+                "length of the env's state vector and of its action space)"
+            )
         if self.bc.demos_per_task and not self.bc.steps:
             problems.append("bc.demos_per_task > 0 but bc.steps == 0: set both or neither")
         if self.update.distributed not in DISTRIBUTED_MODES:
