@@ -130,3 +130,10 @@ def test_eval_of_a_checkpoint_without_a_training_env_says_so(tmp_path, capsys):
     out = " ".join(raw.split())
     assert "the checkpoint records no training env: evaluating every task of 'toy'" in out
     assert len(table_rows(raw)) == 5
+
+
+@pytest.mark.parametrize("command", ["convert", "export --merge"])
+def test_convert_and_export_keep_the_training_env(command, run_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    assert main([*command.split(), str(run_checkpoint), str(out)]) == 0
+    assert load_policy(out).training_env == load_policy(run_checkpoint).training_env is not None
