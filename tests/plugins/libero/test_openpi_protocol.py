@@ -76,9 +76,7 @@ def test_openpi_protocol_gives_openpis_episodes_in_any_order(reference):
             obs, _ = env.reset(seed=1000 + episode, options={"init_state": episode})
             raw = reference[episode]
             np.testing.assert_array_equal(obs["images"]["agentview"], raw["agentview_image"])
-            np.testing.assert_array_equal(
-                obs["images"]["wrist"], raw["robot0_eye_in_hand_image"]
-            )
+            np.testing.assert_array_equal(obs["images"]["wrist"], raw["robot0_eye_in_hand_image"])
             state = np.concatenate(
                 [raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]]
             )
@@ -91,8 +89,9 @@ def test_openpi_protocol_gives_openpis_episodes_in_any_order(reference):
 def test_the_default_protocol_places_other_scenes(reference, libero_host):
     """Why the option exists: per-context seeding renders other fixture poses
     than openpi's sequence for the same init states."""
-    from ript_core.rollout.workers import ResetCommand
     from ript_libero.catalogue import NOOP_ACTION
+
+    from ript_core.rollout.workers import ResetCommand
 
     def scene_differs(episode: int) -> bool:
         command = ResetCommand(
