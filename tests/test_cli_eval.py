@@ -137,3 +137,12 @@ def test_convert_and_export_keep_the_training_env(command, run_checkpoint, tmp_p
     out = tmp_path / "out"
     assert main([*command.split(), str(run_checkpoint), str(out)]) == 0
     assert load_policy(out).training_env == load_policy(run_checkpoint).training_env is not None
+
+
+def test_eval_tasks_take_shell_patterns(run_checkpoint, capsys):
+    args = ["eval", str(run_checkpoint), "--workers", "0", "--init-states", "40"]
+    assert main([*args, "--max-steps", "6", "--tasks", "reach-[rg]*", "reach-blue"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert set(rows) == {"reach-red", "reach-green", "reach-blue", "all"}
+    assert main([*args, "--tasks", "libero_spatial.*"]) == 2
+    assert "--tasks 'libero_spatial.*' matches no task" in capsys.readouterr().out

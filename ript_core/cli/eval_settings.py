@@ -12,6 +12,7 @@ training is sometimes wanted, never silently).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 from typing import Any
 
 import attrs
@@ -36,6 +37,22 @@ class EvalSettings:
     # the training env: printed before the evaluation starts
     notes: list[str]
     warnings: list[str]
+
+
+def expand_tasks(names: list[str], catalogue: list[str]) -> list[str]:
+    """``names`` with each shell-style pattern (``libero_spatial.*``) replaced by
+    the catalogue's tasks it matches, in catalogue order; a pattern that matches
+    nothing is an error (a misspelt suite would evaluate nothing)."""
+    out: list[str] = []
+    for name in names:
+        if not any(c in name for c in "*?["):
+            out.append(name)
+            continue
+        matched = fnmatch.filter(catalogue, name)
+        if not matched:
+            raise ValueError(f"--tasks {name!r} matches no task; `ript tasks BACKEND` lists them")
+        out += [t for t in matched if t not in out]
+    return out
 
 
 def _untrained(ns: argparse.Namespace, options: dict[str, Any], why: str) -> EvalSettings:

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from ript_core.cli.checkpoint_options import add_checkpoint_options, checkpoint_load_options
 from ript_core.cli.console import console
-from ript_core.cli.eval_settings import resolve_eval_settings
+from ript_core.cli.eval_settings import expand_tasks, resolve_eval_settings
 from ript_core.cli.registry import command
 from ript_core.config import load_config
 from ript_core.configs import DEMO_CONFIG
@@ -94,7 +94,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         "--tasks",
         nargs="*",
         default=None,
-        help=f"task names ({trained} env.tasks, else every task); --tasks alone: every task",
+        help=f"task names or patterns, e.g. 'libero_spatial.*' ({trained} env.tasks, else "
+        "every task); --tasks alone: every task",
     )
     p.add_argument(
         "--init-states",
@@ -174,7 +175,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         console.print(escape(note), highlight=False)
     for warning in settings.warnings:
         console.print(escape(f"warning: {warning}"), style="yellow", highlight=False)
-    contexts = select_tasks(settings.backend, settings.tasks, setting="--tasks").contexts(
+    tasks = expand_tasks(settings.tasks, select_tasks(settings.backend, []).tasks)
+    contexts = select_tasks(settings.backend, tasks, setting="--tasks").contexts(
         settings.init_states
     )
     if ns.videos:
