@@ -7,6 +7,7 @@ import logging
 
 from rich.markup import escape
 
+from ript_core.cli.checkpoint_options import add_checkpoint_options, checkpoint_load_options
 from ript_core.cli.console import console
 from ript_core.cli.registry import command
 
@@ -21,12 +22,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: a free port"
     )
-    p.add_argument(
-        "--openpi-config",
-        help="an openpi checkpoint's training config, e.g. pi0_libero (openpi does not store it)",
-    )
-    p.add_argument("--preset", help="architecture preset for lerobot/openpi layouts (default pi0)")
-    p.add_argument("--tokenizer", help="tokenizer.model / tokenizer.json, if not in the checkpoint")
+    add_checkpoint_options(p)
     p.add_argument(
         "--inputs",
         choices=("auto", "libero", "ript"),
@@ -94,15 +90,8 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from ript_core.serve.inputs import SEED_KEY, input_spec
     from ript_core.serve.server import PolicyServer
 
-    extra = {"tokenizer_path": ns.tokenizer} if ns.tokenizer else {}
     try:
-        policy = load_policy(
-            ns.checkpoint,
-            preset=ns.preset,
-            openpi_config=ns.openpi_config,
-            device=ns.device,
-            **extra,
-        )
+        policy = load_policy(ns.checkpoint, device=ns.device, **checkpoint_load_options(ns))
     except (CheckpointError, FileNotFoundError) as exc:
         raise ValueError(str(exc)) from exc
     apply_rollout_threads(ns.threads, policy.device)

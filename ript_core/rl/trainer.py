@@ -65,6 +65,7 @@ from ript_core.rl.run_checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ript_core.rl.training_env import TrainingEnv
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class Trainer:
         else:
             prompts = [catalogue[t].instruction for t in self.tasks]
             self.policy = PI0Policy.from_config(cfg.policy, prompts=prompts, seed=cfg.seed)
+        # every checkpoint of this run records the env it trains in (for `ript eval`)
+        self.policy.training_env = TrainingEnv.of_run(cfg, self.tasks).to_dict()
         # torch_threads null: 1 for a policy off the CPU, whose rollouts' env
         # workers need the cores that OpenMP's idle threads would spin on
         apply_rollout_threads(cfg.torch_threads, self.policy.device)
