@@ -54,6 +54,7 @@ from ript_core.rl.fsdp import Sharding, save_full_policy
 from ript_core.rl.host_threads import apply_rollout_threads
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
+from ript_core.rl.progress import print_above_progress
 from ript_core.rl.progress import progress as progress_bar
 from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
 from ript_core.rl.rollout_setup import rollout_setup, select_tasks
@@ -64,6 +65,7 @@ from ript_core.rl.run_checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ript_core.rl.training_env import TrainingEnv
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,8 @@ class Trainer:
         else:
             prompts = [catalogue[t].instruction for t in self.tasks]
             self.policy = PI0Policy.from_config(cfg.policy, prompts=prompts, seed=cfg.seed)
+        # every checkpoint of this run records the env it trains in (for `ript eval`)
+        self.policy.training_env = TrainingEnv.of_run(cfg, self.tasks).to_dict()
         # torch_threads null: 1 for a policy off the CPU, whose rollouts' env
         # workers need the cores that OpenMP's idle threads would spin on
         apply_rollout_threads(cfg.torch_threads, self.policy.device)
@@ -340,7 +344,7 @@ class Trainer:
     def say(self, msg: str) -> None:
         # results (evaluation tables, the summary) print even without progress bars
         if self.dist.is_main:
-            print(msg, flush=True)
+            print_above_progress(msg)
 
     # -- phases -----------------------------------------------------------------------
     def warm_start(self) -> None:
