@@ -36,7 +36,7 @@ TASKS: dict[str, TaskSpec] = {
     "Lift": TaskSpec("Lift", "lift the red cube", 80),
     "Stack": TaskSpec("Stack", "stack the red cube on top of the green cube", 160),
     "PickPlaceCan": TaskSpec(
-        "PickPlaceCan", "pick up the red can and put it in its compartment of the bin", 300
+        "PickPlaceCan", "put the red can in the right bin's compartment marked with a can", 300
     ),
     "NutAssemblySquare": TaskSpec("NutAssemblySquare", "put the square nut on the square peg", 300),
     "Door": TaskSpec("Door", "turn the handle and open the door", 200),

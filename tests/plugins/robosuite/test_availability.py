@@ -49,7 +49,7 @@ def test_the_catalogue_lists_what_the_backend_promises():
         "Lift": ("lift the red cube", 80, 1000),
         "Stack": ("stack the red cube on top of the green cube", 160, 1000),
         "PickPlaceCan": (
-            "pick up the red can and put it in its compartment of the bin",
+            "put the red can in the right bin's compartment marked with a can",
             300,
             1000,
         ),
