@@ -38,6 +38,7 @@ TARGET_PP = 20.0  # issue 16: RIPT lifts held-out success by >= 20 points over B
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default=CONFIG)
+    p.add_argument("--run-dir", help="the run directory, if not the config's run_dir")
     p.add_argument("--wall-s", type=float, help="wall time of the run so far (not with --pool)")
     p.add_argument("--out", default="bench/results/maniskill_learning")
     p.add_argument(
@@ -66,7 +67,7 @@ def main() -> int:
         p.error("--wall-s is required (the run's wall time)")
 
     cfg = yaml.safe_load(Path(ns.config).read_text())
-    run_dir = Path(cfg["run_dir"])
+    run_dir = Path(ns.run_dir or cfg["run_dir"])
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
     evals = [(r["iteration"], r["eval/success_rate"]) for r in rows if "eval/success_rate" in r]
     train = [(r["iteration"], r["train/success_rate"]) for r in rows if "train/success_rate" in r]

@@ -1,5 +1,5 @@
 """The scripted experts: each offered one solves the first init states, and
-``ript demos`` records their episodes."""
+``ript record-demos`` records their episodes."""
 
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ def test_tasks_without_an_expert_say_so():
             reg.scripted_expert("robosuite", task)
 
 
-def test_ript_demos_records_expert_episodes(tmp_path):
+def test_ript_record_demos_records_expert_episodes(tmp_path):
     from ript_core.cli import main
 
     out = tmp_path / "lift.npz"
-    args = ["demos", "robosuite/Lift", "-n", "2", "--noise", "0.1", "-o", str(out)]
+    args = ["record-demos", "robosuite/Lift", "-n", "2", "--noise", "0.1", "-o", str(out)]
     opts = ["--option", "image_size=16", "--option", "wrist_camera=false"]
     assert main(args + opts) == 0
     with np.load(out) as f:
