@@ -34,7 +34,10 @@ FINGERS_SHUT = 0.004
 # the lever turn (rad) past which the latch clears the frame
 LEVER_GRASP = np.array([0.11, -0.115, 0.0])
 LATCH_OPEN = 1.2
-LATCH_HOLD = 1.45  # pressed towards while the door swings  # finger opening (m) below which the gripper closed on nothing
+LATCH_HOLD = 1.45
+CARRY_HEIGHT = 1.02  # the can's centre while it travels: clear of the bins' walls
+NUT_CARRY_HEIGHT = 0.99  # the nut's centre while it travels: clear of the pegs
+PEG_TOP = 0.95  # robosuite's pegs_arena.xml: pegs at z 0.85, 0.1 half height  # pressed towards while the door swings  # finger opening (m) below which the gripper closed on nothing
 
 Expert = Callable[..., np.ndarray]
 
@@ -115,19 +118,23 @@ def _grasp_step(
     rng: np.random.Generator | None,
     noise: float,
     along: float | None = None,
+    hover_span: float = 0.02,
+    reach_z: float = 0.01,
 ) -> np.ndarray | None:
-    """Approach and grasp a cube: the action, or None once it is grasped."""
+    """Approach and grasp a cube: the action, or None once it is grasped.
+    The eef descends as its xy error falls below ``0.005 + hover_span`` and
+    closes within ``reach_z`` above ``pos``."""
     if _grasping(rs, cube):
         return None
     eef = obs["robot0_eef_pos"]
     yaw_err = _cube_yaw_error(obs, quat, along)
     xy_err = float(np.linalg.norm(eef[:2] - pos[:2]))
-    if xy_err < 0.008 and abs(yaw_err) < 0.1 and eef[2] - pos[2] < 0.01:
+    if xy_err < 0.008 and abs(yaw_err) < 0.1 and eef[2] - pos[2] < reach_z:
         # at the grasp pose: hold still and close; fingers that closed on nothing reopen
         grip = OPEN if _opening(obs) < FINGERS_SHUT else CLOSE
         return _action(obs, pos, grip, yaw_err)
     # descend only once above the cube (height grows with the xy error), fingers open
-    hover = np.clip((xy_err - 0.005) / 0.02, 0.0, 1.0) * 0.08
+    hover = np.clip((xy_err - 0.005) / hover_span, 0.0, 1.0) * 0.08
     target = pos + np.array([0.0, 0.0, hover])
     return _action(obs, target, OPEN, yaw_err, rng, noise)
 
@@ -216,4 +223,82 @@ def door(env: Any, rng: np.random.Generator | None = None, noise: float = 0.0) -
     return _action(obs, target, CLOSE, yaw_err, rng, noise)
 
 
-EXPERTS: dict[str, Expert] = {"Lift": lift, "Stack": stack, "Door": door}
+def pick_place_can(
+    env: Any, rng: np.random.Generator | None = None, noise: float = 0.0
+) -> np.ndarray:
+    """PickPlaceCan: grasp the can from above, carry it high over the bins'
+    walls to its compartment of the right bin, lower it in and let go."""
+    rs, obs = _rs(env), _obs(env)
+    can, eef = obs["Can_pos"], obs["robot0_eef_pos"]
+    target_id = rs.object_to_id["can"]
+    if not rs.not_in_bin(can, target_id):  # robosuite's own "in its compartment" test
+        up = eef + np.array([0.0, 0.0, 0.05 if _opening(obs) > 0.06 else 0.0])
+        return _action(obs, up, OPEN)
+    # a can is round: keep the eef's yaw (quaternion of the eef itself)
+    # a can leaves the fingers less room than a cube: descend only once well centred
+    # (and close ~1.5 cm above its centre: the finger tips meet the bin's floor)
+    can_geoms = rs.objects[target_id]
+    quat = obs["robot0_eef_quat"]
+    step = _grasp_step(rs, obs, can_geoms, can, quat, rng, noise, hover_span=0.005, reach_z=0.015)
+    if step is not None:
+        return step
+    goal = np.array(rs.target_bin_placements[target_id])
+    xy_err = float(np.linalg.norm(can[:2] - goal[:2]))
+    # the compartment is ~20 x 25 cm: lower the can once within 6 cm of its
+    # centre (the arm is near its reach there and stops a little short)
+    height = CARRY_HEIGHT if xy_err > 0.06 else goal[2] + 0.07
+    if xy_err > 0.1 and can[2] < CARRY_HEIGHT - 0.05:  # lift before travelling
+        return _action(obs, eef + [0.0, 0.0, 0.05], CLOSE, 0.0, rng, noise)
+    target = np.array([goal[0], goal[1], height]) + (eef - can)
+    return _action(obs, target, CLOSE, 0.0, rng, noise)
+
+
+def _site(rs: Any, name: str) -> np.ndarray:
+    return np.array(rs.sim.data.site_xpos[rs.sim.model.site_name2id(name)])
+
+
+def nut_assembly_square(
+    env: Any, rng: np.random.Generator | None = None, noise: float = 0.0
+) -> np.ndarray:
+    """NutAssemblySquare: grasp the square nut by its handle (fingers across
+    the bar), carry it so that its ring's centre is above the square peg,
+    turn it square to the peg and lower it down the peg."""
+    rs, obs = _rs(env), _obs(env)
+    eef = obs["robot0_eef_pos"]
+    nut = rs.nuts[rs.nut_to_id["square"]]
+    handle = _site(rs, nut.important_sites["handle"])
+    centre = _site(rs, nut.naming_prefix + "center_site")
+    peg = np.array(rs.sim.data.body_xpos[rs.peg1_body_id])
+    nut_yaw = _yaw_of(obs["SquareNut_quat"])
+    xy_err = float(np.linalg.norm(centre[:2] - peg[:2]))
+    if xy_err < 0.012 and centre[2] < PEG_TOP:
+        # the ring is round the peg: let go (held by its handle it tilts and
+        # jams), it slides down on its own; then back off upwards
+        up = eef + np.array([0.0, 0.0, 0.05 if _opening(obs) > 0.06 else 0.0])
+        return _action(obs, up, OPEN)
+    if not _grasping(rs, nut):
+        # the eef's x axis along the handle bar (the nut's x axis)
+        yaw_err = _wrap(nut_yaw - _yaw_of(obs["robot0_eef_quat"]), np.pi)
+        xy_err = float(np.linalg.norm(eef[:2] - handle[:2]))
+        if xy_err < 0.006 and abs(yaw_err) < 0.1 and eef[2] - handle[2] < 0.01:
+            grip = OPEN if _opening(obs) < FINGERS_SHUT else CLOSE
+            return _action(obs, handle, grip, yaw_err)
+        hover = np.clip((xy_err - 0.005) / 0.01, 0.0, 1.0) * 0.08
+        return _action(obs, handle + [0.0, 0.0, hover], OPEN, yaw_err, rng, noise)
+    # the ring's hole is square: turn it square to the peg (a quarter turn repeats)
+    yaw_err = _wrap(-nut_yaw, np.pi / 2)
+    above = centre[2] > NUT_CARRY_HEIGHT - 0.02
+    if xy_err > 0.006 and not above and xy_err > 0.02:  # lift clear of the peg first
+        return _action(obs, eef + [0.0, 0.0, 0.05], CLOSE, yaw_err, rng, noise)
+    height = NUT_CARRY_HEIGHT if xy_err > 0.006 else peg[2] - 0.1  # down to the table
+    target = np.array([peg[0], peg[1], height]) + (eef - centre)
+    return _action(obs, target, CLOSE, yaw_err, rng if xy_err > 0.02 else None, noise)
+
+
+EXPERTS: dict[str, Expert] = {
+    "Lift": lift,
+    "Stack": stack,
+    "Door": door,
+    "PickPlaceCan": pick_place_can,
+    "NutAssemblySquare": nut_assembly_square,
+}
