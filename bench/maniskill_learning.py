@@ -100,6 +100,7 @@ def main() -> int:
         "env_steps_note": "RIPT rollout steps only; held-out evaluations add up to "
         f"{n_eval} x {cfg['env']['max_steps']} steps each",
         "eval_episodes": n_eval,
+        "eval_init_states": cfg["env"]["eval_init_states"],
         "wall_s": round(ns.wall_s),
         "device": f"CPU ({platform.machine()}), 2 cores, shared"
         + (f" ({ns.load})" if ns.load else "")
@@ -202,15 +203,33 @@ def pool(paths: list[str], out: Path, command: str | None, sim: str = SIM) -> in
     return 0
 
 
+def _held_out(path: str, r: dict) -> dict:
+    """A seed's held-out check: its one extra evaluation or, without one, the
+    first (BC) and last points of the run's own held-out curve."""
+    extra = r.get("extra_evals", [])
+    if len(extra) == 1:
+        return extra[0]
+    curve = r["curve"]["held_out_success"]
+    if extra or len(curve) < 2 or "eval_init_states" not in r:
+        raise SystemExit(
+            f"{path}: needs exactly one extra held-out evaluation, or a held-out curve "
+            "with a RIPT point"
+        )
+    n = r["eval_episodes"]
+    return {
+        "init_states": r["eval_init_states"],
+        "bc": {"successes": round(curve[0][1] * n), "episodes": n},
+        "ript": {"successes": round(curve[-1][1] * n), "episodes": n},
+    }
+
+
 def pooled_result(paths: list[str], command: str | None = None, sim: str = SIM) -> dict:
     """Pooled success on the seeds' shared extra held-out set (each seed
     against its own BC), per-seed lifts with their standard errors."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
     seeds = []
     for path, r in zip(paths, runs, strict=True):
-        if len(r.get("extra_evals", [])) != 1:
-            raise SystemExit(f"{path}: needs exactly one extra held-out evaluation")
-        ev = r["extra_evals"][0]
+        ev = _held_out(path, r)
         bc, ript = ev["bc"], ev["ript"]
         b, a = bc["successes"] / bc["episodes"], ript["successes"] / ript["episodes"]
         se = np.sqrt(b * (1 - b) / bc["episodes"] + a * (1 - a) / ript["episodes"])

@@ -4,6 +4,7 @@ matplotlib comes with the maniskill extra only)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -63,4 +64,26 @@ def test_seeds_on_different_held_out_sets_are_refused(load_bench, tmp_path):
         _seed(tmp_path, "s1", 81, 117, [[0, 0.64]], states="900:950"),
     ]
     with pytest.raises(SystemExit, match="different held-out sets"):
+        bench.pooled_result(paths)
+
+
+def test_without_an_extra_evaluation_the_runs_own_curve_is_pooled(load_bench, tmp_path):
+    bench = load_bench("maniskill_learning")
+    paths = []
+    for name, curve in (("r0", [[0, 0.66], [8, 0.7]]), ("r1", [[0, 0.64], [8, 0.8]])):
+        path = tmp_path / f"{name}.json"
+        seed = json.loads(Path(_seed(tmp_path, name, 0, 0, curve)).read_text())
+        del seed["extra_evals"]
+        seed.update(eval_episodes=50, eval_init_states="900:950")
+        path.write_text(json.dumps(seed))
+        paths.append(str(path))
+    r = bench.pooled_result(paths)
+    # first point = BC, last = RIPT, 50 episodes each
+    assert r["bc_success"] == pytest.approx((33 + 32) / 100)
+    assert r["ript_success"] == pytest.approx((35 + 40) / 100)
+    assert r["lift_pp_per_seed"] == [4.0, 16.0] and r["held_out"].startswith("init states 900:950")
+    only_bc = json.loads(Path(paths[0]).read_text())
+    only_bc["curve"]["held_out_success"] = [[0, 0.66]]
+    Path(paths[0]).write_text(json.dumps(only_bc))
+    with pytest.raises(SystemExit, match="a held-out curve with a RIPT point"):
         bench.pooled_result(paths)
