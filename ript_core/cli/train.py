@@ -21,8 +21,23 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "overrides", nargs="*", help="section.key=value overrides, e.g. ript.group_size=8"
     )
+    _run_flags(p)
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--resume", action="store_true", help="continue from run_dir's latest checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue from run_dir's newest complete checkpoint (damaged newer ones are "
+        "named and skipped)",
+    )
+    p.add_argument(
+        "--allow-change",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="with --resume: continue although the config changed KEY (e.g. optim.lr, or a "
+        "section: optim); repeatable. Without it a changed config is refused",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -39,7 +54,10 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
     # our own few INFO lines (a resume, a first-use compile of a batch bucket)
     # matter to whoever watches a run; third-party INFO stays hidden
     logging.getLogger("ript_core").setLevel(logging.INFO)
-    with Trainer(cfg, resume=ns.resume, progress=not ns.quiet) as trainer:
+    if ns.allow_change and not ns.resume:
+        raise ValueError("--allow-change only means something with --resume: add --resume")
+    allow = tuple(k for item in ns.allow_change for k in item.split(",") if k)
+    with Trainer(cfg, resume=ns.resume, progress=not ns.quiet, allow_changes=allow) as trainer:
         summary = trainer.run()
     if trainer.dist.is_main:
         (Path(cfg.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -56,10 +74,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from run_dir's latest checkpoint"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _run_flags(p)
 
 
 @command(
@@ -138,7 +153,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be >= 1, got {ns.threads}")
         # as torch_threads does for training: oversubscribed CPU torch slows 10x+
         torch.set_num_threads(ns.threads)
-    contexts = select_tasks(ns.backend, ns.tasks, setting="--tasks").contexts(ns.init_states)
+    tasks = select_tasks(ns.backend, ns.tasks, setting="--tasks")
+    contexts = tasks.contexts(ns.init_states, "--init-states")
     if ns.videos:
         try:
             import imageio.v3  # noqa: F401
@@ -207,7 +223,7 @@ def cmd_demos(ns: argparse.Namespace) -> int:
     tasks = [task] if task else sorted(catalogue)
     options = parse_env_options(ns.option)
     n = min(catalogue[t].n_init_states for t in tasks)
-    init_states = parse_range(ns.init_states, n)[: ns.episodes]
+    init_states = parse_range(ns.init_states, n, "--init-states")[: ns.episodes]
     start = time.perf_counter()
     # chunk 2: the file stores per-step actions; the warm start cuts its own chunks
     demos = record_demos(

@@ -31,12 +31,15 @@ class TaskSet:
     tasks: list[str]
     catalogue: dict[str, TaskInfo]
 
-    def contexts(self, init_states: str) -> list[Context]:
-        """Every (task, init state) of ``init_states`` (``"0:40"``, ``"40:"``, ``"3,5"``)."""
+    def contexts(self, init_states: str, setting: str = "init-state range") -> list[Context]:
+        """Every (task, init state) of ``init_states`` (``"0:40"``, ``"40:"``, ``"3,5"``);
+        ``setting`` names the option in the error of a range a task does not have."""
         return [
             Context(self.backend, t, i)
             for t in self.tasks
-            for i in parse_range(init_states, self.catalogue[t].n_init_states)
+            for i in parse_range(
+                init_states, self.catalogue[t].n_init_states, f"{setting} (task {t})"
+            )
         ]
 
 
@@ -49,7 +52,12 @@ def select_tasks(backend: str, tasks: Sequence[str], setting: str = "env.tasks")
     chosen = list(tasks) or sorted(catalogue)
     unknown = [t for t in chosen if t not in catalogue]
     if unknown:
-        raise ValueError(f"{setting}: {backend!r} has no task(s) {unknown}")
+        names = sorted(catalogue)
+        listed = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+        raise ValueError(
+            f"{setting}: {backend!r} has no task(s) {unknown}; its tasks: {listed} "
+            f"(`ript tasks {backend}` lists them)"
+        )
     return TaskSet(backend, chosen, catalogue)
 
 

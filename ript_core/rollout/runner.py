@@ -172,6 +172,10 @@ class Rollout:
     frames: list[np.ndarray] | None = None
 
 
+class PolicyOutputError(RuntimeError):
+    """The policy, not the environment, produced an action that cannot be executed."""
+
+
 @attrs.define
 class RolloutStats:
     episodes: int = 0
@@ -514,7 +518,17 @@ class RolloutRunner:
         ):
             budget = (self.max_steps or state.task.max_steps) - state.length
             k = min(self.replan_every, budget, len(chunk))
-            env_actions = state.act_adapter(np.asarray(chunk[:k]))
+            executed = np.asarray(chunk[:k])
+            if not np.isfinite(executed).all():
+                raise PolicyOutputError(
+                    f"the policy produced a non-finite action (NaN/inf) for "
+                    f"{state.request.backend}/{state.request.task} init state "
+                    f"{state.request.init_state}: its weights or inputs are non-finite. Likely "
+                    "cause: a learning rate too high (optim.lr), a gradient clip that is not a "
+                    "positive number (update.max_grad_norm) or policy.noise_level; go back to an "
+                    "earlier checkpoint"
+                )
+            env_actions = state.act_adapter(executed)
             state.steps.append(DecisionStep(state.pending_input, record))
             state.pending_input = None
             self.pool.send(worker, StepCommand(env_actions, self.record_frames))
