@@ -77,5 +77,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, ValueError, RuntimeError) as exc:
         # user-facing errors carry their fix in the message; no traceback. Escaped:
         # rich would read an install hint's "[libero]" as markup and drop it
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2

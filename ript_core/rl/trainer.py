@@ -103,7 +103,6 @@ class Trainer:
         self.progress = progress
         self.dist = D.DistInfo.init_from_env()
         self.run_dir = Path(cfg.run_dir)
-        check_run_dir(self.run_dir)  # before minutes of loading a policy, not after
 
         # -- validate everything cheap before anything slow ---------------------
         task_set = select_tasks(cfg.env.backend, cfg.env.tasks)
@@ -117,6 +116,7 @@ class Trainer:
                 f"{len(leak)} evaluation contexts are also training contexts (e.g. {min(leak)}); "
                 "make env.train_init_states and env.eval_init_states disjoint"
             )
+        check_run_dir(self.run_dir)  # before minutes of loading a policy, not after
         ckpt = self._resumable(resume, allow_changes)
 
         # -- the one policy ---------------------------------------------------------
