@@ -240,4 +240,10 @@ def save_checkpoint(
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
-    return torch.load(path / "trainer.pt", weights_only=False)
+    try:
+        return torch.load(path / "trainer.pt", weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:  # a pre-manifest checkpoint
+        raise ValueError(
+            f"{path / 'trainer.pt'} cannot be read ({type(exc).__name__}: {exc}); move "
+            f"{path.name} out of {path.parent} to resume from the checkpoint before it"
+        ) from None
