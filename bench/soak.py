@@ -28,6 +28,7 @@ import argparse
 import json
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -175,7 +176,10 @@ SERIES = ("rss_mb", "trainer_rss_mb", "fds", "threads", "processes", "gpu_mb")
 
 
 def summarise(samples: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
-    late = [s for s in samples if s["iteration"] >= warmup]
+    # the slopes leave out the warm-up and the samples logged at the last
+    # iteration: the final evaluation and the exit tear processes down
+    last = max((s["iteration"] for s in samples), default=0)
+    late = [s for s in samples if warmup <= s["iteration"] < last and s["processes"]]
     out: dict[str, Any] = {}
     for name in SERIES:
         values = [s[name] for s in samples]
@@ -195,6 +199,29 @@ def summarise(samples: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
     return out
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def watch(
+    proc: psutil.Popen,
+    run_dir: Path,
+    ns: argparse.Namespace,
+    samples: list[dict[str, Any]],
+    sink: Any,
+    t0: float,
+) -> None:
+    """Sample ``proc``'s tree every ``ns.interval`` s until it ends or ``--max-wall-s``."""
+    while proc.poll() is None:
+        s = sample(proc, last_iteration(run_dir / "metrics.jsonl"), t0)
+        samples.append(s)
+        sink.write(json.dumps(s) + "\n")
+        sink.flush()
+        if ns.max_wall_s and time.time() - t0 > ns.max_wall_s:
+            return
+        time.sleep(ns.interval)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("backend", choices=sorted(BACKENDS))
@@ -207,7 +234,19 @@ def main() -> int:
     p.add_argument("--run-dir", default=None, help="default: runs/soak-<backend>")
     p.add_argument("--out", default=None, help="default: bench/results/soak_<backend>.json")
     p.add_argument("--set", action="append", default=[], help="extra config overrides k=v")
+    p.add_argument(
+        "--resummarise",
+        action="store_true",
+        help="recompute the series of an existing result from its samples file; run nothing",
+    )
     ns = p.parse_args()
+    if ns.resummarise:
+        out = Path(ns.out or f"bench/results/soak_{ns.backend}.json")
+        result = json.loads(out.read_text())
+        lines = out.with_suffix(".jsonl").read_text().splitlines()
+        result["series"] = summarise([json.loads(x) for x in lines], result["warmup_iterations"])
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
 
     run_dir = Path(ns.run_dir or f"runs/soak-{ns.backend}")
     if run_dir.exists():
@@ -221,21 +260,20 @@ def main() -> int:
     command = [sys.executable, "-m", "ript_core", "train", str(config), "--quiet", *ns.set]
     log_path = run_dir.parent / f"{run_dir.name}.log"
     t0 = time.time()
+    # a soak stopped with SIGTERM still stops its run and writes what it measured
+    signal.signal(signal.SIGTERM, _interrupt)
     with log_path.open("w") as log, samples_path.open("w") as sink:
         proc = psutil.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         samples: list[dict[str, Any]] = []
         stopped = None
-        while proc.poll() is None:
-            s = sample(proc, last_iteration(run_dir / "metrics.jsonl"), t0)
-            samples.append(s)
-            sink.write(json.dumps(s) + "\n")
-            sink.flush()
-            if ns.max_wall_s and time.time() - t0 > ns.max_wall_s:
-                stopped = f"stopped by --max-wall-s {ns.max_wall_s:.0f}"
-                proc.terminate()
-                proc.wait(60)
-                break
-            time.sleep(ns.interval)
+        try:
+            watch(proc, run_dir, ns, samples, sink, t0)
+        except KeyboardInterrupt:
+            stopped = "stopped by a signal"
+        if proc.poll() is None:
+            stopped = stopped or f"stopped by --max-wall-s {ns.max_wall_s:.0f}"
+            proc.terminate()
+            proc.wait(60)
     reached = last_iteration(run_dir / "metrics.jsonl")
     result = {
         "command": " ".join(["python bench/soak.py", *sys.argv[1:]]),
