@@ -116,7 +116,6 @@ class Trainer:
                 f"{len(leak)} evaluation contexts are also training contexts (e.g. {min(leak)}); "
                 "make env.train_init_states and env.eval_init_states disjoint"
             )
-        check_run_dir(self.run_dir)  # before minutes of loading a policy, not after
         ckpt = self._resumable(resume, allow_changes)
 
         # -- the one policy ---------------------------------------------------------
@@ -254,6 +253,7 @@ class Trainer:
                     "pass --resume to continue that run or set run_dir to a new directory "
                     "(nothing was overwritten)"
                 )
+            check_run_dir(self.run_dir)  # before minutes of loading a policy, not after
             return None
         ckpt, skipped = find_resumable(self.run_dir)
         for name, why in skipped:
@@ -270,6 +270,7 @@ class Trainer:
             self.config_changes = config_history.check_resume(
                 before, unstructure(self.cfg), allow_changes, ckpt.name
             )
+        check_run_dir(self.run_dir)
         if self.dist.is_main:
             set_aside(self.run_dir, [name for name, _ in skipped])
         D.barrier()
@@ -674,10 +675,13 @@ class Trainer:
             self.consecutive_skips = 0
 
     def _fault_counts(self, metrics: dict[str, Any]) -> dict[str, float]:
-        """This iteration's discarded episodes added to the run's counters; every
-        counter as a ``faults/`` metric (cumulative over the run)."""
+        """This iteration's discarded episodes (every rank's) added to the run's
+        counters; every counter as a ``faults/`` metric (cumulative over the run;
+        worker restarts and skipped steps: rank 0's, whose pool and update it sees)."""
+        # summed over ranks (a collective: every rank counts each iteration)
+        (discarded,) = D.sum_floats([float(metrics.get("rollout/discarded_episodes", 0))])
         self.history["discarded_episodes"] = self.history.get("discarded_episodes", 0) + int(
-            metrics.get("rollout/discarded_episodes", 0)
+            discarded
         )
         # the pool's own count: workers replaced during rollouts and evaluations
         self.history["worker_restarts"] = self.restarts_before + getattr(self.pool, "restarts", 0)
