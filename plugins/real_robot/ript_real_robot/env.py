@@ -166,7 +166,8 @@ class RealRobotEnv(gym.Env):
                 verdict = self.operator.label(self.task.name, self._episode.scene)
                 if verdict == TOOK_OVER:
                     raise self._discard("the operator took over")
-                success, terminated, labeller = verdict == SUCCESS, verdict == SUCCESS, "operator"
+                success, labeller = verdict == SUCCESS, "operator"
+                terminated, truncated = success, not success
             self._end("success" if success else "failure", labelled_by=labeller)
             counts = dict(Counter(e["kind"] for e in self._episode_events))
         else:

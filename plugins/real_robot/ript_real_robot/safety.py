@@ -146,6 +146,8 @@ class Workspace(SafetyWrapper):
         ee = state[info.ee[0] : info.ee[1]]
         target = ee + action[:3] * info.ee_delta_scale
         inside = np.clip(target, self.low, self.high)
+        if np.array_equal(inside, target):
+            return action
         out = action.copy()
         out[:3] = (inside - ee) / info.ee_delta_scale
         return self.changed(action, out, "end-effector target outside the workspace box")
@@ -184,7 +186,9 @@ class JointLimits(SafetyWrapper):
 
 
 class RateLimit(SafetyWrapper):
-    """At most ``hz`` actions a second: an early action waits for its tick."""
+    """At most ``hz`` actions a second: an action less than one period after
+    the previous one waits (a minimum spacing, not a grid: a late tick never
+    lets the next one come early)."""
 
     kind = "rate_limit"
 
@@ -196,9 +200,9 @@ class RateLimit(SafetyWrapper):
 
     def check(self, action):
         now = self.clock()
-        if now < self.next_tick:
+        while now < self.next_tick:  # never two actions closer than one period
             time.sleep(self.next_tick - now)
-            now = self.next_tick
+            now = self.clock()
         self.next_tick = now + self.period
         return action
 

@@ -1,0 +1,90 @@
+"""The robot env on the digital twin, in this process: the backend contract,
+the operator protocol with scripted answers, episode records, discards."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from ript_core import EpisodeDiscarded, check_backend, get_registry
+from ript_real_robot.config import load_robot_config
+from ript_real_robot.operator import Operator, OperatorGone
+from ript_real_robot.recorder import read_episode
+from tests.plugins.real_robot.conftest import require_twin
+
+TASK = "pick_cube"
+
+
+@pytest.fixture(scope="module")
+def twin_stack():
+    require_twin()
+    from ript_real_robot.stack import build_stack
+
+    stack = build_stack(load_robot_config())
+    yield stack
+    stack.close()
+
+
+def make_env(stack, tmp_path, answers: str, **kw):
+    from ript_real_robot.env import RealRobotEnv
+
+    cfg = load_robot_config()
+    cfg.tasks[0].max_steps = kw.pop("max_steps", 3)
+    out = io.StringIO()
+    env = RealRobotEnv(cfg, TASK, episodes_dir=tmp_path, operator=Operator(io.StringIO(answers), out),
+                       stack=stack, **kw)  # fmt: skip
+    return env, out
+
+
+def test_catalogue_declares_one_robot_and_operator_prompts():
+    spec = get_registry().spec("real_robot")
+    assert (spec.max_env_workers, spec.operator_prompts, spec.journal_episodes) == (1, True, True)
+    (info,) = get_registry().catalogue("real_robot")
+    assert (info.name, info.n_init_states, info.exact_reset) == (TASK, 20, True)  # the twin's
+    with pytest.raises(ValueError, match="episodes_dir"):
+        spec.check_options({})
+
+
+def test_twin_keeps_the_backend_contract(twin_stack, tmp_path):
+    # the detector labels: conformance steps must not wait for an operator
+    env, _ = make_env(twin_stack, tmp_path, "", success="detector", max_steps=60)
+    problems = check_backend(
+        "real_robot", TASK, {"episodes_dir": str(tmp_path)}, env=env, raise_errors=False
+    )
+    assert problems == []
+
+
+def test_operator_labels_each_episode_and_every_episode_is_recorded(twin_stack, tmp_path):
+    env, out = make_env(twin_stack, tmp_path, "maybe\ny\nn\n")
+    outcomes = []
+    for _ in range(2):
+        env.reset(seed=5, options={"init_state": 1})
+        for _ in range(3):
+            obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0, -0.5, 1.0]))
+        outcomes.append((reward, terminated, truncated, info["success"]))
+    assert outcomes == [(1.0, True, False, True), (0.0, False, True, False)]
+    assert "answer y, n or t" in out.getvalue()  # "maybe" was asked again
+    files = sorted(tmp_path.glob("*.npz"))
+    assert [read_episode(f)[0]["outcome"] for f in files] == ["success", "failure"]
+    meta, arrays = read_episode(files[0])
+    assert (meta["scene"], meta["seed"], meta["labelled_by"], meta["steps"]) == ("cube_01", 5, "operator", 3)
+    assert arrays["frames_front"].shape == (4, 64, 64, 3) and arrays["states"].shape == (4, 14)
+    # every action was above the 2 cm step limit (0.7 units * 2.5 cm): 3 interventions
+    assert meta["safety_counts"] == {"step_limit": 3}
+
+
+def test_took_over_and_link_loss_discard_the_episode(twin_stack, tmp_path):
+    env, _ = make_env(twin_stack, tmp_path, "t\n")
+    env.reset(seed=1, options={"init_state": 0})
+    env.step(np.zeros(4))
+    env.step(np.zeros(4))
+    with pytest.raises(EpisodeDiscarded, match="took over"):
+        env.step(np.zeros(4))
+    (f,) = tmp_path.glob("*.npz")
+    assert read_episode(f)[0]["outcome"] == "discarded"
+    env.reset(seed=1, options={"init_state": 0})
+    with pytest.raises(OperatorGone, match="stdin closed"):  # no answer left
+        for _ in range(3):
+            env.step(np.zeros(4))
