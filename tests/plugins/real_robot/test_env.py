@@ -62,7 +62,7 @@ def test_operator_labels_each_episode_and_every_episode_is_recorded(twin_stack, 
     for _ in range(2):
         env.reset(seed=5, options={"init_state": 1})
         for _ in range(3):
-            obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0, -0.5, 1.0]))
+            obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0, -1.0, 1.0]))
         outcomes.append((reward, terminated, truncated, info["success"]))
     assert outcomes == [(1.0, True, False, True), (0.0, False, True, False)]
     assert "answer y, n or t" in out.getvalue()  # "maybe" was asked again
@@ -71,7 +71,7 @@ def test_operator_labels_each_episode_and_every_episode_is_recorded(twin_stack, 
     meta, arrays = read_episode(files[0])
     assert (meta["scene"], meta["seed"], meta["labelled_by"], meta["steps"]) == ("cube_01", 5, "operator", 3)
     assert arrays["frames_front"].shape == (4, 64, 64, 3) and arrays["states"].shape == (4, 14)
-    # every action was above the 2 cm step limit (0.7 units * 2.5 cm): 3 interventions
+    # every action asked for 3.5 cm (1.41 units * 2.5 cm), above the 2 cm step limit
     assert meta["safety_counts"] == {"step_limit": 3}
 
 
