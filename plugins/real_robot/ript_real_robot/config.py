@@ -37,6 +37,9 @@ class DriverSection:
     #: twin: camera size (pixels per side) and metres per unit of ee-delta action
     image_size: int = 64
     ee_delta_scale: float = 0.025
+    #: twin: False makes the operator confirm each scene as on a real arm
+    #: (the twin still resets its simulator to the scene)
+    twin_sets_scenes: bool = True
 
 
 @attrs.define

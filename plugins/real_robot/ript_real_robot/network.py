@@ -49,8 +49,9 @@ class NetworkDriver(RobotDriver):
     def connect(self) -> RobotInfo:
         try:
             # proxy=None: a robot link never goes through $HTTP_PROXY
+            # entered as a context (websockets >= 17.1 warns otherwise); closed by _drop
             ws = connect(self.url, proxy=None, compression=None, max_size=None,
-                         open_timeout=self.timeout_s)  # fmt: skip
+                         open_timeout=self.timeout_s).__enter__()  # fmt: skip
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise RobotLinkError(f"cannot reach the robot server at {self.url}: {exc}") from exc
         try:

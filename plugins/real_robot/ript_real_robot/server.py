@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -36,10 +37,12 @@ class RobotServer:
         protocol_version: int = PROTOCOL_VERSION,
     ) -> None:
         self.driver = driver
-        self.info = driver.connect()
+        # every driver call runs on this one thread, in order: drivers need not
+        # be thread-safe, and a renderer's GL context stays on its thread
+        self._robot = ThreadPoolExecutor(1, thread_name_prefix="robot")
+        self.info = self._on_robot(driver.connect)
         self.watchdog_s = watchdog_s
         self.protocol_version = protocol_version
-        self._robot = threading.Lock()  # one request at a time reaches the robot
         self.last_seq: dict[str, int] = {}
         self.executed: deque[tuple[str, int]] = deque(maxlen=10_000)
         self.events: list[str] = []
@@ -62,11 +65,14 @@ class RobotServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._stop("server closing")
-        self.driver.close()
+        self._on_robot(self.driver.close)
+        self._robot.shutdown()
+
+    def _on_robot(self, fn: Any, *args: Any) -> Any:
+        return self._robot.submit(fn, *args).result()
 
     def _stop(self, why: str) -> None:
-        with self._robot:
-            self.driver.stop()
+        self._on_robot(self.driver.stop)
         self.events.append(why)
         log.warning("robot stopped: %s", why)
 
@@ -108,32 +114,35 @@ class RobotServer:
                 self._stop("the client's connection closed while moving")
 
     def _dispatch(self, client: str, msg: dict[str, Any], moving: bool) -> tuple[dict, bool]:
-        op = msg["op"]
         try:
-            with self._robot:
-                if op == "read":
-                    r = self.driver.read()
-                    return {"op": "reading", "images": r.images, "state": r.state,
-                            "success": r.success}, moving  # fmt: skip
-                if op == "act":
-                    seq = int(msg["seq"])
-                    if seq <= self.last_seq.get(client, 0):  # a replayed frame: never twice
-                        return {"op": "ack", "seq": seq, "executed": False}, moving
-                    self.driver.send(np.asarray(msg["action"], dtype=np.float64))
-                    self.last_seq[client] = seq
-                    self.executed.append((client, seq))
-                    return {"op": "ack", "seq": seq, "executed": True}, True
-                if op == "stop":
-                    self.driver.stop()
-                    return {"op": "stopped"}, False
-                if op == "scene":
-                    ready = self.driver.prepare_scene(str(msg["scene"]), int(msg["seed"]))
-                    return {"op": "scene_ready", "ready": ready}, False
-                if op == "status":
-                    return {"op": "status", **self.driver.status(),
-                            "last_seq": self.last_seq.get(client, 0),
-                            "executed": len(self.executed), "events": self.events[-20:]}, moving  # fmt: skip
+            return self._on_robot(self._execute, client, msg, moving)
         except Exception as exc:  # the robot raised: tell the client, keep serving
-            log.exception("robot request %r failed", op)
+            log.exception("robot request %r failed", msg["op"])
             return error("robot", f"{type(exc).__name__}: {exc}"), moving
+
+    def _execute(self, client: str, msg: dict[str, Any], moving: bool) -> tuple[dict, bool]:
+        op = msg["op"]
+        if op == "read":
+            r = self.driver.read()
+            return {"op": "reading", "images": r.images, "state": r.state,
+                    "success": r.success}, moving  # fmt: skip
+        if op == "act":
+            seq = int(msg["seq"])
+            if seq <= self.last_seq.get(client, 0):  # a replayed frame: never twice
+                return {"op": "ack", "seq": seq, "executed": False}, moving
+            self.driver.send(np.asarray(msg["action"], dtype=np.float64))
+            self.last_seq[client] = seq
+            self.executed.append((client, seq))
+            return {"op": "ack", "seq": seq, "executed": True}, True
+        if op == "stop":
+            self.driver.stop()
+            return {"op": "stopped"}, False
+        if op == "scene":
+            ready = self.driver.prepare_scene(str(msg["scene"]), int(msg["seed"]))
+            return {"op": "scene_ready", "ready": ready}, False
+        if op == "status":
+            return {"op": "status", **self.driver.status(),
+                    "last_seq": self.last_seq.get(client, 0),
+                    "executed": len(self.executed), "events": self.events[-20:],
+                    "seqs": [q for c, q in self.executed if c == client]}, moving  # fmt: skip
         return error("request", f"unknown op {op!r}"), moving

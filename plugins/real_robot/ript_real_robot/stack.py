@@ -36,7 +36,7 @@ def make_driver(cfg: RobotConfig) -> RobotDriver:
     if d.kind == "twin":
         from ript_real_robot.twin import TwinDriver
 
-        return TwinDriver(d.image_size, d.ee_delta_scale)
+        return TwinDriver(d.image_size, d.ee_delta_scale, d.twin_sets_scenes)
     if d.kind == "network":
         from ript_real_robot.network import NetworkDriver
 

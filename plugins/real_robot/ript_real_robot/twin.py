@@ -33,8 +33,11 @@ def scene_seed(scene: str) -> int:
 
 
 class TwinDriver(RobotDriver):
-    def __init__(self, image_size: int = 64, ee_delta_scale: float = 0.025) -> None:
+    def __init__(
+        self, image_size: int = 64, ee_delta_scale: float = 0.025, sets_scenes: bool = True
+    ) -> None:
         self.image_size = image_size
+        self.sets_scenes = sets_scenes
         self.ee_delta_scale = ee_delta_scale
         self._env: Any = None
         self._reading: RobotReading | None = None
@@ -95,7 +98,7 @@ class TwinDriver(RobotDriver):
     def prepare_scene(self, scene: str, seed: int) -> bool:
         obs, _ = self._env.reset(seed=scene_seed(scene))
         self._absorb(obs, False)
-        return True
+        return self.sets_scenes
 
     def status(self) -> dict[str, Any]:
         return {"driver": "twin", "actions_executed": self.actions_executed, "stops": self.stops}
