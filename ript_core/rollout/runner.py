@@ -170,6 +170,9 @@ class Rollout:
     length: int
     steps: list[DecisionStep]
     frames: list[np.ndarray] | None = None
+    #: the env's ``info["metrics"]`` at the episode's end (e.g. a robot's
+    #: safety interventions by kind); summed into the iteration's metrics
+    metrics: dict[str, float] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -458,7 +461,9 @@ class RolloutRunner:
         stats.env_steps += reply.n_steps
         budget = self.max_steps or state.task.max_steps
         if reply.success or reply.terminated or reply.truncated or state.length >= budget:
-            return Rollout(req, reply.success, state.length, state.steps, state.frames)
+            return Rollout(
+                req, reply.success, state.length, state.steps, state.frames, dict(reply.metrics or {})
+            )
         state.pending_input = state.obs_adapter(reply.obs)
         return None
 

@@ -70,6 +70,9 @@ class StepResult:
     # seconds the worker spent inside reset/step (timed in the worker, so IPC
     # and the main process's own delays are not counted as env work)
     busy_s: float = 0.0
+    # the last step's info["metrics"]: counts an env keeps over its episode
+    # (a robot's safety interventions); the runner keeps the episode's last
+    metrics: dict[str, float] | None = None
 
 
 @attrs.frozen
@@ -130,6 +133,7 @@ class EnvHost:
         n = 0
         terminated = truncated = success = False
         obs = None
+        info: dict[str, Any] = {}
         for action in cmd.actions:
             obs, _, terminated, truncated, info = self.env.step(action)
             n += 1
@@ -138,7 +142,8 @@ class EnvHost:
                 frames.append(self.env.render())
             if terminated or truncated or success:
                 break
-        return StepResult(obs, n, terminated, truncated, success, frames)
+        metrics = info.get("metrics")
+        return StepResult(obs, n, terminated, truncated, success, frames, metrics=metrics)
 
 
 def _worker_main(conn: Connection) -> None:

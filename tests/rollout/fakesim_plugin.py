@@ -69,7 +69,8 @@ class FakeEnv(gym.Env):
         self.total += self.last
         success = self.task != "slow" and self.total > 1 + self.init % 3
         terminated = success and self.task != "quiet"
-        return self._obs(), float(success), terminated, False, {"success": success}
+        info = {"success": success, "metrics": {"fake/steps": self.t}}
+        return self._obs(), float(success), terminated, False, info
 
     def render(self):
         return np.full((4, 4, 3), self.t, np.uint8)

@@ -15,8 +15,9 @@ by the episode protocol of RL on hardware.
   ``KeyboardInterrupt``) tells the rollout runner, which runs it again.
 
 Observations: ``images`` (the robot's cameras), ``state`` (its state
-vector, float64), ``instruction``. ``info``: ``success`` and ``safety`` (this
-episode's interventions by kind).
+vector, float64), ``instruction``. ``info``: ``success`` and ``metrics``
+(this episode's safety interventions so far, ``safety/<kind>``, which the
+trainer sums into its ``env/safety/<kind>`` metrics).
 """
 
 from __future__ import annotations
@@ -140,12 +141,14 @@ class RealRobotEnv(gym.Env):
             reading = self.robot.read()
         except RobotLinkError as exc:
             raise self._discard(f"robot link lost at reset: {exc}") from exc
-        return self._obs(reading), {"success": False, "safety": {}}
+        return self._obs(reading), {"success": False, "metrics": {}}
 
     def step(self, action: np.ndarray):
         if self._episode is None:
             raise RuntimeError("step() before reset() (or after the episode ended)")
         self._episode.act(action)
+        dry = self.stack.dry_run
+        n_checked = 0 if dry is None else len(dry.sent)
         try:
             self.robot.send(np.asarray(action, dtype=np.float64))
             reading = self.robot.read()
@@ -155,6 +158,10 @@ class RealRobotEnv(gym.Env):
             self._discard("emergency stop")
             raise
         self._t += 1
+        if dry is not None:  # what would have been sent (nothing when a check dropped it)
+            self._episode.checked.append(
+                dry.sent[-1] if len(dry.sent) > n_checked else np.full(len(action), np.nan)
+            )
         obs = self._obs(reading)
         detected = self.success_source == "detector" and bool(reading.success)
         terminated, truncated = detected, self._t >= self.task.max_steps and not detected
@@ -172,7 +179,8 @@ class RealRobotEnv(gym.Env):
             counts = dict(Counter(e["kind"] for e in self._episode_events))
         else:
             counts = self._episode_safety()[1]
-        return obs, float(success), terminated, truncated, {"success": success, "safety": counts}
+        metrics = {f"safety/{kind}": n for kind, n in sorted(counts.items())}
+        return obs, float(success), terminated, truncated, {"success": success, "metrics": metrics}
 
     def close(self) -> None:
         if self._episode is not None:  # the run stopped mid-episode (e-stop, Ctrl-C, error)

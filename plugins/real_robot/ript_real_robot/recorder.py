@@ -2,7 +2,7 @@
 
 One ``.npz`` per episode under the episodes folder: the frames of every
 camera, the states, the actions the policy asked for and the ones the safety
-layer let through, plus ``meta`` (JSON: task, scene, seed, outcome, who
+layer let through (``actions_checked``, in a dry run), plus ``meta`` (JSON: task, scene, seed, outcome, who
 labelled it, safety events, times). Written to a temporary name, fsynced and
 renamed: a stop at any instant leaves whole episodes only. This is the robot
 data (a dataset for later BC, an audit of every intervention); the trainer's
@@ -30,6 +30,8 @@ class EpisodeBuffer:
     frames: dict[str, list[np.ndarray]] = attrs.Factory(dict)
     states: list[np.ndarray] = attrs.Factory(list)
     requested: list[np.ndarray] = attrs.Factory(list)
+    #: dry run: the actions the safety layer let through (NaN: none that tick)
+    checked: list[np.ndarray] = attrs.Factory(list)
 
     def observe(self, images: dict[str, np.ndarray], state: np.ndarray) -> None:
         for cam, img in images.items():
@@ -61,6 +63,8 @@ class EpisodeRecorder:
             arrays["states"] = np.stack(ep.states)
         if ep.requested:
             arrays["actions_requested"] = np.stack(ep.requested)
+        if ep.checked:
+            arrays["actions_checked"] = np.stack(ep.checked).astype(np.float32)
         tmp = final.with_name(final.name + ".tmp")
         with open(tmp, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(info, default=str)), **arrays)

@@ -88,3 +88,36 @@ def test_took_over_and_link_loss_discard_the_episode(twin_stack, tmp_path):
     with pytest.raises(OperatorGone, match="stdin closed"):  # no answer left
         for _ in range(3):
             env.step(np.zeros(4))
+
+
+def test_dry_run_computes_checks_and_logs_actions_but_never_sends_them(tmp_path):
+    require_twin()
+    env, _ = make_env(None, tmp_path, "n\n", dry_run=True)
+    try:
+        twin = env.stack.raw
+        obs, _ = env.reset(seed=0, options={"init_state": 0})
+        for action in ([1.0, 0.0, -1.0, 1.0], [np.nan, 0.0, 0.0, 1.0], [0.2, 0.0, 0.0, 3.0]):
+            obs2, *_, info = env.step(np.array(action))
+        assert twin.actions_executed == 0  # the simulated arm never moved
+        np.testing.assert_array_equal(obs2["state"], obs["state"])
+        meta, arrays = read_episode(next(tmp_path.glob("*.npz")))
+        assert meta["dry_run"] is True
+        checked = arrays["actions_checked"]
+        # 3.5 cm asked, 2 cm let through; the NaN dropped; the grasp clamped to 1
+        np.testing.assert_allclose(checked[0], [0.8 / np.sqrt(2), 0, -0.8 / np.sqrt(2), 1], rtol=1e-6)
+        assert np.isnan(checked[1]).all()
+        np.testing.assert_allclose(checked[2], [0.2, 0, 0, 1])
+        assert info["metrics"] == {"safety/clamp": 1, "safety/non_finite": 1, "safety/step_limit": 1}
+    finally:
+        env.close()
+
+
+def test_robot_check_reads_everything_and_moves_nothing(capsys):
+    require_twin()
+    from ript_core.cli import main
+
+    assert main(["robot", "check", "--reads", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "robot so101-twin: connected" in out and "camera front: 64x64 uint8" in out
+    assert "reading: 3 reads" in out and "watchdog_s: 1.0" in out
+    assert "'actions_executed': 0" in out and out.rstrip().endswith("nothing was sent to the robot")
