@@ -462,7 +462,12 @@ class RolloutRunner:
         budget = self.max_steps or state.task.max_steps
         if reply.success or reply.terminated or reply.truncated or state.length >= budget:
             return Rollout(
-                req, reply.success, state.length, state.steps, state.frames, dict(reply.metrics or {})
+                req,
+                reply.success,
+                state.length,
+                state.steps,
+                state.frames,
+                dict(reply.metrics or {}),
             )
         state.pending_input = state.obs_adapter(reply.obs)
         return None

@@ -257,7 +257,9 @@ class ProcessEnvPool:
                         out.append((i, self._fail(i, "worker process died")))
                     else:
                         reply = self._unwrap(i, status, payload)
-                        out.append((i, WorkerFailure(i, payload) if status == "discarded" else reply))
+                        out.append(
+                            (i, WorkerFailure(i, payload) if status == "discarded" else reply)
+                        )
                         del self._sent_at[i]
                     done.add(i)
             for obj in ready:

@@ -21,9 +21,9 @@ import numpy as np
 
 from ript_core import (
     BackendSpec,
-    EpisodeDiscarded,
     ComposedActionAdapter,
     ComposedObservationAdapter,
+    EpisodeDiscarded,
     TaskInfo,
     clip_actions,
     hookimpl,

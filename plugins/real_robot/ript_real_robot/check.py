@@ -40,7 +40,9 @@ def check_robot(cfg: RobotConfig, reads: int = 20) -> str:
     ]
     for cam in info.cameras:
         img = reading.images[cam]
-        lines.append(f"  camera {cam}: {img.shape[1]}x{img.shape[0]} {img.dtype}, mean {img.mean():.1f}")
+        lines.append(
+            f"  camera {cam}: {img.shape[1]}x{img.shape[0]} {img.dtype}, mean {img.mean():.1f}"
+        )
     state = np.array2string(np.asarray(reading.state), precision=3, max_line_width=200)
     lines.append(f"  state: {state}")
     lines.append(f"  status: {status}")

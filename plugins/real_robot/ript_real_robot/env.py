@@ -68,7 +68,10 @@ class RealRobotEnv(gym.Env):
         self.observation_space = gym.spaces.Dict(
             {
                 "images": gym.spaces.Dict(
-                    {c: gym.spaces.Box(0, 255, first.images[c].shape, np.uint8) for c in info.cameras}
+                    {
+                        c: gym.spaces.Box(0, 255, first.images[c].shape, np.uint8)
+                        for c in info.cameras
+                    }
                 ),
                 "state": gym.spaces.Box(-np.inf, np.inf, (info.state_dim,), np.float64),
                 "instruction": gym.spaces.Text(max_length=256, charset=_CHARSET),
@@ -121,7 +124,11 @@ class RealRobotEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         i = requested_init_state(
-            options, len(self.task.scenes), self.np_random, backend="real_robot", task=self.task.name
+            options,
+            len(self.task.scenes),
+            self.np_random,
+            backend="real_robot",
+            task=self.task.name,
         )
         scene = self.task.scenes[i]
         if not self._signals:

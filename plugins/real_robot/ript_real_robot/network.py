@@ -11,6 +11,7 @@ the server executes at most once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -133,14 +134,15 @@ class NetworkDriver(RobotDriver):
         self._lock.release()
         if self._ws is None:
             return
-        try:
+        # a lost link needs no stop: the server stops a robot whose client's connection closed
+        with contextlib.suppress(RobotLinkError):
             self._call({"op": "stop"}, "stopped")
-        except RobotLinkError:
-            pass  # the server stops a robot whose client's connection closed
 
     def prepare_scene(self, scene: str, seed: int) -> bool:
         self._ensure()
-        return bool(self._call({"op": "scene", "scene": scene, "seed": seed}, "scene_ready")["ready"])
+        return bool(
+            self._call({"op": "scene", "scene": scene, "seed": seed}, "scene_ready")["ready"]
+        )
 
     def status(self) -> dict[str, Any]:
         self._ensure()

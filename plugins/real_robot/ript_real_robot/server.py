@@ -46,9 +46,7 @@ class RobotServer:
         self.last_seq: dict[str, int] = {}
         self.executed: deque[tuple[str, int]] = deque(maxlen=10_000)
         self.events: list[str] = []
-        self._server: Server = serve(
-            self._handle, host, port, compression=None, max_size=None
-        )
+        self._server: Server = serve(self._handle, host, port, compression=None, max_size=None)
         self.port: int = self._server.socket.getsockname()[1]
         self._thread: threading.Thread | None = None
 

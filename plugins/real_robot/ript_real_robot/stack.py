@@ -47,7 +47,9 @@ def make_driver(cfg: RobotConfig) -> RobotDriver:
         return LeRobotDriver(_factory(d.factory)(**d.factory_args))
     driver = _factory(d.factory)(**d.factory_args)
     if not isinstance(driver, RobotDriver):
-        raise TypeError(f"robot driver.factory {d.factory!r} returned {driver!r}, not a RobotDriver")
+        raise TypeError(
+            f"robot driver.factory {d.factory!r} returned {driver!r}, not a RobotDriver"
+        )
     return driver
 
 

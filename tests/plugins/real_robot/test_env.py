@@ -7,11 +7,11 @@ import io
 
 import numpy as np
 import pytest
-
-from ript_core import EpisodeDiscarded, check_backend, get_registry
 from ript_real_robot.config import load_robot_config
 from ript_real_robot.operator import Operator, OperatorGone
 from ript_real_robot.recorder import read_episode
+
+from ript_core import EpisodeDiscarded, check_backend, get_registry
 from tests.plugins.real_robot.conftest import require_twin
 
 TASK = "pick_cube"
@@ -69,7 +69,12 @@ def test_operator_labels_each_episode_and_every_episode_is_recorded(twin_stack, 
     files = sorted(tmp_path.glob("*.npz"))
     assert [read_episode(f)[0]["outcome"] for f in files] == ["success", "failure"]
     meta, arrays = read_episode(files[0])
-    assert (meta["scene"], meta["seed"], meta["labelled_by"], meta["steps"]) == ("cube_01", 5, "operator", 3)
+    assert (meta["scene"], meta["seed"], meta["labelled_by"], meta["steps"]) == (
+        "cube_01",
+        5,
+        "operator",
+        3,
+    )
     assert arrays["frames_front"].shape == (4, 64, 64, 3) and arrays["states"].shape == (4, 14)
     # every action asked for 3.5 cm (1.41 units * 2.5 cm), above the 2 cm step limit
     assert meta["safety_counts"] == {"step_limit": 3}
@@ -104,10 +109,16 @@ def test_dry_run_computes_checks_and_logs_actions_but_never_sends_them(tmp_path)
         assert meta["dry_run"] is True
         checked = arrays["actions_checked"]
         # 3.5 cm asked, 2 cm let through; the NaN dropped; the grasp clamped to 1
-        np.testing.assert_allclose(checked[0], [0.8 / np.sqrt(2), 0, -0.8 / np.sqrt(2), 1], rtol=1e-6)
+        np.testing.assert_allclose(
+            checked[0], [0.8 / np.sqrt(2), 0, -0.8 / np.sqrt(2), 1], rtol=1e-6
+        )
         assert np.isnan(checked[1]).all()
         np.testing.assert_allclose(checked[2], [0.2, 0, 0, 1])
-        assert info["metrics"] == {"safety/clamp": 1, "safety/non_finite": 1, "safety/step_limit": 1}
+        assert info["metrics"] == {
+            "safety/clamp": 1,
+            "safety/non_finite": 1,
+            "safety/step_limit": 1,
+        }
     finally:
         env.close()
 

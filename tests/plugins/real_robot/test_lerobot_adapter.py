@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from ript_real_robot.config import RobotConfig, SafetySection
 from ript_real_robot.lerobot_adapter import LeRobotDriver
 from ript_real_robot.stack import safety_stack
@@ -34,7 +33,11 @@ class StandInSO101:
 
     def get_observation(self):
         obs = {f"{m}.pos": v for m, v in self.pos.items()}
-        return {**obs, "front": np.zeros((48, 64, 3), np.uint8), "wrist": np.ones((48, 64, 3), np.uint8)}
+        return {
+            **obs,
+            "front": np.zeros((48, 64, 3), np.uint8),
+            "wrist": np.ones((48, 64, 3), np.uint8),
+        }
 
     def send_action(self, action):
         self.sent.append(dict(action))

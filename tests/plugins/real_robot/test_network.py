@@ -9,14 +9,14 @@ import time
 
 import numpy as np
 import pytest
-from websockets.sync.client import connect
-
-from ript_core import EpisodeDiscarded, structure
 from ript_real_robot.config import TWIN_DEFAULT, RobotConfig
 from ript_real_robot.network import NetworkDriver
 from ript_real_robot.operator import Operator
 from ript_real_robot.protocol import PROTOCOL_VERSION, ProtocolError, pack, unpack
 from ript_real_robot.recorder import read_episode
+from websockets.sync.client import connect
+
+from ript_core import EpisodeDiscarded, structure
 from tests.plugins.real_robot.conftest import require_twin
 from tests.plugins.real_robot.link import Relay, served_robot
 

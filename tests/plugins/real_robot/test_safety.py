@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-
 from ript_real_robot.config import RobotConfig, SafetySection
 from ript_real_robot.estop import EmergencyStopped, EStop, EStopGuard
 from ript_real_robot.safety import (
@@ -23,6 +22,7 @@ from ript_real_robot.safety import (
 )
 from ript_real_robot.safety_log import SafetyLog
 from ript_real_robot.stack import safety_stack
+
 from tests.plugins.real_robot.conftest import FakeArm
 
 

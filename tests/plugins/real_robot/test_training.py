@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ript_real_robot.config import TWIN_DEFAULT
 
 from ript_core import structure
 from ript_core.config import dump_config
 from ript_core.rl.config import TrainConfig
 from ript_core.rl.rollout_setup import within_backend_limits
-from ript_real_robot.config import TWIN_DEFAULT
 from tests.plugins.real_robot.conftest import require_twin
 from tests.plugins.real_robot.link import served_robot
 
@@ -52,10 +52,14 @@ def robot(tmp_path_factory):
     require_twin()
     folder = tmp_path_factory.mktemp("robot")
     served = folder / "served.yaml"
-    served.write_text(yaml.safe_dump({**TWIN_DEFAULT, "driver": {"kind": "twin", "twin_sets_scenes": False}}))
+    served.write_text(
+        yaml.safe_dump({**TWIN_DEFAULT, "driver": {"kind": "twin", "twin_sets_scenes": False}})
+    )
     with served_robot(served, watchdog_s=2.0) as url:
         client = folder / "client.yaml"
-        tasks = [{**TWIN_DEFAULT["tasks"][0], "max_steps": MAX_STEPS, "scenes": ["left", "right", "far"]}]
+        tasks = [
+            {**TWIN_DEFAULT["tasks"][0], "max_steps": MAX_STEPS, "scenes": ["left", "right", "far"]}
+        ]
         client.write_text(yaml.safe_dump({**TWIN_DEFAULT, "tasks": tasks,
                                           "driver": {"kind": "network", "url": url}}))  # fmt: skip
         yield client
@@ -123,5 +127,7 @@ def test_a_ript_iteration_on_the_served_twin_then_kill_9_and_resume(robot, tmp_p
     # the robot's own records: every episode, each labelled once
     from ript_real_robot.recorder import read_episode
 
-    outcomes = [read_episode(f)[0]["outcome"] for f in sorted((run / "robot_episodes").glob("*.npz"))]
+    outcomes = [
+        read_episode(f)[0]["outcome"] for f in sorted((run / "robot_episodes").glob("*.npz"))
+    ]
     assert sorted(outcomes) == ["failure"] * 4 + ["success"] * 2
