@@ -9,7 +9,7 @@ from typing import Any
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="robot_command", required=True)
+    sub = parser.add_subparsers(dest="robot_command", required=True, help="check or serve")
     check = sub.add_parser(
         "check", help="connect, read every camera and the state, show rates; move nothing"
     )

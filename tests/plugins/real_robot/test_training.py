@@ -78,10 +78,15 @@ def answers(labels: str) -> str:
     return "".join(f"\n{x}\n" for x in labels)
 
 
-def test_the_spec_decides_the_rollout_layout(robot, tmp_path, monkeypatch):
+def test_the_spec_decides_the_rollout_layout(robot, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RIPT_ROBOT_CONFIG", str(robot))
+    monkeypatch.setenv("COLUMNS", "200")
     cfg = within_backend_limits(train_config(tmp_path, 1))
     assert (cfg.rollout.n_workers, cfg.rollout.in_process_envs) == (0, 1)
+    from ript_core.cli import main
+
+    assert main(["tasks", "real_robot"]) == 0  # the operator's scenes are not exact init states
+    assert "3 (not exact)" in capsys.readouterr().out
 
 
 def test_a_ript_iteration_on_the_served_twin_then_kill_9_and_resume(robot, tmp_path):
