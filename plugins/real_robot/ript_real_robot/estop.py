@@ -53,6 +53,8 @@ class EStop:
         """Handle ``signals`` (only possible in the main thread; False elsewhere)."""
         if threading.current_thread() is not threading.main_thread():
             return False
+        if self._previous:  # installed already: keep the handlers it replaced
+            return True
         for sig in signals:
             self._previous[sig] = signal.signal(sig, self._on_signal)
         return True

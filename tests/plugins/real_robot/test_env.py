@@ -4,6 +4,7 @@ the operator protocol with scripted answers, episode records, discards."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -132,3 +133,29 @@ def test_robot_check_reads_everything_and_moves_nothing(capsys):
     assert "robot so101-twin: connected" in out and "camera front: 64x64 uint8" in out
     assert "reading: 3 reads" in out and "watchdog_s: 1.0" in out
     assert "'actions_executed': 0" in out and out.rstrip().endswith("nothing was sent to the robot")
+
+
+def test_ctrl_c_mid_episode_stops_the_arm_and_voids_the_episode(twin_stack, tmp_path):
+    import os
+    import signal
+
+    from ript_real_robot.estop import EmergencyStopped
+
+    env, _ = make_env(twin_stack, tmp_path, "")
+    stops = twin_stack.raw.stops
+    env.reset(seed=0, options={"init_state": 0})  # installs the e-stop's signal handlers
+    env.step(np.zeros(4))
+    try:
+        with pytest.raises(EmergencyStopped, match="SIGINT"):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+            time.sleep(1)
+        assert twin_stack.raw.stops > stops  # stopped before anything else ran
+        with pytest.raises(EmergencyStopped, match="engaged"):
+            env.step(np.zeros(4))  # nothing moves again
+        (f,) = tmp_path.glob("*.npz")
+        assert read_episode(f)[0]["outcome"] == "discarded"
+        assert read_episode(f)[0]["reason"] == "emergency stop"
+    finally:
+        twin_stack.estop.uninstall()
+        twin_stack.estop.engaged.clear()  # the module's shared stack goes on
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
