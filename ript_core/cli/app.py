@@ -46,7 +46,12 @@ def build_parser(commands: CommandRegistry | None = None) -> argparse.ArgumentPa
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in commands if commands is not None else all_commands():
         # argparse %-formats help strings (not descriptions): "95% c..." would crash --help
-        p = sub.add_parser(cmd.name, help=cmd.help.replace("%", "%%"), description=cmd.help)
+        p = sub.add_parser(
+            cmd.name,
+            help=cmd.help.replace("%", "%%"),
+            description=cmd.help,
+            aliases=list(cmd.aliases),
+        )
         cmd.arguments(p)
         p.set_defaults(func=cmd.run)
     return parser

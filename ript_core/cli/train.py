@@ -189,9 +189,11 @@ def _demos_args(p: argparse.ArgumentParser) -> None:
 
 
 @command(
-    "demos",
-    "record successful scripted-expert episodes to a demo file for the BC warm start",
+    "record-demos",
+    "record successful scripted-expert episodes to a demo file for the BC warm start "
+    "(alias: demos)",
     _demos_args,
+    aliases=("demos",),  # its first name, easy to confuse with `ript demo`
 )
 def cmd_demos(ns: argparse.Namespace) -> int:
     import time

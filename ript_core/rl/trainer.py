@@ -54,6 +54,7 @@ from ript_core.rl.fsdp import Sharding, save_full_policy
 from ript_core.rl.host_threads import apply_rollout_threads
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
+from ript_core.rl.progress import print_above_progress
 from ript_core.rl.progress import progress as progress_bar
 from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
 from ript_core.rl.rollout_setup import (
@@ -347,7 +348,7 @@ class Trainer:
     def say(self, msg: str) -> None:
         # results (evaluation tables, the summary) print even without progress bars
         if self.dist.is_main:
-            print(msg, flush=True)
+            print_above_progress(msg)
 
     # -- phases -----------------------------------------------------------------------
     def warm_start(self) -> None:
