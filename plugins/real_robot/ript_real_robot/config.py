@@ -75,8 +75,12 @@ class RobotConfig:
     driver: DriverSection = attrs.Factory(DriverSection)
     safety: SafetySection = attrs.Factory(SafetySection)
     tasks: list[TaskSection] = attrs.Factory(list)
-    #: who says whether an episode succeeded: the operator, or the robot's detector
+    #: who says whether an episode succeeded: the operator, or a detector
     success: str = "operator"
+    #: with success: detector, "module:callable" taking a RobotReading and
+    #: returning True once the task is done; empty: the driver's own
+    #: ``RobotReading.success`` (the twin's simulator)
+    success_detector: str = ""
 
     def check(self) -> RobotConfig:
         if self.driver.kind not in DRIVERS:

@@ -36,7 +36,7 @@ from ript_real_robot.driver import RobotLinkError, RobotReading
 from ript_real_robot.estop import EmergencyStopped
 from ript_real_robot.operator import SUCCESS, TOOK_OVER, Operator
 from ript_real_robot.recorder import EpisodeBuffer, EpisodeRecorder
-from ript_real_robot.stack import RobotStack, build_stack
+from ript_real_robot.stack import RobotStack, build_stack, load_callable
 
 log = logging.getLogger(__name__)
 _CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,'-_"
@@ -59,6 +59,12 @@ class RealRobotEnv(gym.Env):
         self.cfg = cfg
         self.task: TaskSection = cfg.task(task)
         self.success_source = success or cfg.success
+        # a pluggable detector (a vision model, a scale, a switch), or the driver's own verdict
+        self.detector = (
+            load_callable(cfg.success_detector)
+            if cfg.success_detector
+            else (lambda reading: bool(reading.success))
+        )
         self.stack = stack or build_stack(cfg, dry_run=dry_run)
         self.robot = self.stack.top
         self.operator = operator or Operator()
@@ -170,7 +176,7 @@ class RealRobotEnv(gym.Env):
                 dry.sent[-1] if len(dry.sent) > n_checked else np.full(len(action), np.nan)
             )
         obs = self._obs(reading)
-        detected = self.success_source == "detector" and bool(reading.success)
+        detected = self.success_source == "detector" and bool(self.detector(reading))
         terminated, truncated = detected, self._t >= self.task.max_steps and not detected
         success = detected
         if terminated or truncated:

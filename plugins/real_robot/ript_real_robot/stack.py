@@ -23,10 +23,10 @@ from ript_real_robot.safety import (
 from ript_real_robot.safety_log import SafetyLog
 
 
-def _factory(spec: str) -> Any:
+def load_callable(spec: str) -> Any:
     module, _, name = spec.partition(":")
     if not module or not name:
-        raise ValueError(f"robot driver.factory {spec!r}: write it as 'package.module:callable'")
+        raise ValueError(f"robot config: {spec!r} must be written as 'package.module:callable'")
     return getattr(importlib.import_module(module), name)
 
 
@@ -44,8 +44,8 @@ def make_driver(cfg: RobotConfig) -> RobotDriver:
     if d.kind == "lerobot":
         from ript_real_robot.lerobot_adapter import LeRobotDriver
 
-        return LeRobotDriver(_factory(d.factory)(**d.factory_args))
-    driver = _factory(d.factory)(**d.factory_args)
+        return LeRobotDriver(load_callable(d.factory)(**d.factory_args))
+    driver = load_callable(d.factory)(**d.factory_args)
     if not isinstance(driver, RobotDriver):
         raise TypeError(
             f"robot driver.factory {d.factory!r} returned {driver!r}, not a RobotDriver"

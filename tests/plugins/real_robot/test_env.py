@@ -159,3 +159,27 @@ def test_ctrl_c_mid_episode_stops_the_arm_and_voids_the_episode(twin_stack, tmp_
         twin_stack.estop.uninstall()
         twin_stack.estop.engaged.clear()  # the module's shared stack goes on
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def lifted_above_start(reading) -> bool:
+    """A stand-in success detector: the end effector rose 1 cm above its start."""
+    return float(reading.state[13]) > 0.2265 + 0.01
+
+
+def test_a_pluggable_success_detector_ends_the_episode_without_asking(twin_stack, tmp_path):
+    from ript_real_robot.env import RealRobotEnv
+
+    cfg = load_robot_config()
+    cfg.success, cfg.success_detector = "detector", f"{__name__}:lifted_above_start"
+    env = RealRobotEnv(cfg, TASK, episodes_dir=tmp_path, stack=twin_stack,
+                       operator=Operator(io.StringIO(""), io.StringIO()))  # fmt: skip
+    env.reset(seed=0, options={"init_state": 0})
+    steps = 0
+    terminated = False
+    while not terminated and steps < 10:
+        obs, reward, terminated, truncated, info = env.step(np.array([0.0, 0.0, 0.5, 1.0]))
+        steps += 1
+    assert terminated and info["success"] and obs["state"][13] > 0.2365
+    assert 1 < steps < 10  # 1.25 cm a step: not at once, well before the task's 60 steps
+    meta = read_episode(next(tmp_path.glob("*success.npz")))[0]
+    assert meta["labelled_by"] == "detector" and meta["steps"] == steps
