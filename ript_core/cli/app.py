@@ -10,7 +10,7 @@ from collections.abc import Sequence
 # (the order of `ript --help`); their bodies import the library lazily, so
 # building the parser imports no torch.
 # isort: off
-from ript_core.cli import backends, check, plan, train, debug, checkpoints, export  # noqa: F401
+from ript_core.cli import backends, check, plan, train, debug, checkpoints, export, serve  # noqa: F401
 
 # isort: on
 from ript_core.cli.console import console

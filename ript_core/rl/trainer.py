@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ript_core.config import unstructure
+from ript_core.cpu_numerics import apply_in_torch, request_portable
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
 from ript_core.policy.activation_checkpointing import set_activation_checkpointing
@@ -70,6 +71,7 @@ from ript_core.rl.run_checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ript_core.rl.training_env import TrainingEnv
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,9 @@ class TrainingError(RuntimeError):
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
         cfg.check()
+        if cfg.cpu_numerics == "portable":
+            request_portable()  # a no-op through `ript train`; an error if it came too late
+        self.kernels = apply_in_torch(cfg.cpu_numerics)  # before any kernel of the run
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
         self.cfg = cfg
@@ -123,6 +128,8 @@ class Trainer:
         else:
             prompts = [catalogue[t].instruction for t in self.tasks]
             self.policy = PI0Policy.from_config(cfg.policy, prompts=prompts, seed=cfg.seed)
+        # every checkpoint of this run records the env it trains in (for `ript eval`)
+        self.policy.training_env = TrainingEnv.of_run(cfg, self.tasks).to_dict()
         # torch_threads null: 1 for a policy off the CPU, whose rollouts' env
         # workers need the cores that OpenMP's idle threads would spin on
         apply_rollout_threads(cfg.torch_threads, self.policy.device)
@@ -472,6 +479,8 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        if self.policy.device.type == "cpu":
+            self.say(f"{self.kernels}, {torch.get_num_threads()} torch thread(s)")
         if self.iteration == 0 and "eval_before" not in self.history:
             self.warm_start()
             before = self.evaluate("before RIPT")
