@@ -58,7 +58,12 @@ from ript_core.rl.optimizer import make_adamw
 from ript_core.rl.progress import print_above_progress
 from ript_core.rl.progress import progress as progress_bar
 from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
-from ript_core.rl.rollout_setup import rollout_setup, select_tasks
+from ript_core.rl.rollout_setup import (
+    journaled,
+    rollout_setup,
+    select_tasks,
+    within_backend_limits,
+)
 from ript_core.rl.run_checkpoint import (
     latest_checkpoint,
     load_trainer_state,
@@ -90,6 +95,8 @@ class Trainer:
 
         # -- validate everything cheap before anything slow ---------------------
         task_set = select_tasks(cfg.env.backend, cfg.env.tasks)
+        # what the backend declares (one env, operator prompts), not a special case here
+        self.cfg = cfg = within_backend_limits(cfg)
         catalogue = task_set.catalogue
         self.tasks = task_set.tasks
         self.train_contexts = task_set.contexts(cfg.env.train_init_states)
@@ -211,7 +218,7 @@ class Trainer:
             pipeline_groups=self.plan.pipeline_groups,
         )
         self.pool = self.rollouts.pool
-        self.train_runner = self.rollouts.runners["train"]
+        self.train_runner = journaled(self.rollouts.runners["train"], cfg.env.backend, self.run_dir)
         self.eval_runner = self.rollouts.runners["eval"]
         if ckpt is not None:
             self._restore(ckpt)
