@@ -64,10 +64,10 @@ def main() -> int:
     with np.load(cfg["bc"]["demos_file"]) as f:
         demos = {"episodes": int(f["successes"]), "steps": len(f["state"])}
         meta = json.loads(str(f["meta"]))
-    # the `ript demos` command that recorded the file, rebuilt from its own metadata
+    # the `ript record-demos` command that recorded the file, rebuilt from its own metadata
     opts = "".join(f" --option {k}={str(v).lower()}" for k, v in meta["env_options"].items())
     demos_command = (
-        f"ript demos {meta['backend']}/{meta['tasks'][0]} -n {len(meta['init_states'])} "
+        f"ript record-demos {meta['backend']}/{meta['tasks'][0]} -n {len(meta['init_states'])} "
         f"--noise {meta['noise']}{opts} -o {cfg['bc']['demos_file']}"
     )
     demos["init_states"] = f"{min(meta['init_states'])}-{max(meta['init_states'])}"

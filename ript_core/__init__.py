@@ -3,8 +3,10 @@
 The public API that plugins and research code import lives here.
 """
 
+from ript_core.config import load_config, structure
 from ript_core.envs.catalogue import Availability, TaskInfo
 from ript_core.envs.conformance import BackendCheckError, check_backend
+from ript_core.envs.discard import EpisodeDiscarded
 from ript_core.envs.interfaces import (
     ActionAdapter,
     ComposedActionAdapter,
@@ -39,6 +41,7 @@ __all__ = [
     "BackendFootprint",
     "BackendSpec",
     "ComposedActionAdapter",
+    "EpisodeDiscarded",
     "ComposedObservationAdapter",
     "Expert",
     "ExpertSignatureError",
@@ -52,9 +55,11 @@ __all__ = [
     "first_missing_module",
     "get_registry",
     "hookimpl",
+    "load_config",
     "make_env",
     "requested_init_state",
     "slice_action_dims",
+    "structure",
     "validate_observation",
     "check_env_options",
 ]

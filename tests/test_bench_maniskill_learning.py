@@ -15,7 +15,7 @@ def _seed(tmp_path, name, bc, ript, curve, states="850:1000"):
             {
                 "task": "maniskill/PushCube",
                 "demos": {"episodes": 64},
-                "demos_command": "ript demos ...",
+                "demos_command": "ript record-demos ...",
                 "iterations": 128,
                 "env_steps": 1000,
                 "wall_s": 60,

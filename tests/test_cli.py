@@ -82,3 +82,22 @@ def test_expert_takes_the_backend_by_name(capsys):
     assert "toy/reach-red: 2/2" in out and "(8/8)" in out
     assert main(["expert", "nosuch"]) == 2
     assert "no backend named 'nosuch'" in capsys.readouterr().out
+
+
+def test_record_demos_and_its_old_name_write_the_same_demo_file(capsys, tmp_path):
+    """`ript record-demos` (clearly not `ript demo`) and its first name `demos`
+    run one command: the same episodes, the same file, loadable for BC."""
+    import numpy as np
+
+    from ript_core.rl.demos import load_demos
+
+    args = ["toy/reach-red", "-n", "3", "--init-states", "5:", "--noise", "0.1"]
+    assert main(["record-demos", *args, "-o", str(tmp_path / "a.npz")]) == 0
+    assert "3/3 expert episodes succeeded" in capsys.readouterr().out
+    assert main(["demos", *args, "-o", str(tmp_path / "b.npz")]) == 0
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key
+    demos, meta = load_demos(tmp_path / "a.npz", chunk=2)
+    assert meta["init_states"] == [5, 6, 7] and meta["noise"] == 0.1 and len(demos) > 0

@@ -94,3 +94,14 @@ def test_commands_are_credited_to_their_plugin():
     assert commands["greet"].owner == "greeter"
     assert commands["train"].owner == "ript-core"
     assert "greet" not in all_commands()
+
+
+def test_an_alias_is_a_taken_name_too():
+    from ript_core.cli.registry import CommandError, CommandRegistry
+
+    reg = CommandRegistry()
+    reg.add("record-demos", lambda ns: 0, "record", aliases=("demos",))
+    with pytest.raises(CommandError, match="'demos' is already provided by 'ript-core'"):
+        reg.add("demos", lambda ns: 0, "another")
+    with pytest.raises(CommandError, match="'record-demos' is already provided"):
+        reg.add("record", lambda ns: 0, "another", aliases=("record-demos",))

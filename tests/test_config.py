@@ -53,3 +53,24 @@ def test_wrong_type_is_named():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(Run, tmp_path / "nope.yaml")
+
+
+def test_a_run_without_a_source_of_normalisation_stats_is_refused_with_the_three_fixes():
+    """RIPT from policy.preset with no checkpoint and no BC demos has no
+    stats for the env: refused before anything is built, naming each way to
+    get them; each of the three makes the config valid."""
+    import pytest
+
+    from ript_core.policy.config import PolicyConfig
+    from ript_core.rl.config import BCSection, TrainConfig
+
+    with pytest.raises(ValueError) as exc:
+        TrainConfig().check()
+    msg = str(exc.value)
+    assert "no normalisation stats" in msg
+    for fix in ("bc.steps", "bc.demos_file", "init_checkpoint", "policy.state_dim"):
+        assert fix in msg
+    TrainConfig(bc=BCSection(steps=10, demos_per_task=2)).check()
+    TrainConfig(bc=BCSection(steps=10, demos_file="demos.npz")).check()
+    TrainConfig(init_checkpoint="ckpt").check()
+    TrainConfig(policy=PolicyConfig(state_dim=3, action_dim=3)).check()

@@ -6,8 +6,8 @@ dependency), resolved to an absolute module name, and held against the rules:
 
 - core (``ript_core``) never imports a backend plugin;
 - a plugin imports only ``ript_core``'s public API (``from ript_core import X``);
-- the policy never imports envs, rollout, plan, rl, debug or the CLI;
-- the env side never imports the policy, rollout, plan, rl or the CLI;
+- the policy never imports envs, rollout, plan, rl, debug, serve or the CLI;
+- the env side never imports the policy, rollout, plan, rl, serve or the CLI;
 - nothing below the CLI imports it.
 """
 
@@ -36,8 +36,15 @@ FORBIDDEN = {
         "ript_core.plan",
         "ript_core.rl",
         "ript_core.debug",
+        "ript_core.serve",
     ),
-    "ript_core.envs": ("ript_core.policy", "ript_core.rollout", "ript_core.plan", "ript_core.rl"),
+    "ript_core.envs": (
+        "ript_core.policy",
+        "ript_core.rollout",
+        "ript_core.plan",
+        "ript_core.rl",
+        "ript_core.serve",
+    ),
     "ript_core.plan": ("ript_core.rollout", "ript_core.rl"),
     "ript_core.rollout": ("ript_core.rl",),
 }

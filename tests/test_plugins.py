@@ -87,6 +87,14 @@ def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_pa
         obs_adapter, act_adapter = reg.default_adapters("gridworld", "walk-5x5")
         print(sorted(obs_adapter(obs).images), act_adapter([[0.9, -0.2, 5.0]]).tolist())
         print(check_backend("gridworld"), reg.footprint("gridworld").env_ram_bytes)
+        # the guide's option example: cell_px sizes the images; bad values are refused
+        env = reg.make_env("gridworld", "walk-5x5", {"cell_px": 4})
+        print(env.reset(options={"init_state": 3})[0]["images"]["top"].shape)
+        for bad in ({"cell_px": 0}, {"cellpx": 4}):
+            try:
+                reg.make_env("gridworld", "walk-5x5", bad)
+            except ValueError as exc:
+                print("refused:", exc)
         """,
         [site],
     )
@@ -96,6 +104,9 @@ def test_example_third_party_plugin_installs_and_is_discovered(repo_root, tmp_pa
     assert lines[0] == str(sorted({*installed_backends(), "gridworld"}))
     assert lines[1] == "['base_0_rgb'] [[0.8999999761581421, -0.20000000298023224]]"
     assert lines[2] == "[] 30000000"  # keeps the contract; declares its planner footprint
+    assert lines[3] == "(20, 20, 3)"
+    assert lines[4] == "refused: gridworld: cell_px must be in 1..64, got 0"
+    assert lines[5].startswith("refused: ") and "cellpx" in lines[5]
 
 
 def test_broken_plugin_is_named_with_its_fix_and_others_still_load(tmp_path):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 # (the order of `ript --help`); their bodies import the library lazily, so
 # building the parser imports no torch.
 # isort: off
-from ript_core.cli import backends, check, plan, train, debug, checkpoints, export  # noqa: F401
+from ript_core.cli import backends, check, plan, train, debug, checkpoints, export, serve  # noqa: F401
 
 # isort: on
 from rich.markup import escape
@@ -48,7 +48,12 @@ def build_parser(commands: CommandRegistry | None = None) -> argparse.ArgumentPa
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in commands if commands is not None else all_commands():
         # argparse %-formats help strings (not descriptions): "95% c..." would crash --help
-        p = sub.add_parser(cmd.name, help=cmd.help.replace("%", "%%"), description=cmd.help)
+        p = sub.add_parser(
+            cmd.name,
+            help=cmd.help.replace("%", "%%"),
+            description=cmd.help,
+            aliases=list(cmd.aliases),
+        )
         cmd.arguments(p)
         p.set_defaults(func=cmd.run)
     return parser

@@ -7,6 +7,7 @@ import json
 
 from rich.markup import escape
 
+from ript_core.cli.checkpoint_options import add_checkpoint_options, checkpoint_load_options
 from ript_core.cli.console import console
 from ript_core.cli.registry import command
 
@@ -15,11 +16,7 @@ def _info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "checkpoint", help="a checkpoint directory (ript, transformers, lerobot, openpi)"
     )
-    p.add_argument(
-        "--openpi-config",
-        help="an openpi checkpoint's training config, e.g. pi0_libero (openpi does not store it)",
-    )
-    p.add_argument("--preset", help="architecture preset for lerobot/openpi layouts (default pi0)")
+    add_checkpoint_options(p)
     p.add_argument("--json", action="store_true", help="print the pipeline as JSON")
 
 
@@ -33,7 +30,7 @@ def cmd_info(ns: argparse.Namespace) -> int:
     from ript_core.policy.io.pipeline import describe
 
     try:
-        res = resolve_checkpoint(ns.checkpoint, preset=ns.preset, openpi_config=ns.openpi_config)
+        res = resolve_checkpoint(ns.checkpoint, **checkpoint_load_options(ns))
     except (CheckpointError, FileNotFoundError) as exc:
         raise ValueError(str(exc)) from exc
     info = describe(
@@ -85,12 +82,7 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
         "checkpoint", help="a checkpoint directory (transformers, lerobot, openpi, ript)"
     )
     p.add_argument("out", help="directory to write the ript checkpoint to")
-    p.add_argument(
-        "--openpi-config",
-        help="an openpi checkpoint's training config, e.g. pi0_libero (openpi does not store it)",
-    )
-    p.add_argument("--preset", help="architecture preset for lerobot/openpi layouts (default pi0)")
-    p.add_argument("--tokenizer", help="tokenizer.model / tokenizer.json, if not in the checkpoint")
+    add_checkpoint_options(p)
 
 
 @command(
@@ -101,11 +93,8 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
 def cmd_convert(ns: argparse.Namespace) -> int:
     from ript_core.policy.io.checkpoint import CheckpointError, load_policy, save_policy
 
-    extra = {"tokenizer_path": ns.tokenizer} if ns.tokenizer else {}
     try:
-        policy = load_policy(
-            ns.checkpoint, preset=ns.preset, openpi_config=ns.openpi_config, **extra
-        )
+        policy = load_policy(ns.checkpoint, **checkpoint_load_options(ns))
     except (CheckpointError, FileNotFoundError) as exc:
         raise ValueError(str(exc)) from exc
     out = save_policy(policy, ns.out)

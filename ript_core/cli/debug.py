@@ -11,6 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ript_core.cli.checkpoint_options import add_checkpoint_options, checkpoint_load_options
 from ript_core.cli.console import console
 from ript_core.cli.registry import command
 
@@ -57,10 +58,7 @@ def _record_args(p: argparse.ArgumentParser) -> None:
     pol = p.add_argument_group("policy (one of)")
     pol.add_argument("--checkpoint", help="a saved policy directory (any layout load_policy reads)")
     pol.add_argument("--preset", help="random-init preset instead of a checkpoint, e.g. pi0-tiny")
-    p.add_argument(
-        "--openpi-config",
-        help="an openpi checkpoint's training config (e.g. pi0_libero): it decides the transforms",
-    )
+    add_checkpoint_options(p, preset=False)  # --preset here is a random-init policy
     p.add_argument(
         "--allow-tf32",
         action="store_true",
@@ -100,10 +98,9 @@ def cmd_record(ns: argparse.Namespace) -> int:
 
     if (ns.checkpoint is None) == (ns.preset is None):
         raise ValueError("give exactly one of --checkpoint DIR or --preset NAME")
-    if ns.openpi_config is not None and ns.checkpoint is None:
-        raise ValueError(
-            "--openpi-config names an openpi checkpoint's config: it needs --checkpoint"
-        )
+    for flag, value in (("--openpi-config", ns.openpi_config), ("--tokenizer", ns.tokenizer)):
+        if value is not None and ns.checkpoint is None:
+            raise ValueError(f"{flag} is about a checkpoint's loading: it needs --checkpoint")
     if ns.env is None and ns.obs is None:
         raise ValueError("give --env BACKEND/TASK (live env) or --obs FILE (saved observation)")
     if ns.save_obs and ns.env is None:
@@ -162,7 +159,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
     if ns.checkpoint is not None:
         from ript_core.policy import load_policy
 
-        policy = load_policy(ns.checkpoint, openpi_config=ns.openpi_config, **overrides)
+        policy = load_policy(ns.checkpoint, **checkpoint_load_options(ns), **overrides)
         meta["checkpoint"] = str(ns.checkpoint)
     else:
         from ript_core.envs.interfaces import PolicyInput

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from ript_core.cli.checkpoint_options import add_checkpoint_options, checkpoint_load_options
 from ript_core.cli.console import console
 from ript_core.cli.registry import command
 
@@ -30,6 +31,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
         help="fold LoRA adapters / trained deltas into the base weights (required: the only "
         "export there is, named so that the command says what it does)",
     )
+    add_checkpoint_options(p)
 
 
 @command("export", "merge a lora/expert checkpoint into a plain PI0 checkpoint", _export_args)
@@ -52,7 +54,9 @@ def cmd_export(ns: argparse.Namespace) -> int:
             if saved.is_file()
             else "float32"
         )
-        policy = load_policy(ns.checkpoint, device="cpu", dtype="float32")
+        policy = load_policy(
+            ns.checkpoint, device="cpu", dtype="float32", **checkpoint_load_options(ns)
+        )
         strategy = policy.config.strategy
         merged = merged_policy(policy, dtype=dtype)
     except (CheckpointError, StrategyError, FileNotFoundError) as exc:

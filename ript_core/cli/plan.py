@@ -37,8 +37,10 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     )
     pol.add_argument(
         "--strategy",
+        choices=("full", "expert", "lora"),
         default="full",
-        help="full | expert | lora (default full); every strategy's costs are printed too",
+        help="what trains: full | expert | lora (default full); every strategy's costs are "
+        "printed too",
     )
     pol.add_argument(
         "--lora-rank", type=int, default=32, help="LoRA rank with --strategy lora (default 32)"
@@ -249,14 +251,11 @@ def _inference_cost(ns: argparse.Namespace, machine: MachineSpec, policy: Policy
     )
 
 
-@command("plan", "choose env workers, batch sizes, checkpointing and rollout schedule", _plan_args)
-def cmd_plan(ns: argparse.Namespace) -> int:
-    from ript_core.cli.plan_tables import print_plan, print_strategies
-    from ript_core.plan import STRATEGY_PREFERENCE, plan, strategy_costs
+def _plan(ns: argparse.Namespace, machine: MachineSpec):
+    from ript_core.plan import plan
 
-    machine = _machine(ns)
     policy = _policy(ns, machine)
-    result = plan(
+    return policy, plan(
         machine,
         policy,
         _backend(ns),
@@ -267,6 +266,48 @@ def cmd_plan(ns: argparse.Namespace) -> int:
         inference_cost=_inference_cost(ns, machine, policy),
         episode_steps=ns.episode_steps,
     )
+
+
+def _fixes(ns: argparse.Namespace, machine: MachineSpec) -> list[str]:
+    """The flags (one change, then bf16 with another strategy) whose plan fits."""
+    dtype = ns.dtype or ("bfloat16" if machine.device == "cuda" else "float32")
+    changes: list[dict[str, str]] = []
+    if dtype == "float32":
+        changes.append({"dtype": "bfloat16"})
+    if ns.optim_moments == "fp32":
+        changes.append({"optim_moments": "8bit"})
+    others = [s for s in ("lora", "expert", "full") if s != ns.strategy]
+    changes += [{"strategy": s} for s in others]
+    if dtype == "float32":
+        changes += [{"dtype": "bfloat16", "strategy": s} for s in others]
+    fixes = []
+    for change in changes:
+        _, alt = _plan(argparse.Namespace(**{**vars(ns), **change}), machine)
+        if alt.fits:
+            flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in change.items())
+            fixes.append(f"{flags} (peak {_peak(alt)} of {_usable(alt)} usable)")
+    return fixes
+
+
+def _peak(p) -> str:
+    from ript_core.plan import fmt_gb
+
+    return fmt_gb(max(p.peak_bytes.values()))
+
+
+def _usable(p) -> str:
+    from ript_core.plan import fmt_gb
+
+    return fmt_gb(p.usable_bytes)
+
+
+@command("plan", "choose env workers, batch sizes, checkpointing and rollout schedule", _plan_args)
+def cmd_plan(ns: argparse.Namespace) -> int:
+    from ript_core.cli.plan_tables import print_plan, print_strategies, print_verdict
+    from ript_core.plan import STRATEGY_PREFERENCE, strategy_costs
+
+    machine = _machine(ns)
+    policy, result = _plan(ns, machine)
     print_plan(result, machine, policy)
     if ns.strategy in STRATEGY_PREFERENCE:
         costs = strategy_costs(
@@ -285,4 +326,5 @@ def cmd_plan(ns: argparse.Namespace) -> int:
             f"(policy.strategy: {result.recommended_strategy} in the training config)",
             highlight=False,
         )
+    print_verdict(result, [] if result.fits else _fixes(ns, machine))
     return 0 if result.fits else 1

@@ -10,6 +10,8 @@ from ript_core.plan import (
     ParallelPlan,
     PolicyFootprint,
     StrategyCost,
+    fmt_count,
+    fmt_duration,
     fmt_gb,
 )
 
@@ -22,7 +24,7 @@ def print_schedule(p: ParallelPlan) -> None:
     waves = pipe.options[0].wave_s is not None
     basis = "waves of episodes" if waves else "steady state"
     table = Table(title=f"rollout schedule ({basis}; G = 1 is lock-step)")
-    cols = ["G", "envs/group", "period ms", *(["wave s"] if waves else [])]
+    cols = ["G", "envs/group", "period", *(["wave"] if waves else [])]
     for col in (*cols, "env steps/s", "policy busy", "envs busy", ""):
         table.add_column(col)
     for o in pipe.options:
@@ -32,9 +34,9 @@ def print_schedule(p: ParallelPlan) -> None:
         table.add_row(
             str(o.groups),
             "/".join(str(n) for n in sorted(set(o.group_sizes), reverse=True)),
-            f"{o.period_s * 1e3:.4g}",
-            *([f"{o.wave_s:.3g}"] if waves else []),
-            f"{o.steps_per_s:,.0f}",
+            fmt_duration(o.period_s),
+            *([fmt_duration(o.wave_s)] if waves else []),
+            f"{o.steps_per_s:,.0f}" if o.steps_per_s >= 10 else f"{o.steps_per_s:.2g}",
             f"{o.policy_util:.0%}",
             f"{o.env_util:.0%}",
             mark,
@@ -72,55 +74,61 @@ def print_plan(p: ParallelPlan, machine: MachineSpec, policy: PolicyFootprint) -
         for k, v in p.settings().items()
     )
     console.print(f"plan: {settings}", soft_wrap=True, highlight=False)
-    verdict = "[green]fits[/green]" if p.fits else "[red]does not fit[/red]"
-    console.print(f"verdict: {verdict}", highlight=False)
     console.print("reasons:")
     for r in p.reasons:
         console.print(f"  - {r}", soft_wrap=True, highlight=False, markup=False)
 
 
+def print_verdict(p: ParallelPlan, fixes: list[str]) -> None:
+    """The last lines a user reads: fits or not and, when not, the flags that make it fit."""
+    if p.fits:
+        console.print("verdict: [green]fits[/green]", highlight=False)
+        return
+    console.print("verdict: [red]does not fit[/red]", highlight=False)
+    for fix in fixes:
+        console.print(f"  fits with: {fix}", soft_wrap=True, highlight=False, markup=False)
+    if not fixes:
+        console.print(
+            "  no single flag makes it fit: see the 'would fit' reasons above", highlight=False
+        )
+
+
 def print_strategies(costs: list[StrategyCost], chosen: str, recommended: str | None) -> None:
-    """Every strategy's memory side by side: what trains, what is frozen, the
-    update's extra state, activations, the prefix cache, and whether it fits."""
-    table = Table(
-        title="strategies (planner's own plan for each; per sample = per micro-batch of 1)"
-    )
-    cols = (
-        "strategy",
-        "trainable",
-        "trainable / frozen weights",
-        "grads",
-        "AdamW state",
-        "activations/sample (ckpt)",
-        "prefix cache/sample",
-        "update peak",
-        "micro-batch",
-        "fits",
-        "",
-    )
-    for col in cols:
-        table.add_column(col)
+    """Every strategy's memory side by side, one column per strategy (three
+    columns stay readable in an 80-column terminal): what trains, what is
+    frozen, the update's extra state, activations, the prefix cache, and
+    whether it fits."""
+    table = Table(title="strategies (the planner's own plan for each)")
+    table.add_column("")
     for c in costs:
-        p = c.plan
-        mark = ", ".join(
+        marks = [
             m
             for m, on in (
                 ("chosen", c.strategy == chosen),
                 ("recommended", c.strategy == recommended),
             )
             if on
-        )
-        table.add_row(
-            c.strategy,
-            f"{c.n_trainable / 1e6:,.4g}M",
-            f"{fmt_gb(c.trainable_weight_bytes)} / {fmt_gb(c.frozen_weight_bytes)}",
-            fmt_gb(c.grad_bytes),
-            fmt_gb(c.optimizer_bytes),
-            f"{fmt_gb(c.activations_per_sample)} ({fmt_gb(c.activations_per_sample_ckpt)})",
-            fmt_gb(c.prefix_cache_per_sample),
-            fmt_gb(p.peak_bytes["update"]),
-            f"{p.train_micro_batch}{' ckpt' if p.activation_checkpointing else ''}",
-            "[green]yes[/green]" if p.fits else "[red]NO[/red]",
-            mark,
-        )
+        ]
+        table.add_column(c.strategy + (f"\n({', '.join(marks)})" if marks else ""))
+    rows = (
+        ("trainable params", lambda c: fmt_count(c.n_trainable)),
+        ("trainable weights", lambda c: fmt_gb(c.trainable_weight_bytes)),
+        ("frozen weights", lambda c: fmt_gb(c.frozen_weight_bytes)),
+        ("gradients", lambda c: fmt_gb(c.grad_bytes)),
+        ("AdamW state", lambda c: fmt_gb(c.optimizer_bytes)),
+        ("activations / sample", lambda c: fmt_gb(c.activations_per_sample)),
+        ("  with checkpointing", lambda c: fmt_gb(c.activations_per_sample_ckpt)),
+        ("prefix cache / sample", lambda c: fmt_gb(c.prefix_cache_per_sample)),
+        ("update peak", lambda c: fmt_gb(c.plan.peak_bytes["update"])),
+        (
+            "micro-batch",
+            lambda c: (
+                f"{c.plan.train_micro_batch}"
+                + (" (ckpt)" if c.plan.activation_checkpointing else "")
+            ),
+        ),
+        ("fits", lambda c: "[green]yes[/green]" if c.plan.fits else "[red]NO[/red]"),
+    )
+    for label, cell in rows:
+        table.add_row(label, *(cell(c) for c in costs))
     console.print(table)

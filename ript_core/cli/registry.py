@@ -30,6 +30,7 @@ class Command:
     help: str
     arguments: Arguments = _no_arguments
     owner: str = "ript-core"
+    aliases: tuple[str, ...] = ()  # older names that keep working
 
 
 class CommandError(ValueError):
@@ -43,23 +44,39 @@ class CommandRegistry:
         self._commands: dict[str, Command] = {}
         self.owner = owner  # who the next :meth:`add` is credited to
 
-    def add(self, name: str, run: Run, help: str, arguments: Arguments | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        run: Run,
+        help: str,
+        arguments: Arguments | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> None:
         """Add ``ript NAME``: ``help`` is its one-line description, ``arguments``
         adds its options to an ``argparse`` parser, ``run(namespace)`` returns the
         exit status. Import heavy libraries inside ``run``, not at module level,
         so that ``ript --help`` stays instant."""
-        if not name or name.startswith("-") or " " in name:
-            raise CommandError(f"{name!r} is not a command name")
-        taken = self._commands.get(name)
-        if taken is not None:
-            raise CommandError(f"command {name!r} is already provided by {taken.owner!r}")
-        self._commands[name] = Command(name, run, help, arguments or _no_arguments, self.owner)
+        for n in (name, *aliases):
+            if not n or n.startswith("-") or " " in n:
+                raise CommandError(f"{n!r} is not a command name")
+            taken = next((c for c in self if n in (c.name, *c.aliases)), None)
+            if taken is not None:
+                raise CommandError(f"command {n!r} is already provided by {taken.owner!r}")
+        self._commands[name] = Command(
+            name, run, help, arguments or _no_arguments, self.owner, tuple(aliases)
+        )
 
-    def command(self, name: str, help: str, arguments: Arguments | None = None):
+    def command(
+        self,
+        name: str,
+        help: str,
+        arguments: Arguments | None = None,
+        aliases: tuple[str, ...] = (),
+    ):
         """:meth:`add` as a decorator on the command's body."""
 
         def register(run: Run) -> Run:
-            self.add(name, run, help, arguments)
+            self.add(name, run, help, arguments, aliases)
             return run
 
         return register

@@ -8,7 +8,11 @@ import logging
 from importlib import resources
 from pathlib import Path
 
+from rich.markup import escape
+
+from ript_core.cli.checkpoint_options import add_checkpoint_options, checkpoint_load_options
 from ript_core.cli.console import console
+from ript_core.cli.eval_settings import expand_tasks, resolve_eval_settings
 from ript_core.cli.registry import command
 from ript_core.config import load_config
 from ript_core.configs import DEMO_CONFIG
@@ -48,6 +52,10 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
     # a config error is reported before torch is imported (seconds on a busy machine)
     cfg = load_config(TrainConfig, config_path, ns.overrides)
     cfg.check()
+    if cfg.cpu_numerics == "portable":
+        from ript_core.cpu_numerics import request_portable
+
+        request_portable()  # before torch is imported: it picks its kernels once
     from ript_core.rl.trainer import Trainer
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -93,11 +101,26 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "checkpoint", help="a saved policy directory (e.g. runs/x/checkpoints/iter_000010/policy)"
     )
+    add_checkpoint_options(p)
+    trained = "default: the checkpoint's training run's"
     p.add_argument(
-        "--backend", default=BUILTIN_BACKEND, help=f"the tasks' backend (default {BUILTIN_BACKEND})"
+        "--backend",
+        default=None,
+        help=f"the tasks' backend ({trained}, else {BUILTIN_BACKEND}); another backend than the "
+        "training run's leaves its tasks and env settings out",
     )
-    p.add_argument("--tasks", nargs="*", default=[], help="task names (default: all)")
-    p.add_argument("--init-states", default="0:", help="e.g. 40: or 0:10 or 3,5,7")
+    p.add_argument(
+        "--tasks",
+        nargs="*",
+        default=None,
+        help=f"task names or patterns, e.g. 'libero_spatial.*' ({trained} env.tasks, else "
+        "every task); --tasks alone: every task",
+    )
+    p.add_argument(
+        "--init-states",
+        default=None,
+        help=f"e.g. 40: or 0:10 or 3,5,7 ({trained} held-out env.eval_init_states, else 0:)",
+    )
     p.add_argument(
         "--episodes-per-init-state",
         type=int,
@@ -107,21 +130,27 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mode",
         choices=("ode", "sde"),
-        default="ode",
-        help="ode: deterministic Euler sampling (default); sde: the stochastic sampler RIPT trains",
+        default=None,
+        help="ode: deterministic Euler sampling; sde: the stochastic sampler RIPT trains "
+        f"({trained} eval.mode, else ode)",
     )
     p.add_argument("--workers", type=int, default=1, help="env worker processes (0: in-process)")
     p.add_argument(
         "--replan-every",
         type=int,
-        default=5,
-        help="env steps executed per action chunk (env.replan_every; default 5)",
+        default=None,
+        help=f"env steps executed per action chunk ({trained} env.replan_every, else 5)",
     )
     p.add_argument(
-        "--max-steps", type=int, default=None, help="episode budget (env.max_steps in a config)"
+        "--max-steps",
+        type=int,
+        default=None,
+        help=f"episode budget ({trained} env.max_steps, else each task's own)",
     )
     add_env_option_argument(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' noise and resets")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the episodes' noise and resets (default 0)"
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -144,17 +173,33 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     import torch
 
     from ript_core.policy import load_policy
+    from ript_core.policy.io.checkpoint import CheckpointError, read_training_env
     from ript_core.rl.evaluate import evaluate
     from ript_core.rl.host_threads import apply_rollout_threads
     from ript_core.rl.rollout_setup import rollout_setup, select_tasks
+    from ript_core.rl.training_env import TrainingEnv
 
     if ns.threads is not None:
         if ns.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {ns.threads}")
         # as torch_threads does for training: oversubscribed CPU torch slows 10x+
         torch.set_num_threads(ns.threads)
-    tasks = select_tasks(ns.backend, ns.tasks, setting="--tasks")
-    contexts = tasks.contexts(ns.init_states, "--init-states")
+    try:
+        stored = read_training_env(ns.checkpoint)
+    except CheckpointError as exc:
+        raise ValueError(str(exc)) from exc
+    trained = None if stored is None else TrainingEnv.from_dict(stored, source=ns.checkpoint)
+    settings = resolve_eval_settings(ns, trained, parse_env_options(ns.option))
+    for note in settings.notes:
+        console.print(escape(note), highlight=False)
+    for warning in settings.warnings:
+        console.print(escape(f"warning: {warning}"), style="yellow", highlight=False)
+    tasks = expand_tasks(settings.tasks, select_tasks(settings.backend, []).tasks)
+    # the range is checked against each task here: one past it is an error, not cut
+    where = "--init-states" if ns.init_states else "the run's env.eval_init_states"
+    contexts = select_tasks(settings.backend, tasks, setting="--tasks").contexts(
+        settings.init_states, where
+    )
     if ns.videos:
         try:
             import imageio.v3  # noqa: F401
@@ -162,18 +207,20 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             raise RuntimeError(
                 "--videos needs imageio with ffmpeg: pip install 'imageio[ffmpeg]'"
             ) from exc
-    policy = load_policy(ns.checkpoint)
+    try:
+        policy = load_policy(ns.checkpoint, **checkpoint_load_options(ns))
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise ValueError(str(exc)) from exc
     # --threads unset: 1 for a policy off the CPU (ript_core/rl/host_threads.py)
     apply_rollout_threads(ns.threads, policy.device)
     with rollout_setup(
         policy,
-        {"eval": ns.mode},
+        {"eval": settings.mode},
         env_workers=ns.workers,
-        replan_every=ns.replan_every,
+        replan_every=settings.replan_every,
         record_frames=bool(ns.videos),
-        # a training run's evaluation conditions: its env.options and env.max_steps
-        max_steps=ns.max_steps,
-        env_options=parse_env_options(ns.option),
+        max_steps=settings.max_steps,
+        env_options=settings.env_options,
     ) as setup:
         result = evaluate(setup.runners["eval"], contexts, ns.episodes_per_init_state, ns.seed)
     console.print(result.table(), highlight=False)
@@ -205,9 +252,11 @@ def _demos_args(p: argparse.ArgumentParser) -> None:
 
 
 @command(
-    "demos",
-    "record successful scripted-expert episodes to a demo file for the BC warm start",
+    "record-demos",
+    "record successful scripted-expert episodes to a demo file for the BC warm start "
+    "(alias: demos)",
     _demos_args,
+    aliases=("demos",),  # its first name, easy to confuse with `ript demo`
 )
 def cmd_demos(ns: argparse.Namespace) -> int:
     import time

@@ -61,7 +61,7 @@ from ript_core.plan.schedule import (
 )
 from ript_core.plan.strategy import STRATEGY_PREFERENCE, recommend_strategy
 from ript_core.plan.strategy_table import StrategyCost, strategy_costs
-from ript_core.plan.units import GB, fmt_gb
+from ript_core.plan.units import GB, fmt_count, fmt_duration, fmt_gb
 
 __all__ = [
     "ACTIVATION_CHECKPOINTING_AVAILABLE",
@@ -96,6 +96,8 @@ __all__ = [
     "core_limit",
     "count_pi0_params",
     "detect_machine",
+    "fmt_count",
+    "fmt_duration",
     "fmt_gb",
     "fused_projection_bytes",
     "grad_bytes",

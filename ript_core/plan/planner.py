@@ -50,7 +50,7 @@ from ript_core.plan.parallel_plan import PLAN_FIELDS, ParallelPlan
 from ript_core.plan.phases import PhaseBytes, largest_fitting, min_peak, phase_bytes
 from ript_core.plan.schedule import PIPELINE_MIN_GAIN, PipelinePlan, choose_pipeline
 from ript_core.plan.strategy import recommend_strategy
-from ript_core.plan.units import GB, fmt_gb
+from ript_core.plan.units import GB, fmt_count, fmt_duration, fmt_gb
 
 #: Below this micro-batch the update is launch-bound on a GPU: prefer turning
 #: activation checkpointing on (≈ +33 % compute) to reach it.
@@ -193,9 +193,9 @@ def _model_reason(policy: PolicyFootprint) -> str:
         else f"fp32 weights + {moments} AdamW moments ({state_b} per trainable param)"
     )
     return (
-        f"model: {policy.name}, {policy.n_params / 1e9:.3g}B params in {policy.dtype_name} = "
+        f"model: {policy.name}, {fmt_count(policy.n_params)} params in {policy.dtype_name} = "
         f"{fmt_gb(model_bytes(policy))}, held once by the main process (env workers hold no "
-        f"model copy); strategy {policy.strategy}: {policy.n_trainable / 1e6:.4g}M trainable, "
+        f"model copy); strategy {policy.strategy}: {fmt_count(policy.n_trainable)} trainable, "
         f"{precision} = {fmt_gb(optimizer_state_bytes(policy))} kept across phases, + "
         f"{fmt_gb(grad_bytes(policy))} fp32 gradients during the update"
     )
@@ -222,10 +222,18 @@ def _env_workers(req: _Request) -> tuple[int, list[str]]:
     reasons = [
         f"env workers: {auto_env} = min(cores: {by_cores} [{core_note}, "
         f"{backend.cores_per_env:g} core per env], RAM: {by_ram} [{backend.name} env ≈ "
-        f"{fmt_gb(backend.env_ram_bytes)} each, {fmt_gb(max(ram_pool, 0))} "
-        f"{'left beside the model' if on_cpu else 'host RAM usable'}], "
-        f"rollouts per update: {rollouts}); bound by {binding}"
-        + (" — no room for even one env" if by_ram < 1 else "")
+        f"{fmt_gb(backend.env_ram_bytes)} each, "
+        + (
+            f"{fmt_gb(ram_pool)} {'left beside the model' if on_cpu else 'host RAM usable'}"
+            if ram_pool > 0
+            else f"none left: the model alone is {fmt_gb(-ram_pool)} over the budget"
+        )
+        + f"], rollouts per update: {rollouts}); bound by {binding}"
+        + (
+            " — no room for even one env: the plan below keeps 1 to show the rest"
+            if by_ram < 1
+            else ""
+        )
     ]
     steps_per_s = n_env / backend.env_step_seconds
     reasons.append(
@@ -294,10 +302,10 @@ def _schedule(
     )
     reasons = [
         f"rollout schedule: one chunk of {replan_every} env steps ≈ {chunk_s * 1e3:.4g} ms per "
-        f"env; a policy call ≈ {cost.call_s * 1e3:.3g} ms + {cost.per_sample_s * 1e3:.3g} ms "
+        f"env; a policy call ≈ {fmt_duration(cost.call_s)} + {fmt_duration(cost.per_sample_s)} "
         f"× batch ({cost.source}); "
         + "; ".join(
-            f"G={o.groups}: period {o.period_s * 1e3:.4g} ms, policy busy {o.policy_util:.0%}, "
+            f"G={o.groups}: period {fmt_duration(o.period_s)}, policy busy {o.policy_util:.0%}, "
             f"envs busy {o.env_util:.0%}"
             for o in pipe.options[: min(len(pipe.options), 4)]
         )
@@ -351,9 +359,10 @@ def _checkpointing(req: _Request, n_env: int) -> tuple[tuple[bool, int], list[st
             "checkpointing would cost ≈ 33 % more compute for nothing"
         ]
     reasons = [
-        f"activation checkpointing on: without it only a micro-batch of {no_ckpt} fits "
+        f"activation checkpointing on: without it "
+        f"{f'only a micro-batch of {no_ckpt} fits' if no_ckpt else 'not even a micro-batch of 1 fits'} "
         f"({fmt_gb(act1)} of activations per sample); with it {fmt_gb(act1c)} per sample "
-        f"and micro-batch {with_ckpt}"
+        f"and {f'micro-batch {with_ckpt}' if with_ckpt else 'still not even a micro-batch of 1'}"
     ]
     if policy.optimizer_moments == "fp32" and policy.n_trainable:
         # recomputation costs ≈ 1/3 more compute; 8-bit moments may make room instead
@@ -385,7 +394,13 @@ def _micro_batch(req: _Request, auto_micro: int) -> tuple[tuple[int, int], list[
     reasons = [
         f"training: {train_batch} samples per optimizer step in {accum} gradient accumulation "
         f"step(s) of micro-batch ≤ {micro}"
-        + (f" (largest fitting micro-batch: {auto_micro})" if auto_micro != micro else "")
+        + (
+            " (not even a micro-batch of 1 fits: see 'does not fit')"
+            if auto_micro == 0
+            else f" (largest fitting micro-batch: {auto_micro})"
+            if auto_micro != micro
+            else ""
+        )
     ]
     for key in ("train_micro_batch", "grad_accum"):
         if key in overrides:
@@ -463,7 +478,7 @@ def _what_would_fit(req: _Request) -> list[str]:
                 alt_fp = policy.for_strategy(alt)
                 if min_peak(machine, alt_fp, backend) <= req.usable:
                     out.append(
-                        f"would fit: use strategy {alt} ({alt_fp.n_trainable / 1e6:.4g}M trainable; "
+                        f"would fit: use strategy {alt} ({fmt_count(alt_fp.n_trainable)} trainable; "
                         f"smallest peak {fmt_gb(min_peak(machine, alt_fp, backend))})"
                     )
         if policy.dtype_bytes == 4:

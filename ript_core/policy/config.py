@@ -43,11 +43,11 @@ class LoraSettings:
     projections train in full unless ``train_projections=False``.
     """
 
-    rank: int = 32
-    alpha: float = 32.0
-    dropout: float = 0.0
-    targets: list[LoraTarget] = attrs.Factory(lambda: ["vlm", "expert"])
-    modules: list[str] = attrs.Factory(lambda: list(GEMMA_LINEARS))
+    rank: int = 32  # the adapters' rank
+    alpha: float = 32.0  # scale alpha/rank; alpha = rank keeps the scale at 1
+    dropout: float = 0.0  # 0: the recomputed log-prob must equal the sampled one
+    targets: list[LoraTarget] = attrs.Factory(lambda: ["vlm", "expert"])  # adapted stacks
+    modules: list[str] = attrs.Factory(lambda: list(GEMMA_LINEARS))  # adapted linears
     # openpi's LoRA configs freeze only the Gemma base weights: the small
     # action/state/time projections keep training in full. False: adapters only.
     train_projections: bool = True
@@ -90,31 +90,31 @@ class PolicyConfig:
     the env never executes. ``"all"`` injects everywhere (RLinf-style).
     """
 
-    preset: str = "pi0-tiny"
+    preset: str = "pi0-tiny"  # architecture: pi0 | pi0-tiny (ript_core.policy.io.presets)
     # --- architecture overrides (None: the preset's value) -------------------
-    chunk_size: int | None = None
-    max_action_dim: int | None = None
-    max_state_dim: int | None = None
-    num_steps: int | None = None
-    cameras: list[str] | None = None
-    max_token_len: int | None = None
-    image_size: int | None = None
+    chunk_size: int | None = None  # actions per chunk
+    max_action_dim: int | None = None  # padded action width
+    max_state_dim: int | None = None  # padded state width
+    num_steps: int | None = None  # denoising steps per chunk
+    cameras: list[str] | None = None  # camera slots, e.g. [base_0_rgb, left_wrist_0_rgb]
+    max_token_len: int | None = None  # prompt tokens
+    image_size: int | None = None  # images are resized to this square size
     # Real (un-padded) dims of the env/checkpoint. None: taken from the
     # normalisation stats, else the padded max dims.
     action_dim: int | None = None
-    state_dim: int | None = None
+    state_dim: int | None = None  # as action_dim, for the proprio state
     # --- tokenizer -------------------------------------------------------------
     # A PaliGemma sentencepiece model or a tokenizers JSON file / directory.
     tokenizer_path: str | None = None
     # --- SDE / RL --------------------------------------------------------------
-    noise_level: float = 0.5
-    sde_scheme: SdeScheme = "all"
-    sde_noise_region: NoiseRegion = "scored"
+    noise_level: float = 0.5  # the flow-SDE's a in sigma_t = a*sqrt(t/(1-t)); must be > 0 for RIPT
+    sde_scheme: SdeScheme = "all"  # all: every denoising step is stochastic; one: one random step
+    sde_noise_region: NoiseRegion = "scored"  # scored: noise only where the log-prob is scored
     # Log-probs are summed over the first logp_horizon actions (the replan
     # window) and the first logp_action_dims dims (the env's). None: the whole
     # chunk / the real action_dim.
     logp_horizon: int | None = None
-    logp_action_dims: int | None = None
+    logp_action_dims: int | None = None  # scored action dims (set to the env's action dims)
     # --- training --------------------------------------------------------------
     # What trains (ript_core.policy.strategies): "full" -- the VLM (per
     # train_vlm / train_vision) and the expert; "expert" -- the action expert
@@ -122,11 +122,11 @@ class PolicyConfig:
     # "lora" -- peft adapters (policy.lora) on frozen base weights.
     strategy: Strategy = "full"
     lora: LoraSettings = attrs.Factory(LoraSettings)
-    train_vlm: bool = True
-    train_vision: bool = True
+    train_vlm: bool = True  # strategy full: the PaliGemma language model trains
+    train_vision: bool = True  # strategy full: the SigLIP vision tower trains
     # --- numerics / devices ----------------------------------------------------
-    dtype: DType = "float32"
-    device: str = "cpu"
+    dtype: DType = "float32"  # compute dtype; bfloat16 keeps fp32 master weights
+    device: str = "cpu"  # cpu | cuda | cuda:N
     # On CUDA, the fast sampler runs every transformer layer through
     # torch.compile (regional, inductor): faster chunks after minutes of
     # compilation once per process (docs/policy.md). Sampling only: log_prob
@@ -145,7 +145,7 @@ class PolicyConfig:
     # tokens are masked anyway (mathematically inert), so this only saves a
     # camera's worth of SigLIP and prefix compute (a third for LIBERO pi0).
     drop_missing_cameras: bool = True
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "sdpa"  # transformers' attention: sdpa | eager
 
     def __attrs_post_init__(self) -> None:
         if self.noise_level < 0:

@@ -80,6 +80,9 @@ class PI0Policy(ProcessingMixin, ForwardMixin, LogProbMixin, BCMixin, nn.Module)
         # the checkpoint whose weights a lora/expert checkpoint's frozen part
         # is (ript_core.policy.strategies); None: not on disk yet
         self.base_checkpoint: Path | None = None
+        # the env settings of the run that trained it (checkpoint.TRAINING_ENV_FILE);
+        # saved and loaded with the policy, never read by it
+        self.training_env: dict[str, Any] | None = None
         self.apply_trainable()
 
     # ---- construction ----------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ript_core.cpu_numerics import CpuNumerics
 from ript_core.plan.footprint import OPTIMIZER_MOMENTS
 from ript_core.policy.config import PolicyConfig
 from ript_core.policy.io.presets import preset_names
@@ -104,12 +105,12 @@ def bitsandbytes_missing() -> str | None:
 
 @attrs.define
 class EnvSection:
-    backend: str = "toy"
+    backend: str = "toy"  # an installed backend (`ript plugins`)
     tasks: list[str] = attrs.Factory(list)  # empty: every task of the backend
     train_init_states: str = "0:40"  # which registered init states RIPT trains on
     eval_init_states: str = "40:"  # held out: evaluation only
     options: dict[str, Any] = attrs.Factory(dict)  # passed to the backend's env factory
-    replan_every: int = 5
+    replan_every: int = 5  # env steps executed from each action chunk before the next
     max_steps: int | None = None  # None: the task's own budget
 
 
@@ -120,7 +121,7 @@ class RolloutSection:
     # envs (the toy) an IPC round trip costs more than a step, so many
     # in-process envs feeding one large policy batch beat worker processes.
     in_process_envs: int = 1
-    worker_timeout_s: float = 120.0
+    worker_timeout_s: float = 120.0  # an env worker silent this long is replaced
     # env worker groups stepped while the policy serves another group
     # (docs/planner.md); None: the planner's choice, 1: lock-step
     pipeline_groups: int | None = None
@@ -128,13 +129,15 @@ class RolloutSection:
 
 @attrs.define
 class RiptSection:
-    iterations: int = 20
+    iterations: int = 20  # RIPT iterations: each collects groups, then one update
     group_size: int = 4  # K rollouts per context
     groups_per_iteration: int = 8  # informative groups wanted per update (per rank)
     max_sampling_rounds: int = 4  # rounds of context sampling per iteration before giving up
     oversample: float = 1.5  # contexts sampled per missing group in a round
+    # a context solved (all K succeeded) in its last solved_window visits is
+    # sampled with weight solved_weight: fewer wasted, uninformative groups
     solved_window: int = 2
-    solved_weight: float = 0.1
+    solved_weight: float = 0.1  # sampling weight of a solved context (see solved_window)
     max_consecutive_skips: int = 5  # non-finite updates in a row before the run stops
     # Benchmarks only: keep groups whose K rewards are all equal (zero advantage,
     # zero gradient, same update cost), so every iteration updates on exactly
@@ -147,12 +150,12 @@ class UpdateConfig:
     """The LOOP update (:func:`ript_core.rl.ript.loop_update`); every field in
     docs/training.md."""
 
-    ppo_epochs: int = 1
-    clip: float = 0.2
+    ppo_epochs: int = 1  # passes over the iteration's samples
+    clip: float = 0.2  # PPO ratio clip: the ratio is kept in [1 - clip, 1 + clip]
     micro_batch: int | None = None  # None: the parallel planner's choice
     mini_batches: int = 1  # optimizer steps per epoch
-    max_grad_norm: float = 1.0
-    normalize_advantages: bool = False
+    max_grad_norm: float = 1.0  # gradients are clipped to this global norm
+    normalize_advantages: bool = False  # scale the leave-one-out advantages to unit std
     # "ddp" replicates and all-reduces; "fsdp" shards what does not fit one
     # device; "auto": fsdp only when the replicated plan does not fit
     distributed: DistributedMode = "ddp"
@@ -173,10 +176,10 @@ class UpdateConfig:
 
 @attrs.define
 class OptimSection:
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: list[float] = attrs.Factory(lambda: [0.9, 0.999])
-    warmup_iterations: int = 0
+    lr: float = 1e-4  # AdamW learning rate of the RIPT updates
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    betas: list[float] = attrs.Factory(lambda: [0.9, 0.999])  # AdamW's beta1, beta2
+    warmup_iterations: int = 0  # linear learning-rate warm-up over this many iterations
     schedule: str = "constant"  # constant | cosine
     # how AdamW stores its two moments (ript_core.rl.optimizer): "fp32" (torch's
     # AdamW), or "8bit" (bitsandbytes' AdamW8bit: 2 instead of 8 bytes per trainable
@@ -188,28 +191,28 @@ class OptimSection:
 @attrs.define
 class BCSection:
     demos_per_task: int = 0  # scripted demonstrations for a warm start (0: none)
-    # a `ript demos` file to warm-start from instead of recording (demos_per_task ignored)
+    # a `ript record-demos` file to warm-start from instead of recording (demos_per_task ignored)
     demos_file: str | None = None
-    demo_init_states: str = "0:40"
-    demo_noise: float = 0.0
-    steps: int = 0
-    batch_size: int = 32
-    lr: float = 1e-3
+    demo_init_states: str = "0:40"  # init states the recorded demos start from
+    demo_noise: float = 0.0  # the scripted expert's motion noise (std) while recording
+    steps: int = 0  # BC optimizer steps before RIPT (0: no warm start)
+    batch_size: int = 32  # BC samples per step
+    lr: float = 1e-3  # BC learning rate
     rl_coef: float = 0.0  # weight of a BC term added to each RIPT update
 
 
 @attrs.define
 class EvalSection:
-    episodes_per_init_state: int = 1
+    episodes_per_init_state: int = 1  # held-out episodes per eval init state
     every: int = 0  # evaluate every N iterations (0: before and after only)
-    mode: str = "ode"
+    mode: str = "ode"  # ode: deterministic sampling; sde: the noisy sampler RIPT trains with
     videos: int = 0  # record this many MP4s per evaluation (needs imageio[ffmpeg])
 
 
 @attrs.define
 class TrainConfig:
-    run_dir: str = "runs/ript"
-    seed: int = 0
+    run_dir: str = "runs/ript"  # checkpoints, metrics.jsonl, TensorBoard files, config
+    seed: int = 0  # seeds context sampling, env resets and the policy's noise
     init_checkpoint: str | None = None  # a saved policy directory; None: policy.preset
     policy: PolicyConfig = attrs.Factory(PolicyConfig)
     env: EnvSection = attrs.Factory(EnvSection)
@@ -220,15 +223,19 @@ class TrainConfig:
     bc: BCSection = attrs.Factory(BCSection)
     eval: EvalSection = attrs.Factory(EvalSection)
     checkpoint_every: int = 5  # 0: never write a checkpoint (benchmarks; no resume)
-    keep_checkpoints: int = 2
-    tensorboard: bool = True
-    wandb_project: str | None = None
+    keep_checkpoints: int = 2  # older checkpoints are deleted beyond this many
+    tensorboard: bool = True  # write TensorBoard event files in run_dir
+    wandb_project: str | None = None  # also log to this Weights & Biases project
     # Intra-op CPU threads for torch. None: 1 with the policy on a GPU (the
     # host only stages copies, and OpenMP's idle threads would busy-wait on
     # the cores the env workers need: rl/host_threads.py), else torch's
     # default, the machine's cores. CPU results depend on it (reduction
     # order), so a CPU run that must reproduce its numbers pins it.
     torch_threads: int | None = None
+    # portable: the same numbers on every x86-64 CPU with AVX2 (torch's AVX2
+    # kernels, MKL's reproducible AVX2 path, oneDNN off; ript_core.cpu_numerics),
+    # at some speed; native: each processor's fastest kernels
+    cpu_numerics: CpuNumerics = "native"
 
     def check(self) -> None:
         """Cheap sanity checks, run before any env or model is built."""
@@ -257,6 +264,18 @@ class TrainConfig:
         if self.policy.preset not in preset_names():
             problems.append(
                 f"policy.preset {self.policy.preset!r} is unknown: use one of {preset_names()}"
+            )
+        warm_start = self.bc.steps and (self.bc.demos_per_task or self.bc.demos_file)
+        sized = self.policy.state_dim is not None and self.policy.action_dim is not None
+        if not (self.init_checkpoint or warm_start or sized):
+            problems.append(
+                "no normalisation stats for the env's state and actions: this run starts from "
+                "policy.preset with no init_checkpoint and no BC warm start, which is where "
+                "stats come from. Give one of: a BC warm start (bc.steps: 200 and "
+                "bc.demos_per_task: 20, or bc.demos_file from `ript record-demos`: the demos "
+                "fit the stats); an init_checkpoint (a saved policy carries its stats); or "
+                "identity stats sized to the env (policy.state_dim and policy.action_dim: the "
+                "length of the env's state vector and of its action space)"
             )
         if self.bc.demos_per_task and not self.bc.steps:
             problems.append("bc.demos_per_task > 0 but bc.steps == 0: set both or neither")

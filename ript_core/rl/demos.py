@@ -4,7 +4,7 @@ A backend's scripted expert (its spec's ``scripted_expert``) is rolled out
 in-process; each step becomes a BC sample: the policy input at time t and the
 next ``chunk`` expert actions (padded past the episode's end, with a mask).
 
-Demos recorded once (``ript demos``) are kept in one on-disk format that the
+Demos recorded once (``ript record-demos``) are kept in one on-disk format that the
 BC warm start reads back (``bc.demos_file``): see :func:`save_demos`.
 """
 
@@ -201,7 +201,7 @@ def load_demos(path: str | Path, chunk: int) -> tuple[DemoSet, dict[str, Any]]:
         if fmt != DEMO_FILE_FORMAT:
             raise ValueError(
                 f"{path}: not a ript demo file of format {DEMO_FILE_FORMAT} (found {fmt}); "
-                "record it with `ript demos`"
+                "record it with `ript record-demos`"
             )
         meta = json.loads(str(f["meta"]))
         state, prompt, actions, episode = f["state"], f["prompt"], f["actions"], f["episode"]

@@ -78,6 +78,16 @@ def progress(
     return tqdm(iterable, desc=desc, disable=not enabled, file=file, **tqdm_kwargs)
 
 
+def print_above_progress(msg: str) -> None:
+    """``print(msg)`` on stdout, on lines of its own: a live tqdm bar (on
+    stderr, sharing the terminal) is cleared first and redrawn below, so a
+    mid-run evaluation table never starts on the bar's line."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode():
+        print(msg, flush=True)
+
+
 def _len(iterable: Iterable[Any]) -> int | None:
     try:
         return len(iterable)  # type: ignore[arg-type]

@@ -99,6 +99,7 @@ def collect_groups(
     kept = dropped = rounds = 0
     successes = episodes = env_steps = discarded = 0
     rollout_metrics: dict[str, float] = {}
+    env_metrics: dict[str, float] = {}  # the envs' own counts (info["metrics"]), summed
     while kept < cfg.groups_per_iteration and rounds < cfg.max_sampling_rounds:
         want = max(1, math.ceil((cfg.groups_per_iteration - kept) * cfg.oversample))
         contexts = sampler.sample(want)
@@ -121,6 +122,9 @@ def collect_groups(
         for g, context in enumerate(contexts):
             group = rollouts[g * k : (g + 1) * k]
             rewards = [float(x.success) for x in group]
+            for rollout in group:
+                for name, v in rollout.metrics.items():
+                    env_metrics[name] = env_metrics.get(name, 0.0) + float(v)
             successes += int(sum(rewards))
             episodes += len(rewards)
             sampler.record(context, rewards)
@@ -143,6 +147,7 @@ def collect_groups(
         "train/episodes": episodes,
         "train/env_steps": env_steps,
         "rollout/discarded_episodes": discarded,
+        **{f"env/{name}": v for name, v in sorted(env_metrics.items())},
         **{
             name: v
             for name, v in rollout_metrics.items()

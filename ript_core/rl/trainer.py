@@ -31,6 +31,7 @@ import torch
 from safetensors import SafetensorError
 
 from ript_core.config import unstructure
+from ript_core.cpu_numerics import apply_in_torch, request_portable
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
 from ript_core.policy.activation_checkpointing import set_activation_checkpointing
@@ -57,9 +58,15 @@ from ript_core.rl.fsdp import Sharding, is_sharded, save_full_policy
 from ript_core.rl.host_threads import apply_rollout_threads
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
+from ript_core.rl.progress import print_above_progress
 from ript_core.rl.progress import progress as progress_bar
 from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
-from ript_core.rl.rollout_setup import rollout_setup, select_tasks
+from ript_core.rl.rollout_setup import (
+    journaled,
+    rollout_setup,
+    select_tasks,
+    within_backend_limits,
+)
 from ript_core.rl.run_checkpoint import (
     find_resumable,
     has_checkpoints,
@@ -72,6 +79,7 @@ from ript_core.rl.run_checkpoint import (
     set_rng_state,
 )
 from ript_core.rl.run_dir import check_run_dir
+from ript_core.rl.training_env import TrainingEnv
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +105,9 @@ class Trainer:
         allow_changes: tuple[str, ...] = (),
     ) -> None:
         cfg.check()
+        if cfg.cpu_numerics == "portable":
+            request_portable()  # a no-op through `ript train`; an error if it came too late
+        self.kernels = apply_in_torch(cfg.cpu_numerics)  # before any kernel of the run
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
         self.cfg = cfg
@@ -106,6 +117,8 @@ class Trainer:
 
         # -- validate everything cheap before anything slow ---------------------
         task_set = select_tasks(cfg.env.backend, cfg.env.tasks)
+        # what the backend declares (one env, operator prompts), not a special case here
+        self.cfg = cfg = within_backend_limits(cfg)
         catalogue = task_set.catalogue
         self.tasks = task_set.tasks
         self.train_contexts = task_set.contexts(cfg.env.train_init_states, "env.train_init_states")
@@ -128,6 +141,8 @@ class Trainer:
         else:
             prompts = [catalogue[t].instruction for t in self.tasks]
             self.policy = PI0Policy.from_config(cfg.policy, prompts=prompts, seed=cfg.seed)
+        # every checkpoint of this run records the env it trains in (for `ript eval`)
+        self.policy.training_env = TrainingEnv.of_run(cfg, self.tasks).to_dict()
         # torch_threads null: 1 for a policy off the CPU, whose rollouts' env
         # workers need the cores that OpenMP's idle threads would spin on
         apply_rollout_threads(cfg.torch_threads, self.policy.device)
@@ -216,7 +231,7 @@ class Trainer:
             pipeline_groups=self.plan.pipeline_groups,
         )
         self.pool = self.rollouts.pool
-        self.train_runner = self.rollouts.runners["train"]
+        self.train_runner = journaled(self.rollouts.runners["train"], cfg.env.backend, self.run_dir)
         self.eval_runner = self.rollouts.runners["eval"]
         if ckpt is not None:
             self._restore(ckpt)
@@ -420,7 +435,7 @@ class Trainer:
     def say(self, msg: str) -> None:
         # results (evaluation tables, the summary) print even without progress bars
         if self.dist.is_main:
-            print(msg, flush=True)
+            print_above_progress(msg)
 
     # -- phases -----------------------------------------------------------------------
     def warm_start(self) -> None:
@@ -550,6 +565,8 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        if self.policy.device.type == "cpu":
+            self.say(f"{self.kernels}, {torch.get_num_threads()} torch thread(s)")
         if self.iteration == 0 and "eval_before" not in self.history:
             self.warm_start()
             before = self.evaluate("before RIPT")

@@ -4,6 +4,7 @@ except one ``meta``-device count that allocates nothing)."""
 from __future__ import annotations
 
 import os
+import re
 
 import attrs
 import pytest
@@ -381,8 +382,76 @@ def test_cli_plan_tiny_on_a_cpu_machine(capsys):
     assert "pi0-tiny (full, fp32)" in out
     assert "n_env_workers=2" in out and "activation_checkpointing=off" in out
     assert "env workers: 2 = min(cores: 2" in out
-    assert main(["plan", "--device", "cpu", "--cores", "2", "--strategy", "half"]) == 2
-    assert "unknown strategy" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--device", "cpu", "--cores", "2", "--strategy", "banana"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'banana'" in err and "'full', 'expert', 'lora'" in err
+    assert "attrs" not in err  # a CLI user gets flags, not the Python API
+
+
+def test_cli_plan_reads_in_80_columns(capsys, monkeypatch):
+    """Every table fits an 80-column terminal uncut, and numbers carry units
+    a reader expects (a tiny model's params in k, its caches in kB)."""
+    from ript_core.cli import console
+
+    monkeypatch.setattr(console, "width", 80)
+    rc = main(["plan", "--device", "cpu", "--cpu-ram-gb", "24", "--cores", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines() if line[:1] in "┃│┏┡└") <= 80
+    assert "pi0-tiny, 284k params in fp32" in out
+    assert "strategy full: 284k trainable" in out
+    row = next(line for line in out.splitlines() if line.startswith("│ prefix cache / sample"))
+    assert row.count("kB") == 3  # full, lora, expert: one column each
+    assert not re.search(r"(?<![\d.])0\.0 MB", out)
+
+
+def test_cli_plan_that_does_not_fit_ends_with_the_flags_that_fit(capsys, monkeypatch):
+    from ript_core.cli import console
+
+    monkeypatch.setattr(console, "width", 80)
+    argv = ["plan", "--preset", "pi0", "--strategy", "lora", "--device", "cpu", "--cores", "2"]
+    rc = main([*argv, "--cpu-ram-gb", "16"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    tail = out.strip().splitlines()[-3:]
+    assert tail[0] == "verdict: does not fit"
+    assert tail[1].startswith("  fits with: --dtype bfloat16 (peak ")
+    # each advertised fix really fits: the same plan with that flag exits 0
+    assert main([*argv, "--cpu-ram-gb", "16", "--dtype", "bfloat16"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == "verdict: fits"
+    # no contradictory zeros beside the plan's own 1s
+    rc = main([*argv, "--cpu-ram-gb", "16"])
+    out = capsys.readouterr().out
+    assert "0.0 MB left" not in out and "largest fitting micro-batch: 0" not in out
+    assert "none left: the model alone is" in out
+    assert "not even a micro-batch of 1 fits" in out
+    assert "a policy call ≈ 146 ms + 209 s × batch" in out
+
+
+@pytest.mark.parametrize(
+    ("fn", "value", "text"),
+    [
+        ("fmt_gb", 0, "0"),
+        ("fmt_gb", 12_300, "12.3 kB"),
+        ("fmt_gb", 1_100_000, "1.1 MB"),
+        ("fmt_gb", 0.45e9, "0.45 GB"),
+        ("fmt_gb", 13.2e9, "13.2 GB"),
+        ("fmt_count", 284_416, "284k"),
+        ("fmt_count", 56.33e6, "56.3M"),
+        ("fmt_count", 3.29e9, "3.29B"),
+        ("fmt_duration", 0.146, "146 ms"),
+        ("fmt_duration", 209.4, "209 s"),
+        ("fmt_duration", 4190, "69.8 min"),
+    ],
+)
+def test_units_of_the_plan_messages(fn, value, text):
+    from ript_core.plan import units
+
+    assert getattr(units, fn)(value) == text
 
 
 # --- trainable-parameter strategies (issue 12) -------------------------------------------
@@ -475,7 +544,7 @@ def test_cli_plan_strategy_table_and_recommendation(capsys, monkeypatch):
     rc = main([*argv, "--cpu-ram-gb", "64", "--backend-footprint", "libero"])
     out = capsys.readouterr().out
     assert rc == 1
-    assert "strategies" in out and "AdamW state" in out and "prefix cache/sample" in out
+    assert "strategies" in out and "AdamW state" in out and "prefix cache / sample" in out
     assert "recommendation: --strategy lora" in out
     rc = main([*argv, "--cpu-ram-gb", "64", "--strategy", "lora", "--lora-targets", "expert"])
     out = capsys.readouterr().out

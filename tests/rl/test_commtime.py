@@ -69,6 +69,6 @@ def test_fsdp_path_times_fsdps_own_all_gathers_and_reduce_scatters(two_ranks):
 def test_checkpoint_every_zero_means_never_and_negative_is_refused():
     from ript_core.rl.config import TrainConfig
 
-    TrainConfig(checkpoint_every=0).check()
+    TrainConfig(checkpoint_every=0, init_checkpoint="ckpt").check()
     with pytest.raises(ValueError, match="checkpoint_every must be >= 0"):
         TrainConfig(checkpoint_every=-1).check()

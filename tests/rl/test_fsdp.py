@@ -168,5 +168,5 @@ def test_fsdp_with_a_bf16_policy_is_refused_before_anything_is_built():
     )
     with pytest.raises(ValueError, match="'fsdp' with policy.dtype 'bfloat16'.*use"):
         cfg.check()
-    attrs_ok = TrainConfig(policy=PolicyConfig(dtype="bfloat16"))
+    attrs_ok = TrainConfig(policy=PolicyConfig(dtype="bfloat16"), init_checkpoint="ckpt")
     attrs_ok.check()  # ddp (the default) is fine

@@ -17,6 +17,16 @@ renders another scene. So :meth:`LiberoEnv.reset` seeds ``np.random`` from
 ``(suite, task, init state, seed)`` right before LIBERO's ``reset()``: the
 scene is a function of those four numbers, whatever the process ran before.
 ``step()`` draws nothing from ``np.random``.
+
+With the env option ``protocol="openpi"`` the scene follows openpi's LIBERO
+evaluation client instead (``examples/libero/main.py``): per task, one env
+seeded once with ``np.random.seed(openpi_seed)``, then episode *i* = the *i*-th
+``reset()`` followed by ``set_init_state(initial_states[i])``. The scene of
+init state *i* is then the one openpi's episode *i* sees. The env keeps that
+``np.random`` stream to itself (saved and restored around each reset), and a
+reset for init state *i* replays the resets before it that this env has not
+done: any worker, asked for any init state in any order, reproduces openpi's
+episode *i* (in order on one worker, nothing is replayed).
 """
 
 from __future__ import annotations
@@ -31,7 +41,12 @@ import numpy as np
 
 from ript_core import requested_init_state
 from ript_libero import catalogue, rendering
-from ript_libero.options import DEFAULT_IMAGE_SIZE, ENV_OPTIONS, check_options  # noqa: F401
+from ript_libero.options import (  # noqa: F401
+    DEFAULT_IMAGE_SIZE,
+    ENV_OPTIONS,
+    OPENPI_SEED,
+    check_options,
+)
 
 CAMERAS = {"agentview": "agentview_image", "wrist": "robot0_eye_in_hand_image"}
 STATE_LAYOUT = {"eef_pos": slice(0, 3), "eef_quat": slice(3, 7), "gripper_qpos": slice(7, 9)}
@@ -54,8 +69,19 @@ class LiberoEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, task: str, *, image_size: int = DEFAULT_IMAGE_SIZE) -> None:
-        check_options({"image_size": image_size})
+    def __init__(
+        self,
+        task: str,
+        *,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        protocol: str = "ript",
+        openpi_seed: int = OPENPI_SEED,
+    ) -> None:
+        check_options({"image_size": image_size, "protocol": protocol, "openpi_seed": openpi_seed})
+        self.protocol = protocol
+        # protocol "openpi": the np.random state right before openpi's k-th reset of
+        # this task's env, for every k this env has reached (k = 0: just seeded)
+        self._openpi_streams = {0: np.random.RandomState(openpi_seed).get_state()}
         self.task = catalogue.locate(task)
         self.task_name = task
         self.suite_spec = catalogue.SUITES[self.task.suite]
@@ -98,8 +124,11 @@ class LiberoEnv(gym.Env):
         index = requested_init_state(
             options, self.n_init_states, self.np_random, backend="libero", task=self.task_name
         )
-        np.random.seed(scene_seed(self.task.suite, self.task.index, index, seed or 0))
-        self._env.reset()
+        if self.protocol == "openpi":
+            self._reset_as_openpi(index)
+        else:
+            np.random.seed(scene_seed(self.task.suite, self.task.index, index, seed or 0))
+            self._env.reset()
         self._raw = self._env.set_init_state(self.init_states[index])
         self._t = 0
         self.init_state = index
@@ -135,6 +164,20 @@ class LiberoEnv(gym.Env):
             self._env = None
 
     # -- helpers ------------------------------------------------------------------------
+    def _reset_as_openpi(self, episode: int) -> None:
+        """LIBERO's ``reset()`` as openpi's ``episode``-th one: from the stream
+        state before it, after replaying the resets between the latest state
+        known and it (their scenes are overwritten; a reset costs seconds)."""
+        known = max(k for k in self._openpi_streams if k <= episode)
+        outside = np.random.get_state()
+        try:
+            for k in range(known, episode + 1):
+                np.random.set_state(self._openpi_streams[k])
+                self._env.reset()
+                self._openpi_streams[k + 1] = np.random.get_state()
+        finally:
+            np.random.set_state(outside)
+
     def _obs(self) -> dict[str, Any]:
         return to_observation(self._raw, self.instruction)
 

@@ -21,7 +21,7 @@ from ript_core import (
     hookimpl,
 )
 from ript_libero import NAME
-from ript_libero.options import ENV_OPTIONS
+from ript_libero.options import ENV_OPTIONS, check_options
 
 INSTALL = 'pip install "ript-core[libero]" (from a clone: pip install -e ".[libero]")'
 
@@ -65,6 +65,9 @@ class LiberoSpec(BackendSpec):
 
     def availability(self) -> Availability:
         return availability()
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return check_options(options)  # the generic checks, then the protocol's values
 
     def catalogue(self) -> list[TaskInfo]:
         from ript_libero.catalogue import catalogue

@@ -4,7 +4,8 @@
   (``config.json`` + ``model.safetensors``) plus ``policy.json`` (our
   config), ``stats.json``, ``pipeline.json`` (the input/output transforms,
   :mod:`ript_core.policy.io.pipeline`) and the tokenizer (``tokenizer.model``
-  or ``tokenizer.json``).
+  or ``tokenizer.json``); a policy trained by ``ript train`` also carries
+  ``training_env.json`` (:data:`TRAINING_ENV_FILE`), the env it was trained in.
 - **transformers**: ``config.json`` with ``model_type: pi0`` and
   safetensors with transformers' keys (``model.vlm.*``, ``model.dit.*``,
   ``embed_action_time.*``, ``action_out_proj.*``); stats must be given or
@@ -75,6 +76,22 @@ from ript_core.policy.policy import PI0Policy
 from ript_core.policy.strategies import StrategyError, plain_state_dict
 
 FORMATS = ("ript", "transformers", "lerobot", "openpi")
+#: ``policy.training_env``: the env settings of the run that trained the policy,
+#: written by the trainer (``ript_core.rl.training_env``) and read back by ``ript
+#: eval``; opaque to the policy, which only carries it from checkpoint to checkpoint
+TRAINING_ENV_FILE = "training_env.json"
+
+
+def read_training_env(directory: str | Path) -> dict[str, Any] | None:
+    """The ``training_env.json`` of a checkpoint directory, or None (no such file:
+    not trained by ``ript train``, or saved before the file existed)."""
+    path = Path(directory) / TRAINING_ENV_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); delete it or fix it") from exc
 
 
 # ---- public API ------------------------------------------------------------------------
@@ -114,6 +131,8 @@ def save_policy(policy: PI0Policy, directory: str | Path, *, as_base: bool = Fal
     policy.stats.save(out)
     policy.pipeline.save(out)
     policy.tokenizer.save(out)
+    if policy.training_env is not None:
+        (out / TRAINING_ENV_FILE).write_text(json.dumps(policy.training_env, indent=2))
     return out
 
 
@@ -246,8 +265,9 @@ def resolve_checkpoint(
             tokenizer = load_tokenizer(cfg.tokenizer_path)
         else:
             raise CheckpointError(
-                f"{path}: no {SP_FILE} / {JSON_FILE} in the checkpoint; pass tokenizer_path= "
-                "(the PaliGemma tokenizer.model) or tokenizer="
+                f"{path}: no {SP_FILE} / {JSON_FILE} in the checkpoint (openpi's converted "
+                "layout has none); pass the PaliGemma tokenizer.model: CLI --tokenizer PATH, "
+                "Python tokenizer_path= or tokenizer="
             )
     try:
         resolved_pipeline.camera_slots(arch.cameras)
@@ -300,6 +320,7 @@ def load_policy(
     if policy.config.strategy != "full":
         # this checkpoint's weights are the frozen base of what trains from here
         policy.base_checkpoint = res.path.resolve()
+    policy.training_env = read_training_env(res.path)
     return policy
 
 
@@ -357,4 +378,5 @@ def _load_delta(
     except StrategyError as exc:
         raise CheckpointError(str(exc)) from exc
     policy.base_checkpoint = base if info["base"]["relative"] != "." else None
+    policy.training_env = read_training_env(path)
     return policy

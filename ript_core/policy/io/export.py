@@ -18,4 +18,6 @@ def merged_policy(policy: PI0Policy, *, dtype: str | None = None) -> PI0Policy:
     if has_lora(model):
         merge_lora(model)
     cfg = attrs.evolve(policy.config, strategy="full", dtype=dtype or policy.config.dtype)
-    return PI0Policy(cfg, model, policy.arch, policy.tokenizer, policy.stats, policy.pipeline)
+    merged = PI0Policy(cfg, model, policy.arch, policy.tokenizer, policy.stats, policy.pipeline)
+    merged.training_env = policy.training_env
+    return merged

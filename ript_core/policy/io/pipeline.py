@@ -208,6 +208,8 @@ class OpenpiConfig:
     pipeline: Pipeline
     asset_id: str
     action_dim: int  # LiberoOutputs keeps this many dims
+    # the observation keys its clients send (``ript serve``, ript_core/serve/inputs.py)
+    inputs: str = "libero"
 
 
 def _openpi_libero(name: str) -> OpenpiConfig:

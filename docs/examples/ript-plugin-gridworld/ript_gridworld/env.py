@@ -5,15 +5,16 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-CELL = 8  # pixels per cell
-
 
 class GridWalkEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
 
-    def __init__(self, size: int = 5, n_init_states: int = 10, max_steps: int = 20) -> None:
+    def __init__(
+        self, size: int = 5, n_init_states: int = 10, max_steps: int = 20, cell_px: int = 8
+    ) -> None:
         self.size, self.n_init_states, self.max_steps = size, n_init_states, max_steps
-        px = size * CELL
+        self.cell_px = cell_px  # pixels per cell: the env option of the same name
+        px = size * cell_px
         self.observation_space = gym.spaces.Dict(
             {
                 "images": gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (px, px, 3), np.uint8)}),
@@ -50,9 +51,10 @@ class GridWalkEnv(gym.Env):
         return self._obs(), float(success), success, truncated, {"success": success}
 
     def render(self) -> np.ndarray:
-        img = np.zeros((self.size * CELL, self.size * CELL, 3), dtype=np.uint8)
+        px = self.cell_px
+        img = np.zeros((self.size * px, self.size * px, 3), dtype=np.uint8)
         for (r, c), colour in ((self.goal, (0, 200, 0)), (self.agent, (255, 255, 255))):
-            img[r * CELL : (r + 1) * CELL, c * CELL : (c + 1) * CELL] = colour
+            img[r * px : (r + 1) * px, c * px : (c + 1) * px] = colour
         return img
 
     def _obs(self):

@@ -38,7 +38,9 @@ def expert(env, rng, noise):
 
 class GridworldSpec(BackendSpec):
     name = NAME
-    env_options = {}  # option name -> default; check_options refuses any other name
+    # option name -> default: check_options refuses any other name and a value of
+    # another type; make_env gets these defaults updated with the given values
+    env_options = {"cell_px": 8}
     install_hint = "pip install ript-plugin-gridworld"
     # one env worker: an interpreter with numpy (bytes), one step (seconds)
     footprint = BackendFootprint(NAME, 30_000_000, 0.0001)
@@ -53,10 +55,19 @@ class GridworldSpec(BackendSpec):
     def catalogue(self):
         return [TaskInfo("walk-5x5", "walk to the green cell", n_init_states=10, max_steps=20)]
 
+    def check_options(self, options):
+        options = super().check_options(options)  # names, types, defaults
+        if not 1 <= options["cell_px"] <= 64:
+            raise ValueError(f"gridworld: cell_px must be in 1..64, got {options['cell_px']}")
+        return options
+
     def make_env(self, task, options):
         from ript_gridworld.env import GridWalkEnv  # import the simulator lazily
 
-        return GridWalkEnv(**options)
+        info = self.catalogue()[0]
+        return GridWalkEnv(
+            n_init_states=info.n_init_states, max_steps=info.max_steps, cell_px=options["cell_px"]
+        )
 
     def default_adapters(self, task, options):
         return (
