@@ -18,7 +18,9 @@ class DiscardingRunner:
         self.discarded = discarded
 
     def run(self, requests):
-        rollouts = [type("R", (), {"success": False, "steps": []})() for _ in requests]
+        rollouts = [
+            type("R", (), {"success": False, "steps": [], "metrics": {}})() for _ in requests
+        ]
         return rollouts, RolloutStats(episodes=len(requests), discarded_episodes=self.discarded)
 
 
