@@ -52,10 +52,6 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
     # a config error is reported before torch is imported (seconds on a busy machine)
     cfg = load_config(TrainConfig, config_path, ns.overrides)
     cfg.check()
-    if cfg.cpu_numerics == "portable":
-        from ript_core.cpu_numerics import request_portable
-
-        request_portable()  # before torch is imported: it picks its kernels once
     from ript_core.rl.trainer import Trainer
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

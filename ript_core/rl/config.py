@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import attrs
 
-from ript_core.cpu_numerics import CpuNumerics
 from ript_core.plan.footprint import OPTIMIZER_MOMENTS
 from ript_core.policy.config import PolicyConfig
 from ript_core.policy.io.presets import preset_names
@@ -232,10 +231,6 @@ class TrainConfig:
     # default, the machine's cores. CPU results depend on it (reduction
     # order), so a CPU run that must reproduce its numbers pins it.
     torch_threads: int | None = None
-    # portable: the same numbers on every x86-64 CPU with AVX2 (torch's AVX2
-    # kernels, MKL's reproducible AVX2 path, oneDNN off; ript_core.cpu_numerics),
-    # at some speed; native: each processor's fastest kernels
-    cpu_numerics: CpuNumerics = "native"
 
     def check(self) -> None:
         """Cheap sanity checks, run before any env or model is built."""

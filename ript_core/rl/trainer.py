@@ -31,7 +31,6 @@ import torch
 from safetensors import SafetensorError
 
 from ript_core.config import unstructure
-from ript_core.cpu_numerics import apply_in_torch, request_portable
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
 from ript_core.policy.activation_checkpointing import set_activation_checkpointing
@@ -105,9 +104,6 @@ class Trainer:
         allow_changes: tuple[str, ...] = (),
     ) -> None:
         cfg.check()
-        if cfg.cpu_numerics == "portable":
-            request_portable()  # a no-op through `ript train`; an error if it came too late
-        self.kernels = apply_in_torch(cfg.cpu_numerics)  # before any kernel of the run
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
         self.cfg = cfg
@@ -566,7 +562,11 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         if self.policy.device.type == "cpu":
-            self.say(f"{self.kernels}, {torch.get_num_threads()} torch thread(s)")
+            # a CPU run's numbers depend on these (docs/benchmarks.md, "Learning")
+            self.say(
+                f"CPU kernels: {torch.backends.cpu.get_cpu_capability()}, "
+                f"{torch.get_num_threads()} torch thread(s)"
+            )
         if self.iteration == 0 and "eval_before" not in self.history:
             self.warm_start()
             before = self.evaluate("before RIPT")
