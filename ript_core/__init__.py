@@ -3,9 +3,11 @@
 The public API that plugins and research code import lives here.
 """
 
+from ript_core.config import load_config, structure
 from ript_core.envs import mujoco_gl, robosuite_quiet, robosuite_state
 from ript_core.envs.catalogue import Availability, TaskInfo
 from ript_core.envs.conformance import BackendCheckError, check_backend
+from ript_core.envs.discard import EpisodeDiscarded
 from ript_core.envs.interfaces import (
     ActionAdapter,
     ComposedActionAdapter,
@@ -40,6 +42,7 @@ __all__ = [
     "BackendFootprint",
     "BackendSpec",
     "ComposedActionAdapter",
+    "EpisodeDiscarded",
     "ComposedObservationAdapter",
     "Expert",
     "ExpertSignatureError",
@@ -53,12 +56,14 @@ __all__ = [
     "first_missing_module",
     "get_registry",
     "hookimpl",
+    "load_config",
     "make_env",
     "mujoco_gl",
     "requested_init_state",
     "robosuite_quiet",
     "robosuite_state",
     "slice_action_dims",
+    "structure",
     "validate_observation",
     "check_env_options",
 ]

@@ -28,10 +28,33 @@ def test_the_readme_has_the_two_commands_each_complete_on_its_own():
 
 def test_ci_installs_what_the_readme_test_command_installs_and_runs_it():
     tests = _commands()[1]
-    extras = re.search(r'pip install -e "\.\[([a-z_,]+)\]"', tests).group(1)
+    extras = re.search(r'pip install -e "\.\[([a-z_,-]+)\]"', tests).group(1)
     ci = (ROOT / ".ci" / "run").read_text()
     assert f'pip install --quiet -e ".[{extras}]"' in ci
     assert "pip install --quiet torch==2.13.0" in ci
     assert ".venv/bin/python -m pytest" in ci
     # the test extras cover every optional package the suite imports
     assert "test" in extras.split(",")
+
+
+def test_every_package_of_the_readme_test_extras_is_installed():
+    """A plugin's tests skip when its simulator is missing; the README's test
+    command installs every extra it names, so here a missing package means
+    the install went wrong (an old pip once ignored an extra's spelling)
+    and whole suites would pass by skipping."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    extras = re.search(r'pip install -e "\.\[([a-z_,-]+)\]"', _commands()[1]).group(1).split(",")
+    missing = []
+    for line in metadata.requires("ript-core") or []:
+        req = Requirement(line)
+        wanted = [e for e in extras if req.marker is not None and req.marker.evaluate({"extra": e})]
+        if not wanted:
+            continue
+        try:
+            metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(f"{req.name} (extra {wanted[0]})")
+    assert missing == [], f"not installed: {missing}; rerun the README's test command"

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from ript_core.cli import backends, check, plan, train, debug, checkpoints, export, serve  # noqa: F401
 
 # isort: on
+from rich.markup import escape
+
 from ript_core.cli.console import console
 from ript_core.cli.registry import BUILTIN, CommandRegistry
 
@@ -57,11 +59,28 @@ def build_parser(commands: CommandRegistry | None = None) -> argparse.ArgumentPa
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``key=value`` overrides may come after
+    flags too (``ript train cfg.yaml --resume optim.lr=1e-5``): argparse stops
+    filling a ``nargs="*"`` positional at the first flag."""
+    ns, extra = parser.parse_known_args(argv)
+    late = [a for a in extra if "=" in a and not a.startswith("-")]
+    unknown = [a for a in extra if a not in late]
+    if late and isinstance(getattr(ns, "overrides", None), list):
+        ns.overrides.extend(late)
+    else:
+        unknown = extra
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return ns
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    ns = parse(build_parser(), argv)
     try:
         return ns.func(ns)
     except (KeyError, ValueError, RuntimeError) as exc:
-        # user-facing errors carry their fix in the message; no traceback
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # user-facing errors carry their fix in the message; no traceback. Escaped:
+        # rich would read an install hint's "[libero]" as markup and drop it
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2

@@ -53,7 +53,9 @@ def cmd_tasks(ns: argparse.Namespace) -> int:
     for col in ("task", "suite", "init states", "max steps", "instruction"):
         table.add_column(col)
     for t in reg.catalogue(ns.backend):
-        table.add_row(t.name, t.suite, str(t.n_init_states), str(t.max_steps), t.instruction)
+        # scenes an operator sets up by hand are not exact init states: say so
+        inits = str(t.n_init_states) + ("" if t.exact_reset else " (not exact)")
+        table.add_row(t.name, t.suite, inits, str(t.max_steps), t.instruction)
     console.print(table)
     return 0
 

@@ -25,8 +25,23 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "overrides", nargs="*", help="section.key=value overrides, e.g. ript.group_size=8"
     )
+    _run_flags(p)
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--resume", action="store_true", help="continue from run_dir's latest checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue from run_dir's newest complete checkpoint (damaged newer ones are "
+        "named and skipped)",
+    )
+    p.add_argument(
+        "--allow-change",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="with --resume: continue although the config changed KEY (e.g. optim.lr, or a "
+        "section: optim); repeatable. Without it a changed config is refused",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -43,7 +58,10 @@ def _train(config_path: Path, ns: argparse.Namespace) -> int:
     # our own few INFO lines (a resume, a first-use compile of a batch bucket)
     # matter to whoever watches a run; third-party INFO stays hidden
     logging.getLogger("ript_core").setLevel(logging.INFO)
-    with Trainer(cfg, resume=ns.resume, progress=not ns.quiet) as trainer:
+    if ns.allow_change and not ns.resume:
+        raise ValueError("--allow-change only means something with --resume: add --resume")
+    allow = tuple(k for item in ns.allow_change for k in item.split(",") if k)
+    with Trainer(cfg, resume=ns.resume, progress=not ns.quiet, allow_changes=allow) as trainer:
         summary = trainer.run()
     if trainer.dist.is_main:
         (Path(cfg.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -60,10 +78,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from run_dir's latest checkpoint"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _run_flags(p)
 
 
 @command(
@@ -176,8 +191,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     for warning in settings.warnings:
         console.print(escape(f"warning: {warning}"), style="yellow", highlight=False)
     tasks = expand_tasks(settings.tasks, select_tasks(settings.backend, []).tasks)
+    # the range is checked against each task here: one past it is an error, not cut
+    where = "--init-states" if ns.init_states else "the run's env.eval_init_states"
     contexts = select_tasks(settings.backend, tasks, setting="--tasks").contexts(
-        settings.init_states
+        settings.init_states, where
     )
     if ns.videos:
         try:
@@ -251,7 +268,7 @@ def cmd_demos(ns: argparse.Namespace) -> int:
     tasks = [task] if task else sorted(catalogue)
     options = parse_env_options(ns.option)
     n = min(catalogue[t].n_init_states for t in tasks)
-    init_states = parse_range(ns.init_states, n)[: ns.episodes]
+    init_states = parse_range(ns.init_states, n, "--init-states")[: ns.episodes]
     start = time.perf_counter()
     # chunk 2: the file stores per-step actions; the warm start cuts its own chunks
     demos = record_demos(

@@ -15,6 +15,10 @@ class TaskInfo:
     ``env.reset(options={"init_state": i})`` for ``0 <= i < n_init_states``.
     ``settle_steps`` no-op actions (``noop_action``) are sent after every reset
     before the policy acts (LIBERO lets objects fall into place this way).
+    ``exact_reset`` False: init state ``i`` names a scene that cannot be put
+    back bit for bit (an operator's set-up on a real robot); the conformance
+    check then does not compare repeated resets, and a group's K rollouts are
+    K attempts at "the same" scene, not K copies of one state.
     """
 
     name: str
@@ -24,6 +28,7 @@ class TaskInfo:
     suite: str = "default"
     settle_steps: int = 0
     noop_action: tuple[float, ...] | None = None
+    exact_reset: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.n_init_states < 1:

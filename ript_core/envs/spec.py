@@ -105,6 +105,16 @@ class BackendSpec:
     footprint: BackendFootprint | None = None
     #: the exact command that installs what this backend needs
     install_hint: str = ""
+    #: the most envs that can run at once (None: no limit); a physical robot is 1
+    max_env_workers: int | None = None
+    #: its envs prompt an operator on this terminal: they run in the main
+    #: process (worker processes have no stdin), one at a time
+    operator_prompts: bool = False
+    #: every finished training episode is kept on disk as it ends and a resumed
+    #: run takes the recorded ones instead of running them again
+    #: (``ript_core.rollout.journal``): for backends whose episodes cost a
+    #: person's time or wear a machine
+    journal_episodes: bool = False
 
     def availability(self) -> Availability:
         """Whether this backend can run here; when not, why and the exact fix.

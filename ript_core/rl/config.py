@@ -7,28 +7,88 @@ Every field has a default, so a config file only lists what it changes, and
 from __future__ import annotations
 
 import importlib.util
+import math
 from typing import Any, Literal
 
 import attrs
 
 from ript_core.plan.footprint import OPTIMIZER_MOMENTS
 from ript_core.policy.config import PolicyConfig
+from ript_core.policy.io.presets import preset_names
 
 DistributedMode = Literal["ddp", "fsdp", "auto"]
 DISTRIBUTED_MODES = ("ddp", "fsdp", "auto")
 
 
-def parse_range(spec: str, n: int) -> list[int]:
-    """``"0:40"`` -> [0..39], ``"40:"`` -> [40..n-1], ``"3,5,7"`` -> [3, 5, 7]."""
-    if ":" in spec:
-        lo, _, hi = spec.partition(":")
-        start, stop = int(lo or 0), int(hi) if hi else n
-        out = list(range(start, min(stop, n)))
-    else:
-        out = [int(x) for x in spec.split(",") if x.strip()]
+def parse_range(spec: str, n: int, setting: str = "init-state range") -> list[int]:
+    """``"0:40"`` -> [0..39], ``"40:"`` -> [40..n-1], ``"3,5,7"`` -> [3, 5, 7].
+
+    A range reaching past the ``n`` init states is an error, not cut short:
+    ``setting`` (e.g. ``env.eval_init_states``) names the option in it."""
+    fix = f"write start:stop, start: or a list like 3,5,7 within 0:{n}"
+    try:
+        if ":" in spec:
+            lo, _, hi = spec.partition(":")
+            start, stop = int(lo or 0), int(hi) if hi else n
+            out = list(range(start, stop))
+        else:
+            out = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{setting} {spec!r} is not an init-state range: {fix}") from None
     bad = [i for i in out if not 0 <= i < n]
     if bad or not out:
-        raise ValueError(f"init-state range {spec!r} selects {out[:5]}... of [0, {n})")
+        what = f"{len(bad)} init states outside 0:{n} (e.g. {bad[-1]})" if bad else "nothing"
+        raise ValueError(f"{setting} {spec!r} selects {what}; the task has {n} init states: {fix}")
+    return out
+
+
+def _nonfinite_floats(obj: Any, path: str = "") -> list[str]:
+    """``section.key = nan`` for every float field (or list item) that is NaN or inf."""
+    out = []
+    for field in attrs.fields(type(obj)):
+        value, name = getattr(obj, field.name), f"{path}{field.name}"
+        if attrs.has(type(value)):
+            out += _nonfinite_floats(value, f"{name}.")
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                out.append(f"{name} = {v}")
+    return out
+
+
+def _float_ranges(cfg: TrainConfig) -> list[str]:
+    """Every float setting outside the range it means something in."""
+    checks = [
+        (
+            "policy.noise_level",
+            cfg.policy.noise_level,
+            0.0,
+            False,
+            "RIPT needs the SDE sampler's log-probs",
+        ),
+        ("policy.lora.alpha", cfg.policy.lora.alpha, 0.0, False, ""),
+        ("update.clip", cfg.update.clip, 0.0, False, ""),
+        ("update.max_grad_norm", cfg.update.max_grad_norm, 0.0, False, ""),
+        ("optim.lr", cfg.optim.lr, 0.0, False, ""),
+        ("optim.weight_decay", cfg.optim.weight_decay, 0.0, True, ""),
+        ("ript.oversample", cfg.ript.oversample, 0.0, False, ""),
+        ("ript.solved_weight", cfg.ript.solved_weight, 0.0, True, ""),
+        ("rollout.worker_timeout_s", cfg.rollout.worker_timeout_s, 0.0, False, ""),
+        ("bc.demo_noise", cfg.bc.demo_noise, 0.0, True, ""),
+        ("bc.lr", cfg.bc.lr, 0.0, False, ""),
+        ("bc.rl_coef", cfg.bc.rl_coef, 0.0, True, ""),
+    ]
+    out = []
+    for name, value, low, inclusive, why in checks:
+        if math.isfinite(value) and (value < low or (value == low and not inclusive)):
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            out.append(f"{name} must be {bound}, got {value:g}" + (f": {why}" if why else ""))
+    out += [
+        f"optim.betas[{i}] must be in [0, 1), got {b:g}"
+        for i, b in enumerate(cfg.optim.betas)
+        if math.isfinite(b) and not 0.0 <= b < 1.0
+    ]
+    if len(cfg.optim.betas) != 2:
+        out.append(f"optim.betas must hold 2 values, got {cfg.optim.betas}")
     return out
 
 
@@ -192,9 +252,13 @@ class TrainConfig:
                 )
         if self.eval.mode not in ("ode", "sde"):
             problems.append(f"eval.mode {self.eval.mode!r}: use 'ode' or 'sde'")
-        if self.policy.noise_level <= 0:
+        problems += [
+            f"{bad}: every float setting must be a finite number" for bad in _nonfinite_floats(self)
+        ]
+        problems += _float_ranges(self)
+        if self.policy.preset not in preset_names():
             problems.append(
-                "policy.noise_level must be > 0: RIPT needs the SDE sampler's log-probs"
+                f"policy.preset {self.policy.preset!r} is unknown: use one of {preset_names()}"
             )
         warm_start = self.bc.steps and (self.bc.demos_per_task or self.bc.demos_file)
         sized = self.policy.state_dim is not None and self.policy.action_dim is not None

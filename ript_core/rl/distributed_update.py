@@ -10,7 +10,8 @@ Alone (one process) every function here is a no-op or torch's own. Under torchru
   number of them: a rank with fewer micro-batches re-scores a padding decision with
   zero weight (:func:`fsdp_padding`, :func:`pad_forwards`, :func:`pad_backwards`);
 - the gradient norm is clipped over shards and replicated tensors together
-  (:func:`clip_grad_norm`).
+  (:func:`clip_grad_norm`), and the clipped gradients checked finite on every
+  rank (:func:`grads_finite`).
 """
 
 from __future__ import annotations
@@ -146,14 +147,7 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
     if not sharded:  # nothing sharded: torch's own, bit for bit
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
     plain = [p.grad for p in params if p.grad is not None and not is_sharded(p.grad)]
-    local = torch.zeros((), dtype=torch.float64)
-    for g in sharded:
-        local += g.to_local().detach().double().pow(2).sum().cpu()
-    if _initialized():
-        dist.all_reduce(local)
-    for g in plain:
-        local += g.detach().double().pow(2).sum().cpu()
-    total = local.sqrt().float()
+    total = global_norm(sharded, plain)
     coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     if torch.isfinite(total):
         for g in sharded:
@@ -161,6 +155,43 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
         for g in plain:
             g.mul_(coef.to(g.device))
     return total
+
+
+def global_norm(sharded: Sequence[torch.Tensor], plain: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The float32 2-norm of ``sharded`` (DTensor shards, summed over ranks) and
+    ``plain`` tensors (replicated: counted once) together, in float64."""
+    local = torch.zeros((), dtype=torch.float64)
+    for t in sharded:
+        local += t.to_local().detach().double().pow(2).sum().cpu()
+    if _initialized() and sharded:
+        dist.all_reduce(local)
+    for t in plain:
+        local += t.detach().double().pow(2).sum().cpu()
+    return local.sqrt().float()
+
+
+def weight_norm(params: Sequence[torch.nn.Parameter]) -> float:
+    """The global norm of the weights themselves (sharded or not)."""
+    sharded = [p for p in params if is_sharded(p)]
+    return float(global_norm(sharded, [p for p in params if not is_sharded(p)]))
+
+
+def grads_finite(params: Sequence[torch.nn.Parameter]) -> bool:
+    """Whether every gradient entry is finite on every rank: read after clipping,
+    because a clip can turn finite gradients into NaN (a NaN ``max_grad_norm``)."""
+    local = [
+        (g.to_local() if is_sharded(g) else g).isfinite().all()
+        for g in (p.grad for p in params)
+        if g is not None
+    ]
+    ok = (
+        torch.stack(local).all().cpu().to(torch.int32)
+        if local
+        else torch.ones((), dtype=torch.int32)
+    )
+    if _initialized() and any(p.grad is not None and is_sharded(p.grad) for p in params):
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)  # each rank saw only its shards
+    return bool(ok)
 
 
 def reduce_and_clip(

@@ -15,7 +15,7 @@
    re-scored with the update's own kernels (:func:`old_log_probs`).
 6. :func:`loop_update`: epochs of shuffled mini-batches, gradients accumulated over
    micro-batches, summed across ranks and clipped, one AdamW step per
-   mini-batch; a non-finite loss or gradient skips the step.
+   mini-batch; a non-finite loss or gradient (before or after clipping) skips the step.
 
 The trainer around it (build, resume, checkpoints, logs): :mod:`ript_core.rl.trainer`;
 what crosses ranks under torchrun: :mod:`ript_core.rl.distributed_update`.
@@ -97,8 +97,9 @@ def collect_groups(
     k = cfg.group_size
     decisions: list[Decision] = []
     kept = dropped = rounds = 0
-    successes = episodes = env_steps = 0
+    successes = episodes = env_steps = discarded = 0
     rollout_metrics: dict[str, float] = {}
+    env_metrics: dict[str, float] = {}  # the envs' own counts (info["metrics"]), summed
     while kept < cfg.groups_per_iteration and rounds < cfg.max_sampling_rounds:
         want = max(1, math.ceil((cfg.groups_per_iteration - kept) * cfg.oversample))
         contexts = sampler.sample(want)
@@ -117,9 +118,13 @@ def collect_groups(
         rollouts, stats = runner.run(requests)
         rollout_metrics = stats.as_metrics()
         env_steps += stats.env_steps
+        discarded += stats.discarded_episodes  # re-run episodes of dead or hung workers
         for g, context in enumerate(contexts):
             group = rollouts[g * k : (g + 1) * k]
             rewards = [float(x.success) for x in group]
+            for rollout in group:
+                for name, v in rollout.metrics.items():
+                    env_metrics[name] = env_metrics.get(name, 0.0) + float(v)
             successes += int(sum(rewards))
             episodes += len(rewards)
             sampler.record(context, rewards)
@@ -141,6 +146,8 @@ def collect_groups(
         "train/success_rate": successes / max(episodes, 1),
         "train/episodes": episodes,
         "train/env_steps": env_steps,
+        "rollout/discarded_episodes": discarded,
+        **{f"env/{name}": v for name, v in sorted(env_metrics.items())},
         **{
             name: v
             for name, v in rollout_metrics.items()
@@ -259,7 +266,10 @@ def loop_update(
                 logs.setdefault("bc_loss", []).append(bc.item())
             collect_grads(optimizer)  # bf16 -> float32 master gradients (rl/optimizer.py)
             grad_norm = ranks.reduce_and_clip(params, cfg.max_grad_norm, comm_timer)
-            if not (np.isfinite(loss_sum) and torch.isfinite(grad_norm)):
+            # the norm is measured before clipping: the clipped gradients themselves
+            # are what the step would apply (a collective: every rank asks)
+            clipped_finite = ranks.grads_finite(params)
+            if not (np.isfinite(loss_sum) and torch.isfinite(grad_norm) and clipped_finite):
                 optimizer.zero_grad(set_to_none=True)
                 skipped += 1
                 continue

@@ -28,15 +28,18 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from ript_core.config import unstructure
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
 from ript_core.policy.activation_checkpointing import set_activation_checkpointing
+from ript_core.policy.architecture_check import check_architecture
 from ript_core.policy.fast.compiled_layers import compiled_layers
 from ript_core.policy.strategies import trainable_parameters
+from ript_core.rl import config_history, run_plan
 from ript_core.rl import distributed as D
-from ript_core.rl import run_plan
+from ript_core.rl import distributed_update as ranks
 from ript_core.rl.actor import PI0Actor, fixed_size
 from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import TrainConfig, parse_range
@@ -50,21 +53,31 @@ from ript_core.rl.demos import (
     record_demos,
 )
 from ript_core.rl.evaluate import EvalResult, evaluate
-from ript_core.rl.fsdp import Sharding, save_full_policy
+from ript_core.rl.fsdp import Sharding, is_sharded, save_full_policy
 from ript_core.rl.host_threads import apply_rollout_threads
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
 from ript_core.rl.progress import print_above_progress
 from ript_core.rl.progress import progress as progress_bar
 from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
-from ript_core.rl.rollout_setup import rollout_setup, select_tasks
+from ript_core.rl.rollout_setup import (
+    journaled,
+    rollout_setup,
+    select_tasks,
+    within_backend_limits,
+)
 from ript_core.rl.run_checkpoint import (
+    find_resumable,
+    has_checkpoints,
     latest_checkpoint,
     load_trainer_state,
+    read_run_config,
     rng_state,
     save_checkpoint,
+    set_aside,
     set_rng_state,
 )
+from ript_core.rl.run_dir import check_run_dir
 from ript_core.rl.training_env import TrainingEnv
 
 log = logging.getLogger(__name__)
@@ -74,8 +87,22 @@ class TrainingError(RuntimeError):
     pass
 
 
+#: An update that changes the weights' global norm by more than this fraction
+#: of it is reported: normal RIPT updates move it by ~1e-4 (docs/reliability.md)
+ABSURD_WEIGHT_CHANGE = 0.5
+#: Run-long fault counters: in metrics.jsonl (``faults/<name>``), summary.json
+#: and the end-of-run line
+FAULT_COUNTERS = ("discarded_episodes", "worker_restarts", "skipped_steps", "absurd_updates")
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        resume: bool = False,
+        progress: bool = True,
+        allow_changes: tuple[str, ...] = (),
+    ) -> None:
         cfg.check()
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
@@ -86,27 +113,19 @@ class Trainer:
 
         # -- validate everything cheap before anything slow ---------------------
         task_set = select_tasks(cfg.env.backend, cfg.env.tasks)
+        # what the backend declares (one env, operator prompts), not a special case here
+        self.cfg = cfg = within_backend_limits(cfg)
         catalogue = task_set.catalogue
         self.tasks = task_set.tasks
-        self.train_contexts = task_set.contexts(cfg.env.train_init_states)
-        self.eval_contexts = task_set.contexts(cfg.env.eval_init_states)
+        self.train_contexts = task_set.contexts(cfg.env.train_init_states, "env.train_init_states")
+        self.eval_contexts = task_set.contexts(cfg.env.eval_init_states, "env.eval_init_states")
         leak = set(self.train_contexts) & set(self.eval_contexts)
         if leak:
             raise ValueError(
                 f"{len(leak)} evaluation contexts are also training contexts (e.g. {min(leak)}); "
                 "make env.train_init_states and env.eval_init_states disjoint"
             )
-        ckpt = latest_checkpoint(self.run_dir)
-        if resume and ckpt is None:
-            raise TrainingError(
-                f"--resume: no complete checkpoint under {self.run_dir}/checkpoints; "
-                "start without --resume"
-            )
-        if not resume and ckpt is not None:
-            raise TrainingError(
-                f"{self.run_dir} already holds checkpoints (latest: {ckpt.name}); pass --resume "
-                "to continue that run or set run_dir to a new directory (nothing was overwritten)"
-            )
+        ckpt = self._resumable(resume, allow_changes)
 
         # -- the one policy ---------------------------------------------------------
         torch.manual_seed(cfg.seed)
@@ -114,6 +133,7 @@ class Trainer:
             self.policy = load_policy(ckpt / "policy", **self._policy_overrides())
         elif cfg.init_checkpoint:
             self.policy = load_policy(cfg.init_checkpoint, **self._policy_overrides())
+            check_architecture(cfg.policy, self.policy, f"init_checkpoint {cfg.init_checkpoint}")
         else:
             prompts = [catalogue[t].instruction for t in self.tasks]
             self.policy = PI0Policy.from_config(cfg.policy, prompts=prompts, seed=cfg.seed)
@@ -207,10 +227,20 @@ class Trainer:
             pipeline_groups=self.plan.pipeline_groups,
         )
         self.pool = self.rollouts.pool
-        self.train_runner = self.rollouts.runners["train"]
+        self.train_runner = journaled(self.rollouts.runners["train"], cfg.env.backend, self.run_dir)
         self.eval_runner = self.rollouts.runners["eval"]
         if ckpt is not None:
             self._restore(ckpt)
+        if self.dist.is_main:
+            config_history.record(
+                self.run_dir,
+                unstructure(cfg),
+                self.iteration,
+                resumed_from=ckpt.name if ckpt is not None else None,
+                changes=self.config_changes,
+            )
+        # a resumed run's pool starts from 0 restarts: add those of the run before
+        self.restarts_before = self.history.get("worker_restarts", 0)
         self.logger = MetricsLogger(
             self.run_dir,
             enabled=self.dist.is_main,
@@ -221,6 +251,42 @@ class Trainer:
         )
 
     # -- helpers --------------------------------------------------------------------
+    def _resumable(self, resume: bool, allow_changes: tuple[str, ...]) -> Path | None:
+        """The checkpoint to resume from (the newest that verifies; the newer
+        ones skipped are named and set aside), after checking that the config
+        changes no more than ``allow_changes``; None for a fresh run."""
+        self.config_changes: dict[str, Any] = {}
+        self.allow_changes = allow_changes
+        if not resume:
+            if has_checkpoints(self.run_dir):
+                raise TrainingError(
+                    f"{self.run_dir} already holds checkpoints (latest: {self._latest_name()}); "
+                    "pass --resume to continue that run or set run_dir to a new directory "
+                    "(nothing was overwritten)"
+                )
+            check_run_dir(self.run_dir)  # before minutes of loading a policy, not after
+            return None
+        ckpt, skipped = find_resumable(self.run_dir)
+        for name, why in skipped:
+            if self.dist.is_main:
+                log.warning("--resume: skipped %s: %s", name, why)
+        if ckpt is None:
+            why = "".join(f"; skipped {name}: {reason}" for name, reason in skipped)
+            raise TrainingError(
+                f"--resume: no complete checkpoint under {self.run_dir}/checkpoints{why}; "
+                "start without --resume"
+            )
+        before = read_run_config(ckpt)
+        if before is not None:  # checkpoints before run_config.json: checked in _restore
+            self.config_changes = config_history.check_resume(
+                before, unstructure(self.cfg), allow_changes, ckpt.name
+            )
+        check_run_dir(self.run_dir)
+        if self.dist.is_main:
+            set_aside(self.run_dir, [name for name, _ in skipped])
+        D.barrier()
+        return ckpt
+
     def _policy_overrides(self) -> dict[str, Any]:
         """Run-time policy settings that a loaded checkpoint does not decide."""
         p = self.cfg.policy
@@ -294,6 +360,10 @@ class Trainer:
 
     def _restore(self, ckpt: Path) -> None:
         state = load_trainer_state(ckpt)
+        if read_run_config(ckpt) is None:
+            self.config_changes = config_history.check_resume(
+                state["config"], unstructure(self.cfg), self.allow_changes, ckpt.name
+            )
         if len(state["ranks"]) != self.dist.world_size:
             raise TrainingError(
                 f"checkpoint {ckpt} was written by {len(state['ranks'])} ranks; resume it with "
@@ -324,21 +394,38 @@ class Trainer:
             log.info("resumed from %s at iteration %d", ckpt, self.iteration)
 
     def checkpoint(self) -> None:
+        bad = nonfinite_state(self.params, self.optimizer)  # collective under FSDP
+        if bad:
+            raise TrainingError(
+                f"iteration {self.iteration}: {bad} left non-finite values (NaN/inf) in the "
+                f"policy; checkpoint not written, latest is still {self._latest_name()}. Likely "
+                "cause: optim.lr too high, update.max_grad_norm or policy.noise_level; resume "
+                "from latest with a lower optim.lr (--allow-change optim.lr)"
+            )
         state = self._state()  # collective: every rank takes part
         # FSDP: the full weights, gathered onto rank 0 (collective)
         weights = self.sharding.full_state_dict() if self.sharding else None
         if self.dist.is_main:
-            save_checkpoint(
-                self.run_dir,
-                self.iteration,
-                lambda d: (
-                    save_policy(self.policy, d)
-                    if weights is None
-                    else save_full_policy(self.policy, weights, d)
-                ),
-                state,
-                keep=self.cfg.keep_checkpoints,
-            )
+            try:
+                save_checkpoint(
+                    self.run_dir,
+                    self.iteration,
+                    lambda d: (
+                        save_policy(self.policy, d)
+                        if weights is None
+                        else save_full_policy(self.policy, weights, d)
+                    ),
+                    state,
+                    keep=self.cfg.keep_checkpoints,
+                    run_config=unstructure(self.cfg),
+                )
+            except (OSError, RuntimeError, SafetensorError) as exc:
+                raise TrainingError(
+                    f"could not write checkpoint iteration {self.iteration} under "
+                    f"{self.run_dir}/checkpoints ({_first_line(exc)}); nothing written before was "
+                    f"lost: latest is still {self._latest_name()}. Free disk space or fix the "
+                    "directory's permissions, then continue with --resume"
+                ) from None
         D.barrier()
 
     def say(self, msg: str) -> None:
@@ -364,7 +451,8 @@ class Trainer:
                 )
         else:
             n = get_registry().task_info(backend, self.tasks[0]).n_init_states
-            init_states = parse_range(bc.demo_init_states, n)[: bc.demos_per_task]
+            init_states = parse_range(bc.demo_init_states, n, "bc.demo_init_states")
+            init_states = init_states[: bc.demos_per_task]
             if set(init_states) & eval_ids:
                 raise ValueError(
                     "bc.demo_init_states overlap env.eval_init_states: demos would leak"
@@ -432,6 +520,7 @@ class Trainer:
                 )
                 return coef * bc_loss_on(self.policy, demos, idx, self.bc_gen)
 
+        norm_before = ranks.weight_norm(self.params)
         actor = PI0Actor(self.policy)
         log_prob, old_log_prob = actor.log_prob, actor.old_log_prob
         compiled = contextlib.nullcontext()
@@ -455,6 +544,10 @@ class Trainer:
         # the plan charges the gradients to the update phase only: free them
         # before the next rollouts need the room
         self.optimizer.zero_grad(set_to_none=True)
+        # a lower bound of |w' - w| / |w| at the cost of one norm: no copy of the weights
+        out["weight_norm_change"] = abs(ranks.weight_norm(self.params) - norm_before) / max(
+            norm_before, 1e-12
+        )
         return out
 
     @property
@@ -468,6 +561,12 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        if self.policy.device.type == "cpu":
+            # a CPU run's numbers depend on these (docs/benchmarks.md, "Learning")
+            self.say(
+                f"CPU kernels: {torch.backends.cpu.get_cpu_capability()}, "
+                f"{torch.get_num_threads()} torch thread(s)"
+            )
         if self.iteration == 0 and "eval_before" not in self.history:
             self.warm_start()
             before = self.evaluate("before RIPT")
@@ -510,19 +609,9 @@ class Trainer:
                 times.update(self._comm_times("update"))
             if upd["optimizer_steps"]:
                 self.scheduler.step()  # the schedule counts updates, not skipped ones
-            if upd["skipped_steps"] and not upd["optimizer_steps"]:
-                self.consecutive_skips += 1
-                log.warning(
-                    "iteration %d: non-finite loss or gradient, update skipped", self.iteration
-                )
-                if self.consecutive_skips >= cfg.ript.max_consecutive_skips:
-                    raise TrainingError(
-                        f"{self.consecutive_skips} updates in a row had a non-finite loss or gradient; "
-                        "stopping. Lower optim.lr or update.clip, or check the policy's dtype"
-                    )
-            elif upd["optimizer_steps"]:
-                self.consecutive_skips = 0
-            self.iteration += 1
+            self.iteration += 1  # the iteration the metrics log this update as
+            self._check_update(upd)
+            metrics.update(self._fault_counts(metrics))
             metrics.update({f"update/{k}": v for k, v in upd.items()})
             metrics["optim/lr"] = self.scheduler.get_last_lr()[0]
             metrics.update(times)
@@ -550,16 +639,74 @@ class Trainer:
         after = self.evaluate("after RIPT")
         self.history["eval_after"] = after.rate
         self.logger.log(self.iteration, {**after.metrics(), "eval/final": 1})
+        faults = {k: self.history.get(k, 0) for k in FAULT_COUNTERS}
         summary = {
             "success_before": self.history["eval_before"],
             "success_after": after.rate,
             "iterations": self.iteration,
+            **faults,
         }
         self.say(
             f"success rate on held-out init states: {summary['success_before']:.1%} before RIPT -> "
             f"{summary['success_after']:.1%} after {self.iteration} iterations"
         )
+        self.say("faults: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in faults.items()))
         return summary
+
+    def _check_update(self, upd: dict[str, float]) -> None:
+        """Count and report skipped optimizer steps and absurd weight moves;
+        stop after ``ript.max_consecutive_skips`` fully skipped updates."""
+        cfg = self.cfg
+        skipped, steps = int(upd["skipped_steps"]), int(upd["optimizer_steps"])
+        self.history["skipped_steps"] = self.history.get("skipped_steps", 0) + skipped
+        if skipped and self.dist.is_main:
+            log.warning(
+                "iteration %d: %d of %d optimizer steps skipped (non-finite loss or gradient); "
+                "%d skipped in this run so far",
+                self.iteration,
+                skipped,
+                skipped + steps,
+                self.history["skipped_steps"],
+            )
+        change = upd.get("weight_norm_change", 0.0)
+        if change > ABSURD_WEIGHT_CHANGE:
+            self.history["absurd_updates"] = self.history.get("absurd_updates", 0) + 1
+            if self.dist.is_main:
+                log.warning(
+                    "iteration %d: the update changed the weights' norm by %.3g times its size "
+                    "(more than %g): optim.lr %g is likely far too high",
+                    self.iteration,
+                    change,
+                    ABSURD_WEIGHT_CHANGE,
+                    cfg.optim.lr,
+                )
+        if skipped and not steps:
+            self.consecutive_skips += 1
+            if self.consecutive_skips >= cfg.ript.max_consecutive_skips:
+                raise TrainingError(
+                    f"{self.consecutive_skips} updates in a row had a non-finite loss or gradient; "
+                    "stopping. Lower optim.lr, check update.max_grad_norm and policy.noise_level, "
+                    f"or resume from an earlier checkpoint (latest: {self._latest_name()})"
+                )
+        elif steps:
+            self.consecutive_skips = 0
+
+    def _fault_counts(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """This iteration's discarded episodes (every rank's) added to the run's
+        counters; every counter as a ``faults/`` metric (cumulative over the run;
+        worker restarts and skipped steps: rank 0's, whose pool and update it sees)."""
+        # summed over ranks (a collective: every rank counts each iteration)
+        (discarded,) = D.sum_floats([float(metrics.get("rollout/discarded_episodes", 0))])
+        self.history["discarded_episodes"] = self.history.get("discarded_episodes", 0) + int(
+            discarded
+        )
+        # the pool's own count: workers replaced during rollouts and evaluations
+        self.history["worker_restarts"] = self.restarts_before + getattr(self.pool, "restarts", 0)
+        return {f"faults/{k}": self.history.get(k, 0) for k in FAULT_COUNTERS}
+
+    def _latest_name(self) -> str:
+        latest = latest_checkpoint(self.run_dir)
+        return latest.name if latest is not None else "none"
 
     def close(self) -> None:
         self.rollouts.close()
@@ -570,6 +717,30 @@ class Trainer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def nonfinite_state(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer) -> str:
+    """'' when every trainable weight and optimizer state tensor is finite on
+    every rank, else what is not (``"3 of 88 weight tensors"``)."""
+    states = [
+        t
+        for st in optimizer.state.values()
+        for t in st.values()
+        if torch.is_tensor(t) and t.is_floating_point()
+    ]
+    counts = []
+    for group in (params, states):
+        local = [(t.to_local() if is_sharded(t) else t).detach() for t in group]
+        counts.append(sum(int(not bool(t.isfinite().all())) for t in local))
+    bad_w, bad_o = (int(x) for x in D.sum_floats([float(c) for c in counts]))
+    parts = [f"{bad_w} of {len(params)} weight tensors"] if bad_w else []
+    parts += [f"{bad_o} of {len(states)} optimizer state tensors"] if bad_o else []
+    return " and ".join(parts)
 
 
 class _DevicePeaks:

@@ -170,6 +170,13 @@ class Rollout:
     length: int
     steps: list[DecisionStep]
     frames: list[np.ndarray] | None = None
+    #: the env's ``info["metrics"]`` at the episode's end (e.g. a robot's
+    #: safety interventions by kind); summed into the iteration's metrics
+    metrics: dict[str, float] = attrs.Factory(dict)
+
+
+class PolicyOutputError(RuntimeError):
+    """The policy, not the environment, produced an action that cannot be executed."""
 
 
 @attrs.define
@@ -288,6 +295,9 @@ class RolloutRunner:
     ``pipeline_groups``: G, the number of worker groups stepped while the
     policy serves another group (the plan's choice; 1 = lock-step). More
     groups than workers leave groups empty, so G is capped at the pool size.
+    ``on_episode``: called with each finished rollout as soon as it ends,
+    before its worker starts the next episode (the episode journal writes it
+    to disk there).
     """
 
     def __init__(
@@ -303,6 +313,7 @@ class RolloutRunner:
         on_batch: Callable[[int], None] | None = None,
         max_batch: int | None = None,
         pipeline_groups: int = 1,
+        on_episode: Callable[[Rollout], None] | None = None,
     ) -> None:
         if replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {replan_every}")
@@ -320,6 +331,7 @@ class RolloutRunner:
         self.on_batch = on_batch
         self.max_batch = max_batch
         self.pipeline_groups = min(pipeline_groups, pool.n)
+        self.on_episode = on_episode
         self._adapters: dict[tuple[str, str], tuple[ObservationAdapter, ActionAdapter]] = {}
 
     def _adapters_for(self, backend: str, task: str) -> tuple[ObservationAdapter, ActionAdapter]:
@@ -396,6 +408,8 @@ class RolloutRunner:
                         stats.env_busy_s += reply.busy_s
                         finished = self._absorb(state, reply, stats)
                         if finished is not None:
+                            if self.on_episode is not None:
+                                self.on_episode(finished)
                             done.append(finished)
                         else:
                             live[worker] = state
@@ -451,7 +465,14 @@ class RolloutRunner:
         stats.env_steps += reply.n_steps
         budget = self.max_steps or state.task.max_steps
         if reply.success or reply.terminated or reply.truncated or state.length >= budget:
-            return Rollout(req, reply.success, state.length, state.steps, state.frames)
+            return Rollout(
+                req,
+                reply.success,
+                state.length,
+                state.steps,
+                state.frames,
+                dict(reply.metrics or {}),
+            )
         state.pending_input = state.obs_adapter(reply.obs)
         return None
 
@@ -514,7 +535,17 @@ class RolloutRunner:
         ):
             budget = (self.max_steps or state.task.max_steps) - state.length
             k = min(self.replan_every, budget, len(chunk))
-            env_actions = state.act_adapter(np.asarray(chunk[:k]))
+            executed = np.asarray(chunk[:k])
+            if not np.isfinite(executed).all():
+                raise PolicyOutputError(
+                    f"the policy produced a non-finite action (NaN/inf) for "
+                    f"{state.request.backend}/{state.request.task} init state "
+                    f"{state.request.init_state}: its weights or inputs are non-finite. Likely "
+                    "cause: a learning rate too high (optim.lr), a gradient clip that is not a "
+                    "positive number (update.max_grad_norm) or policy.noise_level; go back to an "
+                    "earlier checkpoint"
+                )
+            env_actions = state.act_adapter(executed)
             state.steps.append(DecisionStep(state.pending_input, record))
             state.pending_input = None
             self.pool.send(worker, StepCommand(env_actions, self.record_frames))

@@ -36,6 +36,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ript_core.envs.discard import EpisodeDiscarded
+
 log = logging.getLogger(__name__)
 
 
@@ -68,11 +70,15 @@ class StepResult:
     # seconds the worker spent inside reset/step (timed in the worker, so IPC
     # and the main process's own delays are not counted as env work)
     busy_s: float = 0.0
+    # the last step's info["metrics"]: counts an env keeps over its episode
+    # (a robot's safety interventions); the runner keeps the episode's last
+    metrics: dict[str, float] | None = None
 
 
 @attrs.frozen
 class WorkerFailure:
-    """The worker died or hung; its episode must be discarded and re-run."""
+    """The worker died or hung, or its env discarded the episode
+    (:class:`~ript_core.envs.discard.EpisodeDiscarded`): run it again."""
 
     worker: int
     reason: str
@@ -127,6 +133,7 @@ class EnvHost:
         n = 0
         terminated = truncated = success = False
         obs = None
+        info: dict[str, Any] = {}
         for action in cmd.actions:
             obs, _, terminated, truncated, info = self.env.step(action)
             n += 1
@@ -135,7 +142,8 @@ class EnvHost:
                 frames.append(self.env.render())
             if terminated or truncated or success:
                 break
-        return StepResult(obs, n, terminated, truncated, success, frames)
+        metrics = info.get("metrics")
+        return StepResult(obs, n, terminated, truncated, success, frames, metrics=metrics)
 
 
 def _worker_main(conn: Connection) -> None:
@@ -149,6 +157,8 @@ def _worker_main(conn: Connection) -> None:
             return
         try:
             conn.send(("ok", host.handle(cmd)))
+        except EpisodeDiscarded as exc:  # the env is fine; only its episode is void
+            conn.send(("discarded", f"discarded by the env: {exc}"))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
@@ -246,7 +256,10 @@ class ProcessEnvPool:
                     except (EOFError, OSError):
                         out.append((i, self._fail(i, "worker process died")))
                     else:
-                        out.append((i, self._unwrap(i, status, payload)))
+                        reply = self._unwrap(i, status, payload)
+                        out.append(
+                            (i, WorkerFailure(i, payload) if status == "discarded" else reply)
+                        )
                         del self._sent_at[i]
                     done.add(i)
             for obj in ready:
@@ -312,6 +325,8 @@ class InProcessEnvPool:
     def send(self, i: int, cmd: Any) -> None:
         try:
             self._replies[i] = self._hosts[i].handle(cmd)
+        except EpisodeDiscarded as exc:
+            self._replies[i] = WorkerFailure(i, f"discarded by the env: {exc}")
         except Exception as exc:
             raise BackendError(f"env worker {i}: the environment raised {exc!r}") from exc
 

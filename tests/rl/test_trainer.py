@@ -108,7 +108,7 @@ def test_non_finite_updates_are_skipped_then_the_run_stops(tiny_cfg, monkeypatch
         trainer.history["eval_before"] = 0.0  # skip the initial evaluation
         with pytest.raises(TrainingError, match="2 updates in a row had a non-finite loss"):
             trainer.run()
-        assert trainer.iteration == 1  # iteration 0 skipped; the stop came during iteration 1
+        assert trainer.iteration == 2  # the updates logged as iterations 1 and 2 were skipped
         for k, v in trainer.policy.state_dict().items():
             assert torch.equal(v, before[k]), k
         assert not trainer.optimizer.state  # AdamW never stepped

@@ -8,7 +8,9 @@ first step whenever the file named by $FAKESIM_HANG_ONCE does not exist yet
 (and creates it), so only the first attempt hangs. Task ``quiet`` reports
 success in ``info`` but never terminates (the runner must stop on success).
 Task ``slow`` never succeeds and sleeps ``options["step_sleep_s"]`` per step:
-a simulator of known cost for the schedule timing tests.
+a simulator of known cost for the schedule timing tests. Task ``void``
+raises ``EpisodeDiscarded`` on its second step whenever the file named by
+$FAKESIM_HANG_ONCE does not exist yet (and creates it): one voided episode.
 """
 
 import os
@@ -21,6 +23,7 @@ from ript_core import (
     BackendSpec,
     ComposedActionAdapter,
     ComposedObservationAdapter,
+    EpisodeDiscarded,
     TaskInfo,
     clip_actions,
     hookimpl,
@@ -52,6 +55,13 @@ class FakeEnv(gym.Env):
                 pass
             else:
                 time.sleep(60)
+        if self.task == "void" and self.t == 1:
+            try:
+                os.close(os.open(os.environ["FAKESIM_HANG_ONCE"], os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                raise EpisodeDiscarded("the link dropped")
         if self.step_sleep_s:
             time.sleep(self.step_sleep_s)
         self.t += 1
@@ -59,7 +69,8 @@ class FakeEnv(gym.Env):
         self.total += self.last
         success = self.task != "slow" and self.total > 1 + self.init % 3
         terminated = success and self.task != "quiet"
-        return self._obs(), float(success), terminated, False, {"success": success}
+        info = {"success": success, "metrics": {"fake/steps": self.t}}
+        return self._obs(), float(success), terminated, False, info
 
     def render(self):
         return np.full((4, 4, 3), self.t, np.uint8)
@@ -90,6 +101,7 @@ class FakeSimSpec(BackendSpec):
             TaskInfo("hang", "go right", 2, 12),
             TaskInfo("quiet", "go right", 6, 12),
             TaskInfo("slow", "go right", 8, 30),
+            TaskInfo("void", "go right", 2, 12),
         ]
 
     def make_env(self, task, options):

@@ -182,6 +182,18 @@ def _resolve_pipeline(
     return Pipeline(origin=layout)
 
 
+def _check_saved_agree(path: Path, saved: dict[str, Any], config_json: dict[str, Any]) -> None:
+    """A ript checkpoint's policy.json and config.json describe one architecture:
+    when they disagree, which one the weights were trained at is unknown."""
+    for ours, theirs in (("chunk_size", "chunk_size"), ("num_steps", "num_inference_steps")):
+        a, b = saved.get(ours), config_json.get(theirs)
+        if a is not None and b is not None and a != b:
+            raise CheckpointError(
+                f"{path}: {POLICY_FILE} says {ours}={a} but config.json says {theirs}={b}; "
+                "edit one of them to match the other (the one the weights were trained at)"
+            )
+
+
 def resolve_checkpoint(
     directory: str | Path,
     *,
@@ -208,6 +220,7 @@ def resolve_checkpoint(
 
     if layout == "ript":
         saved = json.loads((path / POLICY_FILE).read_text())["policy"]
+        _check_saved_agree(path, saved, config_json)
         if preset is not None:
             saved["preset"] = preset
         saved.update(overrides)

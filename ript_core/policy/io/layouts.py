@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from ript_core.policy.io.stats import FeatureStats, NormStats
@@ -164,11 +164,27 @@ def _weight_files(directory: Path) -> list[str]:
     raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (or sharded index) found")
 
 
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file``, with a damaged file named in the error."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    size = path.stat().st_size if path.is_file() else 0
+    return (
+        f"{path} ({size} bytes) is not a readable safetensors file ({exc}): it is truncated, "
+        "empty or not a weights file; copy it again or point at another checkpoint"
+    )
+
+
 def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
     """``model.safetensors`` or the shards named in ``model.safetensors.index.json``."""
     out: dict[str, torch.Tensor] = {}
     for name in _weight_files(directory):
-        out.update(load_file(str(directory / name)))
+        out.update(load_tensors(directory / name))
     return out
 
 
@@ -176,8 +192,11 @@ def read_safetensors_keys(directory: Path) -> list[str]:
     """The weight names only (no tensor is read): enough to tell the layout."""
     keys: list[str] = []
     for name in _weight_files(directory):
-        with safe_open(str(directory / name), framework="pt") as f:
-            keys.extend(f.keys())
+        try:
+            with safe_open(str(directory / name), framework="pt") as f:
+                keys.extend(f.keys())
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(_unreadable(directory / name, exc)) from None
     return keys
 
 
@@ -189,9 +208,9 @@ def lerobot_stats(
 ) -> NormStats | None:
     flat: dict[str, torch.Tensor] = {}
     for path in sorted(directory.glob("policy_preprocessor*normalizer*.safetensors")):
-        flat.update(load_file(str(path)))
+        flat.update(load_tensors(path))
     for path in sorted(directory.glob("policy_postprocessor*normalizer*.safetensors")):
-        flat.update(load_file(str(path)))
+        flat.update(load_tensors(path))
     for key, value in raw.items():  # older lerobot: buffers inside the weights
         m = re.match(
             r"^(?:normalize_inputs|normalize_targets|unnormalize_outputs)\.buffer_(.+)\.(\w+)$", key

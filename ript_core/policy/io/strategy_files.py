@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from ript_core.policy.io.layouts import load_tensors
 from ript_core.policy.strategies import ADAPTER_NAME, StrategyError, named_trainable, peft_module
 
 if TYPE_CHECKING:
@@ -67,9 +68,9 @@ def load_trainable(policy: PI0Policy, directory: Path, source: str) -> None:
     """Copy the saved trainable tensors into ``policy``'s, strictly: every
     trainable tensor must be in the files, nothing else may be."""
     model = policy.model
-    saved = load_file(str(directory / TRAINABLE_FILE))
+    saved = load_tensors(directory / TRAINABLE_FILE)
     if policy.config.strategy == "lora":
-        raw = load_file(str(directory / ADAPTER_WEIGHTS))
+        raw = load_tensors(directory / ADAPTER_WEIGHTS)
         for key, value in raw.items():
             # peft stores "<module>.lora_A.weight"; the live name carries the adapter name
             name = key.removeprefix(PEFT_PREFIX)
