@@ -50,7 +50,10 @@ class EpisodeRecorder:
     def write(self, ep: EpisodeBuffer, outcome: str, **meta: Any) -> Path:
         """``outcome``: success | failure | discarded; ``meta``: JSON-able extras."""
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(ep.started))
-        name = f"{stamp}-{ep.task}-{ep.scene}-{ep.seed}-{outcome}"
+        # the running number first: names sort in recording order even when two
+        # episodes end within one second
+        index = len(list(self.directory.glob("*.npz")))
+        name = f"{index:06d}-{stamp}-{ep.task}-{ep.scene}-{ep.seed}-{outcome}"
         final = self.directory / f"{name}.npz"
         n = 1
         while final.exists():
