@@ -144,6 +144,10 @@ def test_ctrl_c_mid_episode_stops_the_arm_and_voids_the_episode(twin_stack, tmp_
     env, _ = make_env(twin_stack, tmp_path, "")
     stops = twin_stack.raw.stops
     env.reset(seed=0, options={"init_state": 0})  # installs the e-stop's signal handlers
+    # what it replaced: Python's default, or SIG_IGN in a process started in the
+    # background by a shell without job control (as CI may run)
+    before = twin_stack.estop._previous[signal.SIGINT]
+    assert before in (signal.default_int_handler, signal.SIG_IGN)
     env.step(np.zeros(4))
     try:
         with pytest.raises(EmergencyStopped, match="SIGINT"):
@@ -158,7 +162,7 @@ def test_ctrl_c_mid_episode_stops_the_arm_and_voids_the_episode(twin_stack, tmp_
     finally:
         twin_stack.estop.uninstall()
         twin_stack.estop.engaged.clear()  # the module's shared stack goes on
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # uninstall restores what was there
 
 
 def lifted_above_start(reading) -> bool:
