@@ -28,7 +28,7 @@ from ript_core.envs.spec import (
     check_expert,
     first_missing_module,
 )
-from ript_core.envs.validation import ObservationError, validate_observation
+from ript_core.envs.validation import ObservationError, checked_action, validate_observation
 from ript_core.hookspecs import hookimpl
 from ript_core.plugins import get_registry, make_env
 
@@ -64,6 +64,7 @@ __all__ = [
     "robosuite_state",
     "slice_action_dims",
     "structure",
+    "checked_action",
     "validate_observation",
     "check_env_options",
 ]

@@ -49,3 +49,17 @@ def validate_observation(obs: Mapping[str, Any], backend: str) -> None:
         fail("state", f"contains non-finite values: {state}")
     if not isinstance(obs["instruction"], str):
         fail("instruction", f"is {type(obs['instruction']).__name__}, expected str")
+
+
+def checked_action(action: Any, dim: int, backend: str, layout: str, dtype: Any = np.float64):
+    """``action`` as a flat ``dim``-vector of ``dtype``, or a ``ValueError`` naming
+    the backend and the expected ``layout`` (a wrong width or a non-finite
+    value is never stepped into a simulator)."""
+    a = np.asarray(action, dtype=dtype).reshape(-1)
+    if a.shape != (dim,):
+        raise ValueError(
+            f"{backend} takes {dim}-d actions ({layout}), got shape {np.shape(action)}"
+        )
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{backend} got a non-finite action {a}")
+    return a

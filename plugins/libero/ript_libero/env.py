@@ -37,7 +37,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ript_core import mujoco_gl, requested_init_state, robosuite_quiet, robosuite_state
+from ript_core import (
+    checked_action,
+    mujoco_gl,
+    requested_init_state,
+    robosuite_quiet,
+    robosuite_state,
+)
 from ript_libero import catalogue
 from ript_libero.options import (  # noqa: F401
     DEFAULT_IMAGE_SIZE,
@@ -135,14 +141,9 @@ class LiberoEnv(gym.Env):
         return self._obs(), {"success": success, "init_state": index}
 
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (catalogue.ACTION_DIM,):
-            raise ValueError(
-                f"LIBERO takes 7-d actions (delta eef xyz, delta axis-angle, gripper), got shape "
-                f"{np.shape(action)}"
-            )
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"LIBERO got a non-finite action {a}")
+        a = checked_action(
+            action, catalogue.ACTION_DIM, "LIBERO", "delta eef xyz, delta axis-angle, gripper"
+        )
         self._raw, _, done, _ = self._env.step(a)
         self._t += 1
         success = bool(done)  # LIBERO's done is its success predicate

@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ript_core import requested_init_state
+from ript_core import checked_action, requested_init_state
 from ript_maniskill import catalogue
 from ript_maniskill.options import (  # noqa: F401 (re-exported)
     DEFAULT_IMAGE_SIZE,
@@ -132,14 +132,10 @@ class ManiSkillEnv(gym.Env):
         return self._obs(), {"success": bool(_numpy(info["success"])), "init_state": index}
 
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        a = np.asarray(action, dtype=np.float32).reshape(-1)
-        if a.shape != (ACTION_DIM,):
-            raise ValueError(
-                f"maniskill ({CONTROL_MODE}) takes 7-d actions (delta tcp xyz, delta axis-angle, "
-                f"gripper), got shape {np.shape(action)}"
-            )
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"maniskill got a non-finite action {a}")
+        a = checked_action(
+            action, ACTION_DIM, f"maniskill ({CONTROL_MODE})",
+            "delta tcp xyz, delta axis-angle, gripper", dtype=np.float32,
+        )  # fmt: skip
         self._raw, _, _, _, info = self._env.step(a[None])
         self._t += 1
         success = bool(_numpy(info["success"]))

@@ -36,7 +36,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ript_core import mujoco_gl, requested_init_state, robosuite_quiet, robosuite_state
+from ript_core import (
+    checked_action,
+    mujoco_gl,
+    requested_init_state,
+    robosuite_quiet,
+    robosuite_state,
+)
 from ript_robosuite import catalogue, versions
 from ript_robosuite.options import DEFAULT_IMAGE_SIZE, check_options
 
@@ -166,14 +172,10 @@ class RobosuiteEnv(gym.Env):
         return self._obs(), {"success": self.success(), "init_state": index}
 
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (catalogue.ACTION_DIM,):
-            raise ValueError(
-                f"robosuite (OSC_POSE) takes 7-d actions (delta eef xyz, delta axis-angle, "
-                f"gripper), got shape {np.shape(action)}"
-            )
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"robosuite got a non-finite action {a}")
+        a = checked_action(
+            action, catalogue.ACTION_DIM, "robosuite (OSC_POSE)",
+            "delta eef xyz, delta axis-angle, gripper",
+        )  # fmt: skip
         self._make_gl_current()
         self._raw, _, _, _ = self._env.step(a)
         self._t += 1
