@@ -4,7 +4,7 @@ The public API that plugins and research code import lives here.
 """
 
 from ript_core.config import load_config, structure
-from ript_core.envs import mujoco_gl, robosuite_quiet, robosuite_state
+from ript_core.envs import mujoco_gl, robosuite_cameras, robosuite_quiet, robosuite_state
 from ript_core.envs.catalogue import Availability, TaskInfo
 from ript_core.envs.conformance import BackendCheckError, check_backend
 from ript_core.envs.discard import EpisodeDiscarded
@@ -60,6 +60,7 @@ __all__ = [
     "make_env",
     "mujoco_gl",
     "requested_init_state",
+    "robosuite_cameras",
     "robosuite_quiet",
     "robosuite_state",
     "slice_action_dims",

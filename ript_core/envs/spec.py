@@ -147,7 +147,9 @@ class BackendSpec:
         and step; ``reset(seed=s, options={"init_state": i})`` puts the env in
         registered init state ``i``, the same first observation for the same
         ``(i, s)`` whatever the env did before. ``options`` has been through
-        :meth:`check_options` (all declared options present).
+        :meth:`check_options` (all declared options present). Optional: a
+        ``skip_next_observation()`` method lets the env skip rendering
+        observations nobody reads (``ript_core.envs.unread``).
         """
         raise NotImplementedError(f"backend {self.name!r} defines no make_env()")
 

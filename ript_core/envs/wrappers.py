@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from ript_core.envs.catalogue import TaskInfo
+from ript_core.envs.unread import skip_next_observation
 
 
 class SettleOnReset(gym.Wrapper):
@@ -46,6 +47,8 @@ class SettleOnReset(gym.Wrapper):
     ) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self.reset_frame = self.env.render() if self.render_before_settle else None
-        for _ in range(self.steps):
+        for i in range(self.steps):
+            if i < self.steps - 1:  # only the last settle step's observation is read
+                skip_next_observation(self.env)
             obs, _, _, _, info = self.env.step(self.noop.copy())
         return obs, info

@@ -134,7 +134,15 @@ class EnvHost:
         terminated = truncated = success = False
         obs = None
         info: dict[str, Any] = {}
-        for action in cmd.actions:
+        from ript_core.envs.unread import skip_next_observation, skips_observations
+
+        # only the chunk's last observation reaches the policy: an env may skip
+        # rendering the others (ript_core.envs.unread), unless we film them
+        skip = frames is None and skips_observations(self.env)
+        last = len(cmd.actions) - 1
+        for i, action in enumerate(cmd.actions):
+            if skip and i < last:
+                skip_next_observation(self.env)
             obs, _, terminated, truncated, info = self.env.step(action)
             n += 1
             success = bool(info["success"])

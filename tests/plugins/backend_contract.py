@@ -196,3 +196,34 @@ def install_example_plugin(repo_root: Path, site: Path) -> None:
         check=True,
         timeout=300,
     )  # fmt: skip
+
+
+def check_unread_observations(env, action_dim: int) -> None:
+    """An env with ``skip_next_observation`` (``ript_core.envs.unread``): a
+    skipped step returns the previous images and a current state and success,
+    and the steps that render return exactly the frames they would without
+    skipping (the rollout worker reads only those)."""
+    actions = np.random.default_rng(1).uniform(-1, 1, (6, action_dim)).astype(np.float32)
+    env.reset(seed=0, options={"init_state": 4})
+    steps = [env.step(a) for a in actions]
+    rendered = [step[0] for step in steps]
+    previous, _ = env.reset(seed=0, options={"init_state": 4})
+    for i, action in enumerate(actions):
+        if i not in (2, 5):
+            env.skip_next_observation()
+        obs, _, _, _, info = env.step(action)
+        np.testing.assert_array_equal(obs["state"], rendered[i]["state"])  # always current
+        assert info == steps[i][4]
+        for cam, image in obs["images"].items():
+            expected = rendered[i] if i in (2, 5) else previous
+            np.testing.assert_array_equal(image, expected["images"][cam])
+        previous = obs
+    # the skipped frames were indeed stale: the arm moved
+    first = rendered[0]["images"]
+    assert any(not np.array_equal(rendered[1]["images"][c], first[c]) for c in first)
+    # a reset forgets a skip that no step used
+    env.skip_next_observation()
+    env.reset(seed=0, options={"init_state": 4})
+    obs, *_ = env.step(actions[0])
+    for cam, image in obs["images"].items():
+        np.testing.assert_array_equal(image, first[cam])

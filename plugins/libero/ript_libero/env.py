@@ -41,6 +41,7 @@ from ript_core import (
     checked_action,
     mujoco_gl,
     requested_init_state,
+    robosuite_cameras,
     robosuite_quiet,
     robosuite_state,
 )
@@ -117,6 +118,7 @@ class LiberoEnv(gym.Env):
             camera_widths=image_size,
         )
         self._raw: dict[str, Any] = {}
+        self._skip_images = False
         self._t = 0
         self.init_state = -1
         mujoco_gl.close_at_exit(self)
@@ -129,6 +131,7 @@ class LiberoEnv(gym.Env):
         index = requested_init_state(
             options, self.n_init_states, self.np_random, backend="libero", task=self.task_name
         )
+        self._skip_images = False
         if self.protocol == "openpi":
             self._reset_as_openpi(index)
         else:
@@ -144,12 +147,21 @@ class LiberoEnv(gym.Env):
         a = checked_action(
             action, catalogue.ACTION_DIM, "LIBERO", "delta eef xyz, delta axis-angle, gripper"
         )
-        self._raw, _, done, _ = self._env.step(a)
+        skip, self._skip_images = self._skip_images, False
+        unread = list(CAMERAS.values()) if skip else []
+        with robosuite_cameras.frozen(self._env.env, unread):
+            self._raw, _, done, _ = self._env.step(a)
         self._t += 1
         success = bool(done)  # LIBERO's done is its success predicate
         truncated = not success and self._t >= self.step_limit
         info = {"success": success, "init_state": self.init_state}
         return self._obs(), float(success), success, truncated, info
+
+    def skip_next_observation(self) -> None:
+        """The next step's images will not be read (``ript_core.envs.unread``):
+        robosuite renders none in it and that step returns the previous images.
+        Its state and success are current; the step after it renders as usual."""
+        self._skip_images = True
 
     def render(self) -> np.ndarray:
         """The agent-view camera, upright (for videos)."""

@@ -40,6 +40,7 @@ from ript_core import (
     checked_action,
     mujoco_gl,
     requested_init_state,
+    robosuite_cameras,
     robosuite_quiet,
     robosuite_state,
 )
@@ -146,6 +147,7 @@ class RobosuiteEnv(gym.Env):
         )
         self._exit_hook = render  # registered after the first render (see reset)
         self._raw: dict[str, Any] = {}
+        self._skip_images = False
         self._t = 0
         self.init_state = -1
 
@@ -159,6 +161,7 @@ class RobosuiteEnv(gym.Env):
         )
         self._seed_scene(scene_seed(self.task_name, index))
         self._make_gl_current()
+        self._skip_images = False
         self._raw = self._env.reset()
         if self._exit_hook:  # the GL context exists now: robosuite creates it at the first render
             mujoco_gl.close_at_exit(self)
@@ -177,12 +180,21 @@ class RobosuiteEnv(gym.Env):
             "delta eef xyz, delta axis-angle, gripper",
         )  # fmt: skip
         self._make_gl_current()
-        self._raw, _, _, _ = self._env.step(a)
+        skip, self._skip_images = self._skip_images, False
+        unread = [f"{name}_image" for name in self.cameras.values()] if skip else []
+        with robosuite_cameras.frozen(self._env, unread):
+            self._raw, _, _, _ = self._env.step(a)
         self._t += 1
         success = self.success()
         truncated = not success and self._t >= self.step_limit
         info = {"success": success, "init_state": self.init_state}
         return self._obs(), float(success), success, truncated, info
+
+    def skip_next_observation(self) -> None:
+        """The next step's images will not be read (``ript_core.envs.unread``):
+        robosuite renders none in it and that step returns the previous images.
+        Its state and success are current; the step after it renders as usual."""
+        self._skip_images = True
 
     def render(self) -> np.ndarray:
         """The agent-view camera, upright (for videos)."""

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ript_core import check_backend
+from tests.plugins.backend_contract import check_unread_observations
 from tests.plugins.libero.conftest import ENV_OPTIONS, IMAGE_SIZE, TASK, require_libero
 
 require_libero()
@@ -63,3 +64,7 @@ def test_step_rejects_bad_actions_and_truncates_at_settle_plus_budget(libero_env
     assert env.step([0, 0, 0, 0, 0, 0, -1])[3] is False
     obs, reward, terminated, truncated, info = env.step([0, 0, 0, 0, 0, 0, -1])
     assert (truncated, terminated, reward, info["success"]) == (True, False, 0.0, False)
+
+
+def test_a_skipped_observation_keeps_old_images_and_the_next_renders_as_usual(libero_env):
+    check_unread_observations(libero_env, action_dim=7)

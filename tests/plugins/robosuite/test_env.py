@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ript_core import check_backend, get_registry
+from tests.plugins.backend_contract import check_unread_observations
 from tests.plugins.robosuite.conftest import ENV_OPTIONS, IMAGE_SIZE, TASK, require_robosuite
 
 require_robosuite()
@@ -101,3 +102,7 @@ def test_another_env_in_the_process_does_not_spoil_this_ones_frames(robosuite_en
     after, _ = env.reset(seed=0, options={"init_state": 6})
     for cam, image in before["images"].items():
         np.testing.assert_array_equal(after["images"][cam], image)
+
+
+def test_a_skipped_observation_keeps_old_images_and_the_next_renders_as_usual(robosuite_env):
+    check_unread_observations(robosuite_env, action_dim=7)
