@@ -115,6 +115,7 @@ class ManiSkillEnv(gym.Env):
             # a missing Vulkan driver shows.
             self._env.reset(seed=episode_seed(task, 0))
         self._raw: dict[str, Any] = {}
+        self._skip_images = False
         self._t = 0
         self.init_state = -1
 
@@ -126,6 +127,7 @@ class ManiSkillEnv(gym.Env):
         index = requested_init_state(
             options, self.n_init_states, self.np_random, backend="maniskill", task=self.task_name
         )
+        self._skip_images = False
         self._raw, info = self._env.reset(seed=episode_seed(self.task_name, index))
         self._t = 0
         self.init_state = index
@@ -136,7 +138,17 @@ class ManiSkillEnv(gym.Env):
             action, ACTION_DIM, f"maniskill ({CONTROL_MODE})",
             "delta tcp xyz, delta axis-angle, gripper", dtype=np.float32,
         )  # fmt: skip
-        self._raw, _, _, _, info = self._env.step(a[None])
+        skip, self._skip_images = self._skip_images and bool(self.cameras), False
+        if skip:  # a state-only observation for this step; its images are the last ones
+            images = self._raw["sensor_data"]
+            mode, self._env._obs_mode = self._env._obs_mode, "state_dict"
+            try:
+                raw, _, _, _, info = self._env.step(a[None])
+            finally:
+                self._env._obs_mode = mode
+            self._raw = {**raw, "sensor_data": images}
+        else:
+            self._raw, _, _, _, info = self._env.step(a[None])
         self._t += 1
         success = bool(_numpy(info["success"]))
         truncated = not success and self._t >= self.step_limit
@@ -150,6 +162,13 @@ class ManiSkillEnv(gym.Env):
                 "init_state": self.init_state,
             },
         )
+
+    def skip_next_observation(self) -> None:
+        """The next step's images will not be read (``ript_core.envs.unread``):
+        ManiSkill computes a state-only observation for it (no sensor render) and
+        that step returns the previous images. Its state and success are
+        current; the step after it renders from the scene as usual."""
+        self._skip_images = True
 
     def render(self) -> np.ndarray:
         """The base camera image of the last observation (for videos)."""

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ript_core import ObservationError, check_backend, validate_observation
+from tests.plugins.backend_contract import check_unread_observations
 from tests.plugins.maniskill.conftest import ENV_OPTIONS, IMAGE_SIZE, TASK, require_maniskill
 
 require_maniskill()
@@ -158,3 +159,7 @@ def test_missing_vulkan_driver_names_the_driver_and_the_fix():
         "export VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.json",
     ):
         assert needle in raised
+
+
+def test_a_skipped_observation_keeps_old_images_and_the_next_renders_as_usual(maniskill_env):
+    check_unread_observations(maniskill_env, action_dim=7)
