@@ -157,17 +157,16 @@ class LiberoEnv(gym.Env):
         info = {"success": success, "init_state": self.init_state}
         return self._obs(), float(success), success, truncated, info
 
-    def skip_next_observation(self) -> None:
-        """The next step's images will not be read (``ript_core.envs.unread``):
-        robosuite renders none in it and that step returns the previous images.
-        Its state and success are current; the step after it renders as usual."""
-        self._skip_images = True
-
     def render(self) -> np.ndarray:
         """The agent-view camera, upright (for videos)."""
         if not self._raw:
             raise RuntimeError("render() before reset()")
         return np.ascontiguousarray(self._raw[CAMERAS["agentview"]][::-1, ::-1])
+
+    def skip_next_observation(self) -> None:
+        """Render neither camera in the next step: nobody reads its images
+        (``ript_core.envs.unread``); it returns the last ones."""
+        self._skip_images = True
 
     def close(self) -> None:
         env = getattr(self, "_env", None)

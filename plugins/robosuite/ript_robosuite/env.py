@@ -191,9 +191,8 @@ class RobosuiteEnv(gym.Env):
         return self._obs(), float(success), success, truncated, info
 
     def skip_next_observation(self) -> None:
-        """The next step's images will not be read (``ript_core.envs.unread``):
-        robosuite renders none in it and that step returns the previous images.
-        Its state and success are current; the step after it renders as usual."""
+        """Next step, the cameras return their last images instead of rendering
+        (nobody reads them: ``ript_core.envs.unread``)."""
         self._skip_images = True
 
     def render(self) -> np.ndarray:
