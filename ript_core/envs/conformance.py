@@ -24,6 +24,8 @@ checked (``docs/writing-a-plugin.md`` explains each rule):
 - adapters: the observation adapter gives a ``PolicyInput`` of HxWx3 uint8
   images, a 1-D float state and the prompt; the action adapter maps a
   policy-width chunk to env actions inside the env's action space;
+- an env that skips unread renders (``skip_next_observation``): skipping
+  changes nothing but the images of the skipped steps;
 - the scripted expert, if offered: callable as ``expert(env, rng, noise)``,
   returning an action of the action space's shape.
 """
@@ -109,6 +111,15 @@ def _same_obs(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
         if not np.array_equal(a["images"][cam], b["images"][cam]):
             return f"image {cam!r}"
     return None
+
+
+def _same_unread(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
+    """As :func:`_same_obs` for an observation whose images were not rendered:
+    the images may hold older frames, but of the same cameras and shapes."""
+    images = {cam: np.shape(img) for cam, img in a["images"].items()}
+    same_shapes = images == {cam: np.shape(img) for cam, img in b["images"].items()}
+    stripped = [{**obs, "images": {}} for obs in (a, b)]
+    return _same_obs(*stripped) or (None if same_shapes else "the cameras or image shapes")
 
 
 STEP_FIELDS = ("reward", "terminated", "truncated", "info")
@@ -285,6 +296,8 @@ class _Checker:
                         f"differs ({diff})"
                     )
                     break
+            else:
+                self.check_unread(env, first, seed, actions, a)
         try:
             env.reset(seed=seed, options={"init_state": info.n_init_states})
         except ValueError:
@@ -298,6 +311,35 @@ class _Checker:
                 f"reset accepted init_state={info.n_init_states} (the catalogue registers "
                 f"{info.n_init_states}: 0 to {info.n_init_states - 1})"
             )
+
+    def check_unread(self, env, init_state: int, seed: int, actions, rendered) -> None:
+        """An env that may skip unread renders (``ript_core.envs.unread``):
+        ``rendered``'s actions again with all but every third observation (and
+        the last) skipped give the same states, rewards, flags and info at every
+        step and the same images wherever the observation is read."""
+        from ript_core.envs.unread import skip_next_observation, skips_observations
+
+        if not skips_observations(env):
+            return
+        env.reset(seed=seed, options={"init_state": init_state})
+        last = len(rendered) - 1
+        for k, action in enumerate(actions[:last], start=1):
+            read = k % 3 == 0 or k == last
+            if not read:
+                skip_next_observation(env)
+            obs, *step = env.step(action.copy())
+            ref = rendered[k]
+            diff = (_same_obs(obs, ref[0]) if read else _same_unread(obs, ref[0])) or next(
+                filter(None, map(_same, step, ref[1:], STEP_FIELDS)), None
+            )
+            if diff is not None:
+                kind = "read" if read else "skipped"
+                self.fail(
+                    f"skip_next_observation changes more than unread images: step {k} "
+                    f"({kind}) of init_state={init_state}, seed={seed} differs from the "
+                    f"same step without skipping ({diff})"
+                )
+                return
 
     @staticmethod
     def actions(space, n_steps: int) -> np.ndarray:

@@ -68,14 +68,28 @@ class BackendFootprint:
 
     ``env_ram_bytes`` is one env worker process's resident memory (interpreter,
     simulator, renderer, one env), never a model; ``env_step_seconds`` one
-    ``env.step`` with observations rendered; ``cores_per_env`` how many cores
-    one stepping env keeps busy. ``docs/planner.md`` says how they are measured.
+    ``env.step`` with observations rendered; ``unread_step_seconds`` one step
+    whose observation nobody reads, for an env that skips rendering it
+    (``ript_core.envs.unread``; None: as a rendered step); ``cores_per_env``
+    how many cores one stepping env keeps busy. ``docs/planner.md`` says how
+    they are measured.
     """
 
     name: str
     env_ram_bytes: int
     env_step_seconds: float
     cores_per_env: float = 1.0
+    unread_step_seconds: float | None = None
+
+    def chunk_seconds(self, replan_every: int) -> float:
+        """One chunk of ``replan_every`` env steps: only its last observation
+        is read, so only that step pays for rendering when the env can skip."""
+        unread = (
+            self.env_step_seconds
+            if self.unread_step_seconds is None
+            else (self.unread_step_seconds)
+        )
+        return self.env_step_seconds + (replan_every - 1) * unread
 
     @classmethod
     def heavy(cls, name: str) -> BackendFootprint:

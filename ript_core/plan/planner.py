@@ -236,10 +236,12 @@ def _env_workers(req: _Request) -> tuple[int, list[str]]:
         )
     ]
     steps_per_s = n_env / backend.env_step_seconds
+    unread = backend.unread_step_seconds
     reasons.append(
         f"env stepping: {n_env} workers × 1/{backend.env_step_seconds * 1e3:.3g} ms ≈ "
-        f"{steps_per_s:,.0f} env steps/s; {rollouts} rollouts run in "
-        f"{math.ceil(rollouts / n_env)} wave(s)"
+        f"{steps_per_s:,.0f} rendered env steps/s"
+        + ("" if unread is None else f" (a step with its render skipped: {unread * 1e3:.3g} ms)")
+        + f"; {rollouts} rollouts run in {math.ceil(rollouts / n_env)} wave(s)"
     )
     if "n_env_workers" in req.overrides:
         reasons.append(f"override: n_env_workers = {n_env} (planner's choice: {auto_env})")
@@ -294,7 +296,7 @@ def _schedule(
     episode_steps: int | None,
 ) -> tuple[PipelinePlan, list[str]]:
     """How many worker groups overlap the policy (:mod:`ript_core.plan.schedule`)."""
-    chunk_s = replan_every * req.backend.env_step_seconds
+    chunk_s = req.backend.chunk_seconds(replan_every)
     decisions = None if episode_steps is None else max(1, math.ceil(episode_steps / replan_every))
     kw: dict[str, Any] = dict(inference_batch=inf, replan_every=replan_every, decisions=decisions)
     pipe = choose_pipeline(

@@ -50,6 +50,25 @@ class Walk(gym.Env):
         return {"images": {"cam": image}, "state": np.array([self.x]), "instruction": "walk"}
 
 
+class SkippingWalk(Walk):
+    """Skips the image of an unread step (keeps the last one); with the
+    "stale_state" defect it keeps the last state too, which breaks the rule."""
+
+    skip = False
+    last: dict | None = None
+
+    def skip_next_observation(self):
+        self.skip = True
+
+    def obs(self):
+        fresh = super().obs()
+        if self.skip and self.last is not None:
+            kept = {**fresh, "images": self.last["images"]}
+            fresh = self.last if "stale_state" in self.defects else kept
+        self.skip, self.last = False, fresh
+        return fresh
+
+
 def _fields(obs):
     return {"images": obs["images"], "state": obs["state"], "prompt": obs["instruction"]}
 
@@ -72,7 +91,8 @@ class WalkSpec(BackendSpec):
         return super().check_options(options)
 
     def make_env(self, task, options):
-        return Walk(self.defects)
+        skips = self.defects & {"skips", "stale_state"}
+        return SkippingWalk(self.defects) if skips else Walk(self.defects)
 
     def default_adapters(self, task, options):
         width = 2 if "wide_actions" in self.defects else 1
@@ -88,6 +108,7 @@ class WalkSpec(BackendSpec):
 
 def test_a_conformant_backend_passes():
     assert check_backend(WalkSpec()) == []
+    assert check_backend(WalkSpec("skips"), n_steps=7) == []  # skipping only unread images
 
 
 @pytest.mark.parametrize(
@@ -107,6 +128,11 @@ def test_a_conformant_backend_passes():
         ("twice", "task name 'walk' appears twice in the catalogue"),
         ("wide_actions", "chunk to shape (3, 2), not (3, 1)"),
         ("bad_expert", "must be callable as expert(env, rng, noise) -> action"),
+        (
+            "stale_state",
+            "skip_next_observation changes more than unread images: step 1 (skipped) of "
+            "init_state=0, seed=0 differs from the same step without skipping (state",
+        ),
     ],
 )
 def test_each_broken_rule_is_reported(defect, message):

@@ -613,3 +613,16 @@ def test_detect_machine_counts_memory_torch_already_holds_as_free(monkeypatch):
     m = planner.detect_machine()
     assert m.device == "cuda" and m.device_total_bytes == 80 * GB
     assert m.device_free_bytes == 75 * GB
+
+
+def test_a_chunk_pays_one_render_when_the_env_skips_unread_ones():
+    skipping = attrs.evolve(LIBERO, unread_step_seconds=0.01)
+    assert LIBERO.chunk_seconds(5) == pytest.approx(5 * 0.19)
+    assert skipping.chunk_seconds(5) == pytest.approx(0.19 + 4 * 0.01)
+    assert skipping.chunk_seconds(1) == pytest.approx(0.19)
+    kw = dict(rollouts_per_update=16, replan_every=5)
+    rendered = plan(GPU_80GB_16C, PolicyFootprint.pi0(), LIBERO, **kw)
+    skipped = plan(GPU_80GB_16C, PolicyFootprint.pi0(), skipping, **kw)
+    line = next(r for r in skipped.reasons if r.startswith("rollout schedule"))
+    assert "5 env steps ≈ 230 ms per env" in line
+    assert any(r.startswith("rollout schedule") and "≈ 950 ms" in r for r in rendered.reasons)

@@ -54,7 +54,7 @@ class LiberoSpec(BackendSpec):
     env_options = ENV_OPTIONS
     install_hint = INSTALL
     # two cameras rendered on the CPU by Mesa: docs/backends/libero.md has the figures
-    footprint = BackendFootprint(NAME, 1 * GB, 0.19)
+    footprint = BackendFootprint(NAME, 1 * GB, 0.19, unread_step_seconds=0.01)
 
     def availability(self) -> Availability:
         return availability()

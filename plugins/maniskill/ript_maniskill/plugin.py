@@ -48,7 +48,7 @@ class ManiSkillSpec(BackendSpec):
     image_size_range = IMAGE_SIZE_RANGE
     install_hint = INSTALL
     # CPU simulation + one camera rendered by lavapipe: docs/backends/maniskill.md
-    footprint = BackendFootprint(NAME, GB // 2, 0.035)
+    footprint = BackendFootprint(NAME, GB // 2, 0.035, unread_step_seconds=0.005)
 
     def availability(self) -> Availability:
         return availability()

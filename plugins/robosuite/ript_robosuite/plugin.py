@@ -51,7 +51,7 @@ class RobosuiteSpec(BackendSpec):
     image_size_range = IMAGE_SIZE_RANGE
     install_hint = INSTALL
     # two cameras rendered on the CPU by Mesa: docs/backends/robosuite.md has the figures
-    footprint = BackendFootprint(NAME, GB // 2, 0.2)
+    footprint = BackendFootprint(NAME, GB // 2, 0.2, unread_step_seconds=0.02)
 
     def availability(self) -> Availability:
         return availability()
