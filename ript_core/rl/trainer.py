@@ -37,7 +37,7 @@ from ript_core.policy.activation_checkpointing import set_activation_checkpointi
 from ript_core.policy.architecture_check import check_architecture
 from ript_core.policy.fast.compiled_layers import compiled_layers
 from ript_core.policy.strategies import trainable_parameters
-from ript_core.rl import config_history, run_plan
+from ript_core.rl import config_history, faults, run_plan
 from ript_core.rl import distributed as D
 from ript_core.rl import distributed_update as ranks
 from ript_core.rl.actor import PI0Actor, fixed_size
@@ -53,7 +53,8 @@ from ript_core.rl.demos import (
     record_demos,
 )
 from ript_core.rl.evaluate import EvalResult, evaluate
-from ript_core.rl.fsdp import Sharding, is_sharded, save_full_policy
+from ript_core.rl.faults import FAULT_COUNTERS, TrainingError, nonfinite_state
+from ript_core.rl.fsdp import Sharding, save_full_policy
 from ript_core.rl.host_threads import apply_rollout_threads
 from ript_core.rl.metrics import MetricsLogger
 from ript_core.rl.optimizer import make_adamw
@@ -81,18 +82,6 @@ from ript_core.rl.run_dir import check_run_dir
 from ript_core.rl.training_env import TrainingEnv
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    pass
-
-
-#: An update that changes the weights' global norm by more than this fraction
-#: of it is reported: normal RIPT updates move it by ~1e-4 (docs/reliability.md)
-ABSURD_WEIGHT_CHANGE = 0.5
-#: Run-long fault counters: in metrics.jsonl (``faults/<name>``), summary.json
-#: and the end-of-run line
-FAULT_COUNTERS = ("discarded_episodes", "worker_restarts", "skipped_steps", "absurd_updates")
 
 
 class Trainer:
@@ -654,55 +643,27 @@ class Trainer:
         return summary
 
     def _check_update(self, upd: dict[str, float]) -> None:
-        """Count and report skipped optimizer steps and absurd weight moves;
+        """Count skipped steps and absurd weight moves (:mod:`ript_core.rl.faults`);
         stop after ``ript.max_consecutive_skips`` fully skipped updates."""
-        cfg = self.cfg
-        skipped, steps = int(upd["skipped_steps"]), int(upd["optimizer_steps"])
-        self.history["skipped_steps"] = self.history.get("skipped_steps", 0) + skipped
-        if skipped and self.dist.is_main:
-            log.warning(
-                "iteration %d: %d of %d optimizer steps skipped (non-finite loss or gradient); "
-                "%d skipped in this run so far",
-                self.iteration,
-                skipped,
-                skipped + steps,
-                self.history["skipped_steps"],
-            )
-        change = upd.get("weight_norm_change", 0.0)
-        if change > ABSURD_WEIGHT_CHANGE:
-            self.history["absurd_updates"] = self.history.get("absurd_updates", 0) + 1
-            if self.dist.is_main:
-                log.warning(
-                    "iteration %d: the update changed the weights' norm by %.3g times its size "
-                    "(more than %g): optim.lr %g is likely far too high",
-                    self.iteration,
-                    change,
-                    ABSURD_WEIGHT_CHANGE,
-                    cfg.optim.lr,
-                )
-        if skipped and not steps:
-            self.consecutive_skips += 1
-            if self.consecutive_skips >= cfg.ript.max_consecutive_skips:
-                raise TrainingError(
-                    f"{self.consecutive_skips} updates in a row had a non-finite loss or gradient; "
-                    "stopping. Lower optim.lr, check update.max_grad_norm and policy.noise_level, "
-                    f"or resume from an earlier checkpoint (latest: {self._latest_name()})"
-                )
-        elif steps:
-            self.consecutive_skips = 0
+        faults.count_update(
+            self.history,
+            upd,
+            iteration=self.iteration,
+            lr=self.cfg.optim.lr,
+            is_main=self.dist.is_main,
+        )
+        self.consecutive_skips = faults.consecutive_skips(
+            upd, self.consecutive_skips, self.cfg.ript.max_consecutive_skips, self._latest_name()
+        )
 
     def _fault_counts(self, metrics: dict[str, Any]) -> dict[str, float]:
-        """This iteration's discarded episodes (every rank's) added to the run's
-        counters; every counter as a ``faults/`` metric (cumulative over the run;
-        worker restarts and skipped steps: rank 0's, whose pool and update it sees)."""
-        # summed over ranks (a collective: every rank counts each iteration)
+        """The ``faults/`` metrics: discarded episodes summed over ranks (a
+        collective: every rank counts each iteration); worker restarts and skipped
+        steps are rank 0's, whose pool and update it sees."""
         (discarded,) = D.sum_floats([float(metrics.get("rollout/discarded_episodes", 0))])
-        self.history["discarded_episodes"] = self.history.get("discarded_episodes", 0) + int(
-            discarded
-        )
         # the pool's own count: workers replaced during rollouts and evaluations
-        self.history["worker_restarts"] = self.restarts_before + getattr(self.pool, "restarts", 0)
-        return {f"faults/{k}": self.history.get(k, 0) for k in FAULT_COUNTERS}
+        restarts = self.restarts_before + getattr(self.pool, "restarts", 0)
+        return faults.fault_metrics(self.history, discarded, restarts)
 
     def _latest_name(self) -> str:
         latest = latest_checkpoint(self.run_dir)
@@ -722,25 +683,6 @@ class Trainer:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
-def nonfinite_state(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer) -> str:
-    """'' when every trainable weight and optimizer state tensor is finite on
-    every rank, else what is not (``"3 of 88 weight tensors"``)."""
-    states = [
-        t
-        for st in optimizer.state.values()
-        for t in st.values()
-        if torch.is_tensor(t) and t.is_floating_point()
-    ]
-    counts = []
-    for group in (params, states):
-        local = [(t.to_local() if is_sharded(t) else t).detach() for t in group]
-        counts.append(sum(int(not bool(t.isfinite().all())) for t in local))
-    bad_w, bad_o = (int(x) for x in D.sum_floats([float(c) for c in counts]))
-    parts = [f"{bad_w} of {len(params)} weight tensors"] if bad_w else []
-    parts += [f"{bad_o} of {len(states)} optimizer state tensors"] if bad_o else []
-    return " and ".join(parts)
 
 
 class _DevicePeaks:
