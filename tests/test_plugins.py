@@ -267,9 +267,9 @@ def test_specs_answer_for_themselves_through_the_registry():
 def test_the_planner_footprints_of_the_builtin_backends():
     reg = get_registry()
     expected = {
-        "libero": BackendFootprint("libero", 1_000_000_000, 0.19),
-        "maniskill": BackendFootprint("maniskill", 500_000_000, 0.035),
-        "robosuite": BackendFootprint("robosuite", 500_000_000, 0.2),
+        "libero": BackendFootprint("libero", 1_000_000_000, 0.19, unread_step_seconds=0.01),
+        "maniskill": BackendFootprint("maniskill", 500_000_000, 0.035, unread_step_seconds=0.005),
+        "robosuite": BackendFootprint("robosuite", 500_000_000, 0.2, unread_step_seconds=0.02),
     }
     for name in set(expected) & set(reg.backends()):  # whichever extras are installed
         assert reg.footprint(name) == expected[name]
