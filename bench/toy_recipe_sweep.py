@@ -48,8 +48,8 @@ def run_one(run_dir: str, overrides: list[str]) -> None:
         trainer.run()
 
 
-def read_metrics(run_dir: Path) -> tuple[list, list]:
-    evals, train = [], []
+def read_metrics(run_dir: Path) -> tuple[list, list, list]:
+    evals, train, seconds = [], [], []
     path = run_dir / "metrics.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         row = json.loads(line)
@@ -57,7 +57,9 @@ def read_metrics(run_dir: Path) -> tuple[list, list]:
             evals.append((row["iteration"], row["eval/success_rate"]))
         if "train/success_rate" in row:
             train.append(round(row["train/success_rate"], 3))
-    return evals, train
+        if "time/iteration_s" in row:
+            seconds.append(row["time/iteration_s"])
+    return evals, train, seconds
 
 
 def main() -> None:
@@ -86,19 +88,27 @@ def main() -> None:
                 proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
             procs.append((name, kernel, run_dir, proc))
     start = time.time()
-    while time.time() - start < ns.limit_s and any(pr.poll() is None for *_, pr in procs):
+    ended: dict[int, float] = {}  # proc index -> wall seconds at exit
+    while time.time() - start < ns.limit_s and len(ended) < len(procs):
         time.sleep(5)
+        for i, (*_, proc) in enumerate(procs):
+            if i not in ended and proc.poll() is not None:
+                ended[i] = time.time() - start
     results = []
-    for name, kernel, run_dir, proc in procs:
+    for i, (name, kernel, run_dir, proc) in enumerate(procs):
         finished = proc.poll() is not None
         if not finished:
             proc.kill()
-        evals, train = read_metrics(run_dir)
+        evals, train, seconds = read_metrics(run_dir)
         results.append(
             {
                 "variant": name,
                 "kernels": kernel,
                 "finished": finished,
+                # wall time of the whole run (startup, BC, evaluations), to within 5 s
+                "wall_s": round(ended.get(i, time.time() - start)),
+                "iterations_reached": len(seconds),
+                "mean_iteration_s": round(sum(seconds) / len(seconds), 2) if seconds else None,
                 "eval": evals,
                 "train": train,
             }
