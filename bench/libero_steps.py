@@ -42,6 +42,7 @@ def worker(
     render_every: int = 1,
 ) -> None:
     from ript_core import make_env
+    from ript_core.envs.unread import skip_next_observation
 
     t0 = time.perf_counter()
     env = make_env(f"libero/{task}", image_size=size)
@@ -59,7 +60,7 @@ def worker(
     for i, a in enumerate(actions[warmup:]):
         t0 = time.perf_counter()
         if (i + 1) % render_every:
-            env.unwrapped.skip_next_observation()
+            skip_next_observation(env)
         env.step(a)
         times.append(time.perf_counter() - t0)
     env.close()

@@ -84,11 +84,9 @@ class BackendFootprint:
     def chunk_seconds(self, replan_every: int) -> float:
         """One chunk of ``replan_every`` env steps: only its last observation
         is read, so only that step pays for rendering when the env can skip."""
-        unread = (
-            self.env_step_seconds
-            if self.unread_step_seconds is None
-            else (self.unread_step_seconds)
-        )
+        unread = self.unread_step_seconds
+        if unread is None:
+            unread = self.env_step_seconds
         return self.env_step_seconds + (replan_every - 1) * unread
 
     @classmethod

@@ -17,6 +17,8 @@ gymnasium's ``has_wrapper_attr``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
 
 METHOD = "skip_next_observation"
@@ -25,6 +27,11 @@ METHOD = "skip_next_observation"
 def skips_observations(env: gym.Env) -> bool:
     """Whether ``env`` (or an env it wraps) may skip an unread observation."""
     return bool(env.has_wrapper_attr(METHOD))
+
+
+def skipper(env: gym.Env) -> Callable[[], None] | None:
+    """``env``'s ``skip_next_observation`` (found through wrappers), or None."""
+    return env.get_wrapper_attr(METHOD) if env.has_wrapper_attr(METHOD) else None
 
 
 def skip_next_observation(env: gym.Env) -> None:

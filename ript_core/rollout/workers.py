@@ -29,7 +29,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -97,6 +97,8 @@ class EnvHost:
     def __init__(self) -> None:
         self.env = None
         self.key: tuple | None = None
+        # the env's skip_next_observation (ript_core.envs.unread), if it has one
+        self.skip_unread: Callable[[], None] | None = None
 
     def handle(self, cmd: Any) -> Any:
         if isinstance(cmd, ResetCommand | StepCommand):
@@ -109,6 +111,13 @@ class EnvHost:
             return os.getpid()
         raise ValueError(f"unknown worker command {cmd!r}")
 
+    def adopt(self, env: Any) -> None:
+        """Make ``env`` (settle wrapper on) the one this host steps."""
+        from ript_core.envs.unread import skipper
+
+        self.env = env
+        self.skip_unread = skipper(env)
+
     def reset(self, cmd: ResetCommand) -> StepResult:
         key = (cmd.backend, cmd.task, cmd.env_options)
         if self.key != key:
@@ -118,7 +127,7 @@ class EnvHost:
             if self.env is not None:
                 self.env.close()
             env = get_registry().make_env(cmd.backend, cmd.task, dict(cmd.env_options))
-            self.env = SettleOnReset(env, cmd.settle_steps, cmd.noop_action)
+            self.adopt(SettleOnReset(env, cmd.settle_steps, cmd.noop_action))
             self.key = key
         self.env.settle_as(cmd.settle_steps, cmd.noop_action)
         self.env.render_before_settle = cmd.record_frames
@@ -134,15 +143,13 @@ class EnvHost:
         terminated = truncated = success = False
         obs = None
         info: dict[str, Any] = {}
-        from ript_core.envs.unread import skip_next_observation, skips_observations
-
         # only the chunk's last observation reaches the policy: an env may skip
         # rendering the others (ript_core.envs.unread), unless we film them
-        skip = frames is None and skips_observations(self.env)
+        skip = self.skip_unread if frames is None else None
         last = len(cmd.actions) - 1
         for i, action in enumerate(cmd.actions):
-            if skip and i < last:
-                skip_next_observation(self.env)
+            if skip is not None and i < last:
+                skip()
             obs, _, terminated, truncated, info = self.env.step(action)
             n += 1
             success = bool(info["success"])

@@ -80,7 +80,7 @@ def test_settling_renders_only_the_last_settle_step():
 
 def _host(env: gym.Env) -> EnvHost:
     host = EnvHost()
-    host.env = SettleOnReset(env, 0, None)
+    host.adopt(SettleOnReset(env, 0, None))
     host.env.reset(seed=0)
     return host
 
