@@ -48,18 +48,23 @@ def run_one(run_dir: str, overrides: list[str]) -> None:
         trainer.run()
 
 
-def read_metrics(run_dir: Path) -> tuple[list, list, list]:
+def read_metrics(run_dir: Path) -> tuple[list, list, list, dict]:
     evals, train, seconds = [], [], []
+    bc: dict = {"checks": []}
     path = run_dir / "metrics.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         row = json.loads(line)
+        if "bc/check_success" in row:
+            bc["checks"].append((row["bc/step"], row["bc/check_success"]))
+        if "bc/steps" in row:
+            bc["steps"] = row["bc/steps"]
         if "eval/success_rate" in row:
             evals.append((row["iteration"], row["eval/success_rate"]))
         if "train/success_rate" in row:
             train.append(round(row["train/success_rate"], 3))
         if "time/iteration_s" in row:
             seconds.append(row["time/iteration_s"])
-    return evals, train, seconds
+    return evals, train, seconds, bc
 
 
 def main() -> None:
@@ -99,7 +104,7 @@ def main() -> None:
         finished = proc.poll() is not None
         if not finished:
             proc.kill()
-        evals, train, seconds = read_metrics(run_dir)
+        evals, train, seconds, bc = read_metrics(run_dir)
         results.append(
             {
                 "variant": name,
@@ -109,6 +114,7 @@ def main() -> None:
                 "wall_s": round(ended.get(i, time.time() - start)),
                 "iterations_reached": len(seconds),
                 "mean_iteration_s": round(sum(seconds) / len(seconds), 2) if seconds else None,
+                "bc": bc,
                 "eval": evals,
                 "train": train,
             }

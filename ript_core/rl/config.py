@@ -198,6 +198,14 @@ class BCSection:
     batch_size: int = 32  # BC samples per step
     lr: float = 1e-3  # BC learning rate
     rl_coef: float = 0.0  # weight of a BC term added to each RIPT update
+    # Stop BC at the first check whose success on bc.check_init_states reaches
+    # this (0: off; bc.steps is then the most steps): RIPT needs a partial
+    # start, and where BC lands after a fixed step count swings with the seed
+    # and the processor
+    target_success: float = 0.0
+    check_every: int = 200  # BC steps between success checks (with target_success)
+    # init states the checks run on, one ODE episode each; not eval's, not the demos'
+    check_init_states: str = ""
 
 
 @attrs.define
@@ -305,6 +313,21 @@ class TrainConfig:
             )
         if self.bc.demos_file and not self.bc.steps:
             problems.append("bc.demos_file is set but bc.steps == 0: set both or neither")
+        if not 0.0 <= self.bc.target_success <= 1.0:
+            problems.append(
+                f"bc.target_success must be in [0, 1] (0: off), got {self.bc.target_success}"
+            )
+        if self.bc.target_success > 0:
+            if not self.bc.check_init_states:
+                problems.append(
+                    "bc.target_success is set but bc.check_init_states is empty: name the init "
+                    "states the BC checks run on, e.g. bc.check_init_states: '100:150' (training "
+                    "states the demos do not start from, none of env.eval_init_states)"
+                )
+            if self.bc.check_every < 1:
+                problems.append(f"bc.check_every must be >= 1, got {self.bc.check_every}")
+            if not self.bc.steps:
+                problems.append("bc.target_success is set but bc.steps == 0: no BC to stop")
         if self.checkpoint_every < 0:
             problems.append(
                 f"checkpoint_every must be >= 0 (0: never), got {self.checkpoint_every}"

@@ -11,7 +11,7 @@ BC warm start reads back (``bc.demos_file``): see :func:`save_demos`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +112,14 @@ def behaviour_clone(
     seed: int,
     progress: bool = True,
     moments: str = "fp32",
+    stop_check: Callable[[int], bool] | None = None,
+    check_every: int = 0,
 ) -> list[float]:
     """Plain flow-matching BC with AdamW (``moments``: see
-    ript_core.rl.optimizer); returns the loss curve."""
+    ript_core.rl.optimizer); returns the loss curve.
+
+    With ``stop_check``, it is called with the step count after every
+    ``check_every`` steps, and BC ends early when it returns True."""
     # float32 master weights for a bf16 policy (ript_core.rl.optimizer)
     opt, params = make_adamw(
         [p for p in policy.parameters() if p.requires_grad],
@@ -126,7 +131,7 @@ def behaviour_clone(
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     losses = []
     bar = progress_bar(range(steps), "BC warm start", progress, leave=False)
-    for _ in bar:
+    for step in bar:
         idx = rng.choice(len(demos), size=min(batch_size, len(demos)), replace=False)
         loss = bc_loss_on(policy, demos, idx, gen)
         opt.zero_grad(set_to_none=True)
@@ -135,6 +140,10 @@ def behaviour_clone(
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.4f}")
+        done = step + 1
+        checking = stop_check is not None and done % check_every == 0 and done < steps
+        if checking and stop_check(done):
+            break
     return losses
 
 

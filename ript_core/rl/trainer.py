@@ -43,7 +43,7 @@ from ript_core.rl import distributed_update as ranks
 from ript_core.rl.actor import PI0Actor, fixed_size
 from ript_core.rl.commtime import CommTimer
 from ript_core.rl.config import TrainConfig, parse_range
-from ript_core.rl.contexts import ContextSampler
+from ript_core.rl.contexts import Context, ContextSampler
 from ript_core.rl.demos import (
     DemoSet,
     bc_loss_on,
@@ -62,6 +62,7 @@ from ript_core.rl.progress import print_above_progress
 from ript_core.rl.progress import progress as progress_bar
 from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
 from ript_core.rl.rollout_setup import (
+    TaskSet,
     journaled,
     rollout_setup,
     select_tasks,
@@ -108,6 +109,7 @@ class Trainer:
         self.tasks = task_set.tasks
         self.train_contexts = task_set.contexts(cfg.env.train_init_states, "env.train_init_states")
         self.eval_contexts = task_set.contexts(cfg.env.eval_init_states, "env.eval_init_states")
+        self.bc_check_contexts = self._bc_check_contexts(task_set)
         leak = set(self.train_contexts) & set(self.eval_contexts)
         if leak:
             raise ValueError(
@@ -469,12 +471,58 @@ class Trainer:
                 self.cfg.seed,
                 self.progress and self.dist.is_main,
                 moments=self.cfg.optim.moments,
+                stop_check=self._bc_reached_target if bc.target_success > 0 else None,
+                check_every=bc.check_every,
             )
         self.say(
             f"BC warm start: {self.demos.successes}/{self.demos.episodes} expert demos, "
-            f"{len(self.demos)} samples, {bc.steps} steps, loss {losses[0]:.3f} -> {np.mean(losses[-20:]):.3f}"
+            f"{len(self.demos)} samples, {len(losses)} steps, loss {losses[0]:.3f} -> {np.mean(losses[-20:]):.3f}"
         )
         self.history["bc_final_loss"] = float(np.mean(losses[-20:]))
+        self.history["bc_steps"] = len(losses)
+        checks = self.history.get("bc_checks", [])
+        if bc.target_success > 0 and checks and checks[-1][1] < bc.target_success:
+            best_step, best = max(checks, key=lambda c: c[1])
+            self.say(
+                f"warning: BC ran all its bc.steps={bc.steps} without reaching "
+                f"bc.target_success={bc.target_success:.0%} (best check {best:.0%} at step "
+                f"{best_step}); RIPT starts from there and may learn slowly. More demos "
+                "(bc.demos_per_task, bc.demos_file) or more bc.steps usually help"
+            )
+        self.logger.log(
+            0, {"bc/steps": len(losses), "bc/final_loss": self.history["bc_final_loss"]}
+        )
+
+    def _bc_check_contexts(self, task_set: TaskSet) -> list[Context]:
+        bc = self.cfg.bc
+        if bc.target_success <= 0:
+            return []
+        contexts = task_set.contexts(bc.check_init_states, "bc.check_init_states")
+        if set(contexts) & set(self.eval_contexts):
+            raise ValueError(
+                "bc.check_init_states overlap env.eval_init_states: BC would be stopped on the "
+                "states that measure it; take them from env.train_init_states (and not the "
+                "demos' bc.demo_init_states)"
+            )
+        return contexts
+
+    def _bc_reached_target(self, step: int) -> bool:
+        """bc.target_success: the BC policy's ODE success on bc.check_init_states."""
+        mine = self.bc_check_contexts[self.dist.rank :: self.dist.world_size]
+        with self._gathered():
+            result = evaluate(self.eval_runner, mine, 1, seed=self.cfg.seed + 5)
+        if D.active():  # each rank checked its share of the contexts
+            result = EvalResult.merged(D.gather_objects(result.tasks))
+        checks = self.history.setdefault("bc_checks", [])
+        checks.append([step, result.rate])
+        self.logger.log(0, {"bc/step": step, "bc/check_success": result.rate})
+        reached = result.rate >= self.cfg.bc.target_success
+        self.say(
+            f"BC check at step {step}: success {result.successes}/{result.episodes} on "
+            f"bc.check_init_states (target {self.cfg.bc.target_success:.0%})"
+            + (": reached, BC stops" if reached else "")
+        )
+        return reached
 
     def evaluate(self, tag: str) -> EvalResult:
         ev = self.cfg.eval

@@ -20,4 +20,7 @@ def test_the_demo_config_is_valid_and_its_evaluation_is_held_out():
         held_out = set(parse_range(cfg.env.eval_init_states, n))
         demos = set(parse_range(cfg.bc.demo_init_states, n)[: cfg.bc.demos_per_task])
         assert held_out and not held_out & (train | demos)
+        # BC's stopping checks: training states the demos do not start from
+        checks = set(parse_range(cfg.bc.check_init_states, n))
+        assert cfg.bc.target_success > 0 and checks <= train and not checks & (demos | held_out)
         assert len(held_out) * cfg.eval.episodes_per_init_state >= 100  # a readable rate

@@ -42,6 +42,13 @@ def test_ript_raises_success_on_the_contexts_it_trains_on(tmp_path):
         "ript.solved_weight=1.0",  # uniform contexts: the logged rate is unbiased
         "checkpoint_every=100",
         "tensorboard=false",
+        # the BC recipe the margins above were measured with (the demo's is
+        # now 40 demos and a BC stopped at a target success)
+        "bc.demos_per_task=20",
+        'bc.demo_init_states="0:20"',
+        "bc.demo_noise=0.3",
+        "bc.steps=800",
+        "bc.target_success=0",
     ]
     with resources.as_file(resources.files("ript_core.configs") / DEMO_CONFIG) as path:
         cfg = load_config(TrainConfig, path, overrides)
