@@ -31,6 +31,8 @@ KERNELS = {
     "native": {},
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
     "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"},
+    # an AVX2-only processor's code paths on an AVX-512 one
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
 }
 
 
