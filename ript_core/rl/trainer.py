@@ -508,11 +508,7 @@ class Trainer:
 
     def _bc_reached_target(self, step: int) -> bool:
         """bc.target_success: the BC policy's ODE success on bc.check_init_states."""
-        mine = self.bc_check_contexts[self.dist.rank :: self.dist.world_size]
-        with self._gathered():
-            result = evaluate(self.eval_runner, mine, 1, seed=self.cfg.seed + 5)
-        if D.active():  # each rank checked its share of the contexts
-            result = EvalResult.merged(D.gather_objects(result.tasks))
+        result = self._evaluate_on(self.bc_check_contexts, 1, seed=self.cfg.seed + 5)
         checks = self.history.setdefault("bc_checks", [])
         checks.append([step, result.rate])
         self.logger.log(0, {"bc/step": step, "bc/check_success": result.rate})
@@ -524,15 +520,20 @@ class Trainer:
         )
         return reached
 
+    def _evaluate_on(self, contexts: list[Context], episodes: int, seed: int) -> EvalResult:
+        """ODE/eval-mode success on ``contexts``; under torchrun each rank runs its share."""
+        mine = contexts[self.dist.rank :: self.dist.world_size]
+        with self._gathered():
+            result = evaluate(self.eval_runner, mine, episodes, seed=seed)
+        if D.active():
+            result = EvalResult.merged(D.gather_objects(result.tasks))
+        return result
+
     def evaluate(self, tag: str) -> EvalResult:
         ev = self.cfg.eval
-        mine = self.eval_contexts[self.dist.rank :: self.dist.world_size]
-        with self._gathered():
-            result = evaluate(
-                self.eval_runner, mine, ev.episodes_per_init_state, seed=self.cfg.seed + 7
-            )
-        if D.active():  # each rank evaluated its share of the contexts
-            result = EvalResult.merged(D.gather_objects(result.tasks))
+        result = self._evaluate_on(
+            self.eval_contexts, ev.episodes_per_init_state, seed=self.cfg.seed + 7
+        )
         self.say(f"evaluation ({tag}, {ev.mode}, held-out init states):\n{result.table()}")
         return result
 
