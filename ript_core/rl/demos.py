@@ -202,17 +202,33 @@ def save_demos(demos: DemoSet, path: str | Path, meta: dict[str, Any] | None = N
     return path
 
 
+def _checked_meta(f: Any, path: str | Path) -> dict[str, Any]:
+    fmt = int(f["format"]) if "format" in f else None
+    if fmt != DEMO_FILE_FORMAT:
+        raise ValueError(
+            f"{path}: not a ript demo file of format {DEMO_FILE_FORMAT} (found {fmt}); "
+            "record it with `ript record-demos`"
+        )
+    return json.loads(str(f["meta"]))
+
+
+def demo_file_meta(path: str | Path) -> dict[str, Any]:
+    """A :func:`save_demos` file's ``meta`` alone (backend, init states, ...),
+    without reading its arrays: to check a file before a run starts."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"demo file {path} does not exist; record one with `ript record-demos "
+            "<backend>/<task> -n <episodes> -o <file>.npz`"
+        )
+    with np.load(path, allow_pickle=False) as f:  # an .npz reads each array on access
+        return _checked_meta(f, path)
+
+
 def load_demos(path: str | Path, chunk: int) -> tuple[DemoSet, dict[str, Any]]:
     """Read a :func:`save_demos` file, cutting ``chunk``-long action windows
     exactly as :func:`record_demos` does. Returns ``(demos, meta)``."""
     with np.load(path, allow_pickle=False) as f:
-        fmt = int(f["format"]) if "format" in f else None
-        if fmt != DEMO_FILE_FORMAT:
-            raise ValueError(
-                f"{path}: not a ript demo file of format {DEMO_FILE_FORMAT} (found {fmt}); "
-                "record it with `ript record-demos`"
-            )
-        meta = json.loads(str(f["meta"]))
+        meta = _checked_meta(f, path)
         state, prompt, actions, episode = f["state"], f["prompt"], f["actions"], f["episode"]
         images = {k.removeprefix("image/"): f[k] for k in f.files if k.startswith("image/")}
         episodes, successes = int(f["episodes"]), int(f["successes"])

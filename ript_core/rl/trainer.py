@@ -31,7 +31,6 @@ import torch
 from safetensors import SafetensorError
 
 from ript_core.config import unstructure
-from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, load_policy, save_policy
 from ript_core.policy.activation_checkpointing import set_activation_checkpointing
 from ript_core.policy.architecture_check import check_architecture
@@ -42,16 +41,9 @@ from ript_core.rl import distributed as D
 from ript_core.rl import distributed_update as ranks
 from ript_core.rl.actor import PI0Actor, fixed_size
 from ript_core.rl.commtime import CommTimer
-from ript_core.rl.config import TrainConfig, parse_range
+from ript_core.rl.config import TrainConfig
 from ript_core.rl.contexts import Context, ContextSampler
-from ript_core.rl.demos import (
-    DemoSet,
-    bc_loss_on,
-    behaviour_clone,
-    fit_stats,
-    load_demos,
-    record_demos,
-)
+from ript_core.rl.demos import DemoSet, bc_loss_on, behaviour_clone, fit_stats
 from ript_core.rl.evaluate import EvalResult, evaluate
 from ript_core.rl.faults import FAULT_COUNTERS, TrainingError, nonfinite_state
 from ript_core.rl.fsdp import Sharding, save_full_policy
@@ -62,7 +54,6 @@ from ript_core.rl.progress import print_above_progress
 from ript_core.rl.progress import progress as progress_bar
 from ript_core.rl.ript import Decision, collect_groups, episode_seed, loop_update
 from ript_core.rl.rollout_setup import (
-    TaskSet,
     journaled,
     rollout_setup,
     select_tasks,
@@ -81,6 +72,7 @@ from ript_core.rl.run_checkpoint import (
 )
 from ript_core.rl.run_dir import check_run_dir
 from ript_core.rl.training_env import TrainingEnv
+from ript_core.rl.warm_start import BCTarget, check_demo_source, warm_start_demos
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +101,7 @@ class Trainer:
         self.tasks = task_set.tasks
         self.train_contexts = task_set.contexts(cfg.env.train_init_states, "env.train_init_states")
         self.eval_contexts = task_set.contexts(cfg.env.eval_init_states, "env.eval_init_states")
-        self.bc_check_contexts = self._bc_check_contexts(task_set)
+        self.bc_check_contexts = BCTarget.check_contexts(cfg, task_set, self.eval_contexts)
         leak = set(self.train_contexts) & set(self.eval_contexts)
         if leak:
             raise ValueError(
@@ -117,6 +109,8 @@ class Trainer:
                 "make env.train_init_states and env.eval_init_states disjoint"
             )
         ckpt = self._resumable(resume, allow_changes)
+        if ckpt is None:  # a resumed run's demos are in its checkpoint
+            check_demo_source(cfg, self.tasks, self.eval_contexts)
 
         # -- the one policy ---------------------------------------------------------
         torch.manual_seed(cfg.seed)
@@ -429,36 +423,20 @@ class Trainer:
         bc = self.cfg.bc
         if not bc.demos_per_task and not bc.demos_file:
             return
-        backend = self.cfg.env.backend
-        eval_ids = {c.init_state for c in self.eval_contexts}
-        if bc.demos_file:
-            self.demos, meta = load_demos(bc.demos_file, self.policy.chunk_size)
-            leaked = set(meta.get("init_states", [])) & eval_ids
-            if meta.get("backend") != backend or leaked:
-                raise ValueError(
-                    f"bc.demos_file {bc.demos_file}: recorded on backend {meta.get('backend')!r} "
-                    f"(this run: {backend!r}), init states overlapping env.eval_init_states: "
-                    f"{sorted(leaked)[:5]}"
-                )
-        else:
-            n = get_registry().task_info(backend, self.tasks[0]).n_init_states
-            init_states = parse_range(bc.demo_init_states, n, "bc.demo_init_states")
-            init_states = init_states[: bc.demos_per_task]
-            if set(init_states) & eval_ids:
-                raise ValueError(
-                    "bc.demo_init_states overlap env.eval_init_states: demos would leak"
-                )
-            self.demos = record_demos(
-                backend,
-                self.tasks,
-                init_states,
-                self.policy.chunk_size,
-                seed=self.cfg.seed,
-                noise=bc.demo_noise,
-                env_options=self.cfg.env.options,
-            )
+        self.demos = warm_start_demos(self.cfg, self.tasks, self.policy.chunk_size)
         if self.policy.stats.source == "identity":
             fit_stats(self.policy, self.demos)
+        target = None
+        if bc.target_success > 0:
+            target = BCTarget(
+                bc.target_success,
+                self.bc_check_contexts,
+                self._evaluate_on,
+                seed=self.cfg.seed + 5,
+                log=self.logger.log,
+                say=self.say,
+            )
+            self.history["bc_checks"] = target.checks
         # every rank clones on the same demos and batches: under FSDP the
         # reduce-scatter averages them, which equals one process's step
         with self.sharding.averaged_gradients() if self.sharding else contextlib.nullcontext():
@@ -471,7 +449,7 @@ class Trainer:
                 self.cfg.seed,
                 self.progress and self.dist.is_main,
                 moments=self.cfg.optim.moments,
-                stop_check=self._bc_reached_target if bc.target_success > 0 else None,
+                stop_check=target.reached if target else None,
                 check_every=bc.check_every,
             )
         self.say(
@@ -480,45 +458,11 @@ class Trainer:
         )
         self.history["bc_final_loss"] = float(np.mean(losses[-20:]))
         self.history["bc_steps"] = len(losses)
-        checks = self.history.get("bc_checks", [])
-        if bc.target_success > 0 and checks and checks[-1][1] < bc.target_success:
-            best_step, best = max(checks, key=lambda c: c[1])
-            self.say(
-                f"warning: BC ran all its bc.steps={bc.steps} without reaching "
-                f"bc.target_success={bc.target_success:.0%} (best check {best:.0%} at step "
-                f"{best_step}); RIPT starts from there and may learn slowly. More demos "
-                "(bc.demos_per_task, bc.demos_file) or more bc.steps usually help"
-            )
+        if target and (warning := target.shortfall(bc.steps)):
+            self.say(warning)
         self.logger.log(
             0, {"bc/steps": len(losses), "bc/final_loss": self.history["bc_final_loss"]}
         )
-
-    def _bc_check_contexts(self, task_set: TaskSet) -> list[Context]:
-        bc = self.cfg.bc
-        if bc.target_success <= 0:
-            return []
-        contexts = task_set.contexts(bc.check_init_states, "bc.check_init_states")
-        if set(contexts) & set(self.eval_contexts):
-            raise ValueError(
-                "bc.check_init_states overlap env.eval_init_states: BC would be stopped on the "
-                "states that measure it; take them from env.train_init_states (and not the "
-                "demos' bc.demo_init_states)"
-            )
-        return contexts
-
-    def _bc_reached_target(self, step: int) -> bool:
-        """bc.target_success: the BC policy's ODE success on bc.check_init_states."""
-        result = self._evaluate_on(self.bc_check_contexts, 1, seed=self.cfg.seed + 5)
-        checks = self.history.setdefault("bc_checks", [])
-        checks.append([step, result.rate])
-        self.logger.log(0, {"bc/step": step, "bc/check_success": result.rate})
-        reached = result.rate >= self.cfg.bc.target_success
-        self.say(
-            f"BC check at step {step}: success {result.successes}/{result.episodes} on "
-            f"bc.check_init_states (target {self.cfg.bc.target_success:.0%})"
-            + (": reached, BC stops" if reached else "")
-        )
-        return reached
 
     def _evaluate_on(self, contexts: list[Context], episodes: int, seed: int) -> EvalResult:
         """ODE/eval-mode success on ``contexts``; under torchrun each rank runs its share."""

@@ -30,6 +30,6 @@ def test_shipped_config_is_valid_and_held_out(name):
         train = set(parse_range(cfg.env.train_init_states, n))
         held_out = set(parse_range(cfg.env.eval_init_states, n))
         assert held_out and not held_out & train
-        if not cfg.bc.demos_file:  # a demo file's init states are checked when it loads
+        if not cfg.bc.demos_file:  # a demo file's init states are checked when a run starts
             demos = set(parse_range(cfg.bc.demo_init_states, n)[: cfg.bc.demos_per_task])
             assert not held_out & demos

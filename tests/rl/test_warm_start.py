@@ -1,10 +1,12 @@
-"""bc.target_success: BC stops once its success on bc.check_init_states reaches a target."""
+"""The BC warm start: its demos' source is checked before any work, and
+bc.target_success stops BC once its success on bc.check_init_states reaches a target."""
 
+import numpy as np
 import pytest
 import torch
 
 from ript_core.rl import trainer as trainer_module
-from ript_core.rl.demos import behaviour_clone
+from ript_core.rl.demos import behaviour_clone, record_demos, save_demos
 from ript_core.rl.evaluate import EvalResult, TaskResult, evaluate
 from ript_core.rl.rollout_setup import select_tasks
 from ript_core.rl.trainer import Trainer
@@ -117,3 +119,51 @@ def test_bc_stops_at_the_first_check_that_reaches_the_target(
 def test_bad_bc_targets_fail_before_any_work(tiny_cfg, bc, message):
     with pytest.raises(ValueError, match=message):
         Trainer(tiny_cfg(bc=bc), progress=False)
+
+
+def toy_demo_file(path, init_states, backend="toy"):
+    demos = record_demos("toy", ["reach-red"], init_states, chunk=4, seed=0)
+    return save_demos(demos, path, {"backend": backend, "init_states": list(init_states)})
+
+
+@pytest.mark.parametrize(
+    ("demo_file", "message"),
+    [
+        (None, "does not exist"),
+        ({"init_states": [0, 1], "backend": "libero"}, "recorded on backend 'libero'"),
+        ({"init_states": [1, 41], "backend": "toy"}, r"held out for evaluation \(\[41\]"),
+    ],
+)
+def test_a_bad_demo_file_fails_before_the_policy_is_built(
+    tiny_cfg, tmp_path, monkeypatch, demo_file, message
+):
+    path = tmp_path / "demos.npz"
+    if demo_file:
+        toy_demo_file(path, demo_file["init_states"], demo_file["backend"])
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the policy was built before the demo file was checked")
+
+    monkeypatch.setattr(trainer_module.PI0Policy, "from_config", not_reached)
+    with pytest.raises(ValueError, match=message):
+        Trainer(tiny_cfg(bc={"demos_per_task": 0, "demos_file": str(path)}), progress=False)
+
+
+def test_demo_init_states_on_held_out_states_fail_before_the_policy_is_built(tiny_cfg, monkeypatch):
+    monkeypatch.setattr(trainer_module.PI0Policy, "from_config", None)  # never reached
+    with pytest.raises(ValueError, match="bc.demo_init_states overlap env.eval_init_states"):
+        Trainer(tiny_cfg(bc={"demos_per_task": 4, "demo_init_states": "38:"}), progress=False)
+
+
+def test_a_demo_file_is_what_bc_trains_on(tiny_cfg, tmp_path):
+    path = toy_demo_file(tmp_path / "demos.npz", [3, 4, 5])
+    cfg = tiny_cfg(bc={"demos_per_task": 0, "demos_file": str(path)})
+    with Trainer(cfg, progress=False) as trainer:
+        trainer.warm_start()
+        demos, chunk = trainer.demos, trainer.policy.chunk_size
+    # independent reference: the same expert episodes, recorded in memory
+    recorded = record_demos("toy", ["reach-red"], [3, 4, 5], chunk=chunk, seed=0)
+    assert (demos.episodes, demos.successes) == (recorded.episodes, recorded.successes) == (3, 3)
+    assert np.array_equal(demos.chunks, recorded.chunks)
+    assert np.array_equal(demos.is_pad, recorded.is_pad)
+    assert [i.state.tolist() for i in demos.inputs] == [i.state.tolist() for i in recorded.inputs]
