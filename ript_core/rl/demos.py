@@ -215,11 +215,6 @@ def _checked_meta(f: Any, path: str | Path) -> dict[str, Any]:
 def demo_file_meta(path: str | Path) -> dict[str, Any]:
     """A :func:`save_demos` file's ``meta`` alone (backend, init states, ...),
     without reading its arrays: to check a file before a run starts."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"demo file {path} does not exist; record one with `ript record-demos "
-            "<backend>/<task> -n <episodes> -o <file>.npz`"
-        )
     with np.load(path, allow_pickle=False) as f:  # an .npz reads each array on access
         return _checked_meta(f, path)
 
