@@ -6,7 +6,7 @@ Usage (GPU, full size; what docs/benchmarks.md reports)::
     python bench/gpu_policy.py --preset pi0 --dtype bf16 --out bench/results
 
 The bench is :mod:`ript_core.bench.gpu_policy` (what it measures and writes
-is described there); tests/policy/test_gpu_bench.py runs it on CPU.
+is described there); tests/bench/test_gpu_benches.py runs it on CPU.
 """
 
 from ript_core.bench.gpu_policy import main

@@ -4,7 +4,7 @@ Usage (GPU, full size; docs/benchmarks.md reports it)::
 
     python bench/gpu_update_profile.py --preset pi0 --dtype bf16 --out bench/results
 
-CPU smoke test (tests/policy/test_gpu_bench.py runs this code path)::
+CPU smoke test (tests/bench/test_gpu_benches.py runs this code path)::
 
     python bench/gpu_update_profile.py --preset pi0-tiny --dtype fp32 --runs 2:off,2:on --iters 1
 

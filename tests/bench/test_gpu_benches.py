@@ -1,4 +1,4 @@
-"""The GPU benches' code paths (ript_core.bench.gpu_policy, bench/gpu_*.py) on CPU with pi0-tiny (no timing assertions):
+"""The GPU benches' code paths (ript_core.bench, bench/gpu_*.py) on CPU with pi0-tiny (no timing assertions):
 the same correctness checks, timing rows, update rows and JSON files the GPU
 run produces, so the bench cannot rot between device calls."""
 
@@ -173,7 +173,7 @@ def test_update_profile_bench_on_cpu_tiny(load_bench, tmp_path):
     assert bench.ATTENTION_SETS["policy"] == attention.TRAINING_CUDA_BACKENDS
 
 
-def test_release_frees_what_a_caught_error_keeps_alive(bench):
+def test_release_frees_what_a_caught_error_keeps_alive():
     """A caught OutOfMemoryError keeps the failing frame's tensors alive in a
     traceback cycle; ``release`` (between a single call's measurements)
     collects them, drops the sampler's graphs and the gradients."""
@@ -182,6 +182,7 @@ def test_release_frees_what_a_caught_error_keeps_alive(bench):
 
     import torch
 
+    from ript_core.bench.pi0 import release
     from ript_core.policy.fast.sampler import FastSampler
     from tests.policy.conftest import tiny_policy
 
@@ -205,14 +206,14 @@ def test_release_frees_what_a_caught_error_keeps_alive(bench):
         param = next(policy.parameters())
         param.grad = torch.zeros_like(param)
         assert held[0]() is not None  # still alive: nothing collected it
-        assert bench.release(policy, fast) is None  # CPU: nothing allocated to report
+        assert release(policy, fast) is None  # CPU: nothing allocated to report
         assert held[0]() is None
         assert all(p.grad is None for p in policy.parameters())
     finally:
         gc.enable()
 
 
-def test_update_rows_leave_no_tensor_alive_under_checkpointing(bench):
+def test_update_rows_leave_no_tensor_alive_under_checkpointing():
     """Each update row, checkpointed ones included, frees everything it made.
     A checkpointed forward whose graph is dropped without a backward is never
     freed (it held ~10 GB of pi0 activations through a single-call H100
@@ -221,19 +222,21 @@ def test_update_rows_leave_no_tensor_alive_under_checkpointing(bench):
 
     import torch
 
+    from ript_core.bench.gpu_update import update_rows
+    from ript_core.bench.pi0 import footprint
     from ript_core.policy.fast.sampler import FastSampler
     from tests.policy.conftest import tiny_policy
 
     policy = tiny_policy()
     fast = FastSampler(policy, use_graphs=False)
-    fp = bench.footprint(policy, 2)
+    fp = footprint(policy, 2)
 
     def live() -> set[int]:
         gc.collect()
         return {id(o) for o in gc.get_objects() if isinstance(o, torch.Tensor)}
 
     before = live()
-    rows = bench.update_rows(policy, fast, [2], 2, 1, fp, 1e12, [3])
+    rows = update_rows(policy, fast, [2], 2, 1, fp, 1e12, [3])
     assert [(r["micro_batch"], r["checkpointing"]) for r in rows] == [
         (2, False),
         (2, True),
