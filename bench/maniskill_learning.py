@@ -195,7 +195,8 @@ def pool(paths: list[str], out: Path, command: str | None, sim: str = SIM) -> in
             label=f"run {i}: {s['bc']['successes']}/{s['bc']['episodes']} -> "
             f"{s['ript']['successes']}/{s['ript']['episodes']} on {s['init_states']}",
         )
-    ax.set(xlabel="RIPT iteration (0 = after BC)", ylabel="held-out success (run's own 50)")
+    episodes = seeds[0]["bc"]["episodes"]
+    ax.set(xlabel="RIPT iteration (0 = after BC)", ylabel=f"held-out success ({episodes} episodes)")
     ax.set_ylim(-0.02, 1.02)
     title = f"pi0-tiny on {result['task']}: {len(seeds)} seeds, lift {result['lift_pp']:+.1f}"
     _finish(fig, ax, title, out, legend_size=7)
