@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ript_core import plan as pl
-from ript_core.bench.pi0 import gens, make_inputs, release
+from ript_core.bench.pi0 import gens, machine_spec, make_inputs, release
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy, PolicyBatch
 from ript_core.policy.activation_checkpointing import set_activation_checkpointing
@@ -64,11 +64,7 @@ def memory_rows(
     (what plain autograd allocates), so the two sides cover the same tensors.
     The update accumulates two micro-batches, as the trainer does."""
     device = policy.device
-    if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
-        machine = pl.MachineSpec.gpu(total, 16, 128 << 30, device_free_bytes=free)
-    else:
-        machine = pl.MachineSpec.cpu_only(8 << 30, 2)
+    machine = machine_spec(device)
     rows = []
     for n_env in workers:
         plan = pl.plan(

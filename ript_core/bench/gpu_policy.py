@@ -52,7 +52,7 @@ from ript_core.bench.gpu_memory import memory_rows
 from ript_core.bench.gpu_sampling import ceilings, sampling_rows
 from ript_core.bench.gpu_update import update_rows
 from ript_core.bench.harness import DTYPES, H100_BF16_PEAK, model_parser, run_meta
-from ript_core.bench.pi0 import footprint, release
+from ript_core.bench.pi0 import footprint, machine_spec, release
 from ript_core.plugins import get_registry
 from ript_core.policy import PI0Policy
 from ript_core.policy.fast import compiled_layers as compiled_layers_module
@@ -181,11 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save()
     if "update" not in skip:
         meta["allocated_gb_before_update"] = release(policy, fast)
-        if device.type == "cuda":
-            free, total = torch.cuda.mem_get_info(device)
-            spec = pl.MachineSpec.gpu(total, 16, 128 << 30, device_free_bytes=free)
-        else:
-            spec = pl.MachineSpec.cpu_only(8 << 30, 2)
+        spec = machine_spec(device)
         toy = get_registry().footprint("toy")
         plan = pl.plan(spec, fp, toy, rollouts_per_update=args.rollouts)
         # the plan without checkpointing: its micro-batch is timed plain

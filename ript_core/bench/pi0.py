@@ -51,6 +51,15 @@ def footprint(policy: PI0Policy, cameras: int) -> pl.PolicyFootprint:
     )
 
 
+def machine_spec(device: torch.device) -> pl.MachineSpec:
+    """The machine the benches plan for: this GPU as it is now (its free
+    memory included), or a nominal 2-core CPU with 8 GiB for the smoke runs."""
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        return pl.MachineSpec.gpu(total, 16, 128 << 30, device_free_bytes=free)
+    return pl.MachineSpec.cpu_only(8 << 30, 2)
+
+
 def transformers_actions(
     policy: PI0Policy, kw: dict[str, torch.Tensor], noise: torch.Tensor
 ) -> torch.Tensor:
