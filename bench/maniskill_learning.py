@@ -16,7 +16,9 @@ Another backend's run (issue 32, robosuite) the same way, with its config:
 ``--pool A.json B.json ...`` instead combines per-seed results (each
 written by the first form with one ``--extra-eval``) into one: success on
 the extra held-out set pooled over the seeds, each seed against its own
-BC, the per-seed lifts and every seed's curve in one plot.
+BC, the per-seed lifts and every seed's curve in one plot. Seeds written
+with ``--second-held-out`` also get that set pooled, alone and together
+with the headline set.
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ def main() -> int:
         metavar=("MODE", "INIT_STATES", "BC_OUT", "RIPT_OUT"),
         help="another held-out check: sampling mode (ode|sde), init states and the --out "
         "directories of `ript eval` on the BC and the final policy (repeatable)",
+    )
+    p.add_argument(
+        "--second-held-out",
+        nargs=4,
+        metavar=("MODE", "INIT_STATES", "BC_OUT", "RIPT_OUT"),
+        help="like --extra-eval, but kept beside the run's own curve rather than made the "
+        "headline: --pool reports it pooled, and over both held-out sets together",
     )
     p.add_argument(
         "--load", default="", help="what else ran on the machine (e.g. the load average seen)"
@@ -116,31 +125,11 @@ def main() -> int:
             and round((last - bc) * 100, 6) >= TARGET_PP  # 0.58 - 0.38 is 19.99..96
         ),
     }
-    extra = []
-    for mode, states, bc_dir, ript_dir in ns.extra_eval:
-        task = cfg["env"]["tasks"][0]
-        counts = {
-            name: json.loads((Path(d) / "results.json").read_text())[task]
-            for name, d in (("bc", bc_dir), ("ript", ript_dir))
-        }
-        extra.append(
-            {
-                "mode": mode,
-                "init_states": states,
-                "bc": {"successes": counts["bc"][0], "episodes": counts["bc"][1]},
-                "ript": {"successes": counts["ript"][0], "episodes": counts["ript"][1]},
-                "command": "nice -n 10 "
-                f"ript eval <policy> --backend {cfg['env']['backend']} --tasks {task} "
-                f"--init-states {states} --mode {mode} --workers 2 "
-                f"--max-steps {cfg['env']['max_steps']}"
-                + "".join(
-                    f" --option {k}={str(v).lower()}" for k, v in cfg["env"]["options"].items()
-                )
-                + " --threads 1",
-            }
-        )
+    extra = [_eval_entry(cfg, *args) for args in ns.extra_eval]
     if extra:
         result["extra_evals"] = extra
+    if ns.second_held_out:
+        result["second_held_out"] = _eval_entry(cfg, *ns.second_held_out)
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -164,6 +153,28 @@ def main() -> int:
     _finish(fig, ax, title, out, legend_size=8)
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
     return 0
+
+
+def _eval_entry(cfg: dict, mode: str, states: str, bc_dir: str, ript_dir: str) -> dict:
+    """One held-out check from the `ript eval --out` directories of BC and
+    the final policy."""
+    task = cfg["env"]["tasks"][0]
+    counts = {
+        name: json.loads((Path(d) / "results.json").read_text())[task]
+        for name, d in (("bc", bc_dir), ("ript", ript_dir))
+    }
+    return {
+        "mode": mode,
+        "init_states": states,
+        "bc": {"successes": counts["bc"][0], "episodes": counts["bc"][1]},
+        "ript": {"successes": counts["ript"][0], "episodes": counts["ript"][1]},
+        "command": "nice -n 10 "
+        f"ript eval <policy> --backend {cfg['env']['backend']} --tasks {task} "
+        f"--init-states {states} --mode {mode} --workers 2 "
+        f"--max-steps {cfg['env']['max_steps']}"
+        + "".join(f" --option {k}={str(v).lower()}" for k, v in cfg["env"]["options"].items())
+        + " --threads 1",
+    }
 
 
 def _finish(fig, ax, title: str, out: Path, legend_size: int) -> None:
@@ -278,7 +289,42 @@ def pooled_result(paths: list[str], command: str | None = None, sim: str = SIM) 
         "target": first["target"] + " (here: the pooled lift, every seed's BC in that range)",
         "target_reached": bool(in_range and round(100 * (ript - bc), 6) >= TARGET_PP),
     }
+    if all("second_held_out" in r for r in runs):
+        result.update(_second_held_out(seeds, [r["second_held_out"] for r in runs]))
     return result
+
+
+def _second_held_out(seeds: list[dict], second: list[dict]) -> dict:
+    """The seeds' second held-out set pooled, and both sets together (each
+    seed against its own BC on each set)."""
+    if len({s["init_states"] for s in second}) != 1:
+        raise SystemExit("the seeds' second held-out sets differ")
+
+    def rate(evs: list[dict], key: str) -> float:
+        return sum(e[key]["successes"] for e in evs) / sum(e[key]["episodes"] for e in evs)
+
+    bc, ript = rate(second, "bc"), rate(second, "ript")
+    both_bc, both_ript = rate(seeds + second, "bc"), rate(seeds + second, "ript")
+    return {
+        "second_held_out": {
+            "init_states": second[0]["init_states"],
+            "mode": second[0]["mode"],
+            "bc_success": round(bc, 4),
+            "ript_success": round(ript, 4),
+            "lift_pp": round(100 * (ript - bc), 1),
+            "lift_pp_per_seed": [
+                round(100 * (rate([e], "ript") - rate([e], "bc")), 1) for e in second
+            ],
+            "note": "evaluated after the runs ended, on init states neither BC nor RIPT trains "
+            "on; each seed's file holds its command",
+        },
+        "both_held_out": {
+            "init_states": f"{seeds[0]['init_states']} and {second[0]['init_states']}",
+            "bc_success": round(both_bc, 4),
+            "ript_success": round(both_ript, 4),
+            "lift_pp": round(100 * (both_ript - both_bc), 1),
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -87,3 +87,41 @@ def test_without_an_extra_evaluation_the_runs_own_curve_is_pooled(load_bench, tm
     Path(paths[0]).write_text(json.dumps(only_bc))
     with pytest.raises(SystemExit, match="a held-out curve with a RIPT point"):
         bench.pooled_result(paths)
+
+
+def test_a_second_held_out_set_is_pooled_alone_and_with_the_headline(load_bench, tmp_path):
+    bench = load_bench("maniskill_learning")
+    paths = []
+    for name, bc, ript, (bc2, ript2) in (("q0", 53, 80, (40, 70)), ("q1", 81, 117, (60, 84))):
+        seed = json.loads(Path(_seed(tmp_path, name, bc, ript, [[0, 0.4]])).read_text())
+        seed["second_held_out"] = {
+            "mode": "ode",
+            "init_states": "800:900",
+            "bc": {"successes": bc2, "episodes": 100},
+            "ript": {"successes": ript2, "episodes": 100},
+        }
+        Path(tmp_path / f"{name}.json").write_text(json.dumps(seed))
+        paths.append(str(tmp_path / f"{name}.json"))
+    r = bench.pooled_result(paths)
+    assert r["lift_pp"] == 21.0  # the headline stays the extra evaluation
+    second, both = r["second_held_out"], r["both_held_out"]
+    assert second["bc_success"] == pytest.approx(100 / 200)
+    assert second["ript_success"] == pytest.approx(154 / 200)
+    assert second["lift_pp"] == 27.0 and second["lift_pp_per_seed"] == [30.0, 24.0]
+    # both sets: 300 + 200 episodes a side
+    assert both["bc_success"] == pytest.approx((134 + 100) / 500, abs=1e-4)
+    assert both["ript_success"] == pytest.approx((197 + 154) / 500, abs=1e-4)
+    assert both["lift_pp"] == pytest.approx(100 * (197 + 154 - 134 - 100) / 500, abs=0.05)
+    # without it on every seed, nothing is pooled; on different sets, refused
+    del seed["second_held_out"]
+    Path(paths[1]).write_text(json.dumps(seed))
+    assert "second_held_out" not in bench.pooled_result(paths)
+    seed["second_held_out"] = {
+        "mode": "ode",
+        "init_states": "700:800",
+        "bc": {"successes": 1, "episodes": 100},
+        "ript": {"successes": 2, "episodes": 100},
+    }
+    Path(paths[1]).write_text(json.dumps(seed))
+    with pytest.raises(SystemExit, match="second held-out sets differ"):
+        bench.pooled_result(paths)
